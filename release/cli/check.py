@@ -1,0 +1,31 @@
+"""`release check BUNDLE`: re-verify a bundle from its files; exit 1 on any failed finding."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from release.check import check_bundle
+from release.cli import json_option
+
+
+def register(group: click.Group) -> None:
+    @group.command("check")
+    @click.argument("bundle", type=click.Path(file_okay=False))
+    @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network to prove snap points against.")
+    @click.option("--ledger", type=click.Path(dir_okay=False), default=None, help="DP ledger to compare spends against.")
+    @json_option
+    def check_cmd(bundle: str, network: str | None, ledger: str | None, as_json: bool) -> None:
+        """Recompute every figure of BUNDLE from its published files and compare with its policy."""
+        options = {k: v for k, v in {"network": network, "ledger": ledger}.items() if v is not None}
+        result = check_bundle(bundle, options=options)
+        if as_json:
+            click.echo(json.dumps(result.to_json(), indent=2, default=str))
+        else:
+            for f in result.findings:
+                where = " ".join(x for x in (f.output, f.file) if x)
+                click.echo(f"{'ok  ' if f.ok else 'FAIL'} [{f.check}] {where + ': ' if where else ''}{f.message}")
+            click.echo(f"{'pass' if result.ok else 'FAILED'}: {bundle}")
+        if not result.ok:
+            raise SystemExit(1)

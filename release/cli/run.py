@@ -1,0 +1,35 @@
+"""`release run POLICY --input PATH --out DIR`: run one release and write one bundle."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from release.cli import json_option, progress_printer
+from release.engine import run_release
+
+
+def register(group: click.Group) -> None:
+    @group.command("run")
+    @click.argument("policy", type=click.Path(dir_okay=False))
+    @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Internal records (CSV or Parquet).")
+    @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Publish folder; the bundle goes to OUT/<dataset>/<release-id>/.")
+    @click.option("--ledger", type=click.Path(dir_okay=False), default=None, help="DP budget ledger (SQLite); overrides the policy's.")
+    @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network file; overrides the policy's.")
+    @click.option("--seed", type=int, default=None, help="Fix randomness (test mode only: RELEASE_TEST_MODE=1).")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+    @json_option
+    def run_cmd(policy: str, input_path: str, out_dir: str, ledger: str | None, network: str | None,
+                seed: int | None, quiet: bool, as_json: bool) -> None:
+        """Run one release of POLICY over the records in --input."""
+        options = {k: v for k, v in {"ledger": ledger, "network": network}.items() if v is not None}
+        result = run_release(policy, input_path, out_dir, options=options, seed=seed,
+                             progress=progress_printer(quiet or as_json))
+        if as_json:
+            click.echo(json.dumps({"bundle": str(result.bundle), "report": result.report}, indent=2, default=str))
+        else:
+            click.echo(f"{result.verdict}: {result.report['dataset']} release {result.report['release_id']}")
+            click.echo(f"bundle: {result.bundle}")
+            for o in result.report["outputs"]:
+                click.echo(f"  {o['name']} ({o['kind']}): {', '.join(o['files'])}")

@@ -1,0 +1,1 @@
+"""Differential privacy: noisy counts and sums through OpenDP, and the budget ledger."""

@@ -1,0 +1,55 @@
+"""`records` output: a record-level file (CSV, Parquet, GeoJSON when it has coordinates)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import Field
+
+from release.context import AssessContext, OutputBuild, StepContext
+from release.outputs.identifiers import scan_frame
+from release.policy.base import OutputConfig, Role, Schema
+from release.registry import register_output
+
+
+@register_output
+class RecordsOutput(OutputConfig):
+    """Publish selected columns of every remaining record."""
+
+    kind: Literal["records"] = "records"
+    columns: tuple[str, ...] = Field(min_length=1)
+    "Columns published, in this order; anything else stays internal."
+    sort_by: tuple[str, ...] | None = None
+    "Published row order (default: all published columns), so input order never leaks."
+
+    def referenced_columns(self) -> list[str]:
+        return list(self.columns) + list(self.sort_by or ())
+
+    def published_columns(self, schema: Schema) -> list[str]:
+        return list(self.columns)
+
+    def geo_columns(self, schema: Schema) -> tuple[str, str] | None:
+        lat = next((c for c in self.columns if c in schema and schema[c].role == Role.latitude), None)
+        lon = next((c for c in self.columns if c in schema and schema[c].role == Role.longitude), None)
+        return (lat, lon) if lat and lon else None
+
+    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+        out = frame.loc[:, list(self.columns)]
+        keys = list(self.sort_by or self.columns)
+        # A total order on the published values makes the file independent of input order.
+        out = out.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
+        return OutputBuild(tables={self.name: out}, geo=self.geo_columns(ctx.schema),
+                           evidence={"rows": int(len(out)), "columns": list(self.columns)})
+
+    def assess(self, tables: dict[str, pd.DataFrame], ctx: AssessContext) -> dict[str, Any]:
+        t = tables[self.name]
+        figures: dict[str, Any] = {"rows": int(len(t)), "columns": list(t.columns)}
+        if ctx.policy.gate.scan_identifiers:
+            hits = scan_frame(t)
+            figures["identifier_scan"] = {c: sorted(h) for c, h in hits.items()}
+            ctx.finding("identifier-scan", not hits,
+                        "no identifier patterns in published columns" if not hits else
+                        "identifier patterns found: " + "; ".join(f"{c}: {', '.join(sorted(h))}" for c, h in hits.items()),
+                        file=ctx.files.get(self.name))
+        return figures

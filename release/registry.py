@@ -1,0 +1,68 @@
+"""Registries of step types, output kinds, assessors and hooks; plug-ins register on import."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from release.errors import InternalError
+
+STEPS: dict[str, type] = {}
+OUTPUTS: dict[str, type] = {}
+ASSESSORS: dict[str, list[Callable[..., dict[str, Any]]]] = {}
+"output kind -> functions(output_config, tables, AssessContext) -> figures (add findings to ctx)"
+BUNDLE_CHECKS: list[Callable[..., list[Any]]] = []
+"functions(policy, bundle_dir, manifest, report, options) -> list[Finding] for `release check`"
+PRE_RUN: list[Callable[..., None]] = []
+"functions(policy, policy_path, options) run before any record is read (e.g. approval)"
+PRE_OUTPUT: list[Callable[..., None]] = []
+"functions(policy, ctx) run after the steps and before any output is built (e.g. budget)"
+POST_BUNDLE: list[Callable[..., None]] = []
+"functions(policy, ctx, bundle_dir) run after a bundle is in place (e.g. ledger commit note)"
+RENDERERS: list[Callable[..., dict[str, bytes]]] = []
+"functions(report, ctx) -> extra bundle files (relative path -> bytes), e.g. report.html"
+
+# Modules that register steps/outputs. One line per plug-in; the core never names them otherwise.
+PLUGINS: list[str] = [
+    "release.steps.drop",
+    "release.steps.pseudonymize",
+    "release.steps.generalize",
+    "release.steps.filter",
+    "release.outputs.records",
+]
+
+_loaded = False
+
+
+def register_step(cls: type) -> type:
+    t = cls.model_fields["type"].default
+    if not t or t in STEPS:
+        raise InternalError(f"step type {t!r} registered twice or without a default (this is a bug)")
+    STEPS[t] = cls
+    return cls
+
+
+def register_output(cls: type) -> type:
+    k = cls.model_fields["kind"].default
+    if not k or k in OUTPUTS:
+        raise InternalError(f"output kind {k!r} registered twice or without a default (this is a bug)")
+    OUTPUTS[k] = cls
+    return cls
+
+
+def register_assessor(kind: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., dict[str, Any]]]:
+    def deco(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        ASSESSORS.setdefault(kind, []).append(fn)
+        return fn
+
+    return deco
+
+
+def load_plugins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in PLUGINS:
+        importlib.import_module(mod)

@@ -1,0 +1,93 @@
+"""`pseudonymize`: replace identifiers by keyed HMAC-SHA256 pseudonyms or fresh random ids."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import model_validator
+
+from release.context import StepContext
+from release.errors import UsageError
+from release.policy.base import ColumnSpec, ColumnType, Role, Schema, StepConfig
+from release.registry import register_step
+
+_MIN_SECRET_BYTES = 16
+
+
+@register_step
+class PseudonymizeStep(StepConfig):
+    """Replace identifier values so records stay linkable within (hmac) or only inside (random) a release."""
+
+    type: Literal["pseudonymize"] = "pseudonymize"
+    columns: tuple[str, ...]
+    "Columns whose values are replaced."
+    method: Literal["hmac", "random"] = "hmac"
+    "hmac: stable keyed pseudonym (linkable across releases with the same key); random: new ids every release."
+    secret_env: str | None = None
+    "Environment variable holding the HMAC key (hmac only). Never written to the bundle."
+    secret_file: str | None = None
+    "File holding the HMAC key (hmac only). Never written to the bundle."
+    length: int = 16
+    "Hex characters kept of each pseudonym."
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _secret(self) -> PseudonymizeStep:
+        if self.method == "hmac" and not (self.secret_env or self.secret_file):
+            raise ValueError("hmac pseudonyms need secret_env or secret_file")
+        if self.method == "random" and (self.secret_env or self.secret_file):
+            raise ValueError("random ids take no secret")
+        if not 8 <= self.length <= 64:
+            raise ValueError("length must be between 8 and 64")
+        return self
+
+    def referenced_columns(self) -> list[str]:
+        return list(self.columns)
+
+    def schema_after(self, schema: Schema) -> Schema:
+        out = dict(schema)
+        for c in self.columns:
+            role = Role.other if out[c].role == Role.direct_identifier else out[c].role
+            out[c] = ColumnSpec(type=ColumnType.string, role=role, required=out[c].required,
+                                description=f"pseudonym ({self.method})")
+        return out
+
+    def describe(self) -> str:
+        return f"pseudonymize {', '.join(self.columns)} ({self.method})"
+
+    def _key(self, ctx: StepContext) -> bytes:
+        if self.secret_env:
+            val = os.environ.get(self.secret_env)
+            if not val:
+                raise UsageError(f"pseudonymize: environment variable {self.secret_env} is not set (the HMAC key)")
+            key = val.encode()
+        else:
+            p = ctx.resolve(self.secret_file or "")
+            try:
+                key = Path(p).read_bytes().strip()
+            except OSError as e:
+                raise UsageError(f"pseudonymize: cannot read key file {p}: {e.strerror}") from None
+        if len(key) < _MIN_SECRET_BYTES:
+            raise UsageError(f"pseudonymize: the HMAC key must be at least {_MIN_SECRET_BYTES} bytes")
+        return key
+
+    def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        out = frame.copy()
+        key = self._key(ctx) if self.method == "hmac" else secrets.token_bytes(32)
+        for c in self.columns:
+            col = out[c]
+            # Pseudonyms are per distinct value, so the HMAC runs once per value, not per row.
+            codes, uniques = pd.factorize(col, use_na_sentinel=True)
+            # "random" uses a key drawn now and forgotten: fresh, unlinkable ids every release.
+            mapped = [self.prefix + hmac.new(key, str(u).encode(), hashlib.sha256).hexdigest()[: self.length]
+                      for u in uniques]
+            arr = np.asarray(mapped + [None], dtype=object)
+            out[c] = pd.array(arr[np.where(codes < 0, len(mapped), codes)], dtype="string")
+        return out, {"columns": list(self.columns), "method": self.method}

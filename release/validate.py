@@ -1,0 +1,209 @@
+"""Validate internal records against the policy's declared schema; collect every failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from release.errors import InputError
+from release.policy.base import ColumnSpec, ColumnType, Role
+from release.policy.models import Policy
+
+MAX_ROWS_SHOWN = 20
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+@dataclass
+class Violation:
+    """One rule broken: which rule, which column, which rows (1-based data rows; never values)."""
+
+    rule: str
+    column: str | None
+    rows: np.ndarray
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "column": self.column, "count": int(len(self.rows)),
+                "rows": [int(r) for r in self.rows[:MAX_ROWS_SHOWN]], "message": self.message}
+
+    def render(self) -> str:
+        shown = ", ".join(str(int(r)) for r in self.rows[:MAX_ROWS_SHOWN])
+        more = f" and {len(self.rows) - MAX_ROWS_SHOWN} more" if len(self.rows) > MAX_ROWS_SHOWN else ""
+        where = f" column {self.column!r}:" if self.column else ""
+        rows = f" rows {shown}{more}" if len(self.rows) else ""
+        return f"[{self.rule}]{where} {self.message}" + (f" ({len(self.rows)}):{rows}" if len(self.rows) else "")
+
+
+@dataclass
+class ValidationReport:
+    rows_read: int
+    violations: list[Violation] = field(default_factory=list)
+    rows_excluded: int = 0
+    coordinates_missing: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows_read": self.rows_read, "rows_excluded": self.rows_excluded,
+                "coordinates_missing": self.coordinates_missing,
+                "violations": [v.to_json() for v in self.violations]}
+
+
+def _rows(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask) + 1
+
+
+def _convert(col: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, np.ndarray]:
+    """Convert one column to its declared type; return it and the mask of unreadable values."""
+    present = col.notna().to_numpy()
+    t = spec.type
+    if t in (ColumnType.string, ColumnType.category):
+        return col.astype("string").str.strip(), np.zeros(len(col), dtype=bool)
+    if t in (ColumnType.integer, ColumnType.float):
+        num = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(col) else col
+        arr = num.to_numpy(dtype=float, na_value=np.nan)
+        bad = present & (np.isnan(arr) | np.isinf(arr))
+        if t == ColumnType.integer:
+            frac = present & ~bad & (np.mod(np.where(np.isnan(arr), 0, arr), 1) != 0)
+            bad |= frac
+            arr = np.where(bad, np.nan, arr)
+            return pd.Series(pd.array(np.where(np.isnan(arr), 0, arr).astype("int64"), dtype="Int64"),
+                             index=col.index).mask(np.isnan(arr)), bad
+        return pd.Series(np.where(bad, np.nan, arr), index=col.index, dtype="float64"), bad
+    if t == ColumnType.boolean:
+        if pd.api.types.is_bool_dtype(col):
+            return col.astype("boolean"), np.zeros(len(col), dtype=bool)
+        low = col.astype("string").str.strip().str.lower()
+        is_t = low.isin(list(_TRUE)).fillna(False).to_numpy(dtype=bool)
+        is_f = low.isin(list(_FALSE)).fillna(False).to_numpy(dtype=bool)
+        bad = present & ~is_t & ~is_f
+        out = pd.array(np.where(is_t, True, False), dtype="boolean")
+        out[~(is_t | is_f)] = pd.NA
+        return pd.Series(out, index=col.index), bad
+    # datetime / date
+    if pd.api.types.is_datetime64_any_dtype(col):
+        dt = col
+    else:
+        fmt = spec.format or "ISO8601"
+        dt = pd.to_datetime(col, errors="coerce", format=fmt)
+    if getattr(dt.dt, "tz", None) is not None:
+        dt = dt.dt.tz_convert(None)
+    bad = present & dt.isna().to_numpy()
+    if t == ColumnType.date:
+        dt = dt.dt.normalize()
+    return dt.astype("datetime64[ns]"), bad
+
+
+def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: str) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check every row; return typed records, or raise InputError listing every rule broken."""
+    schema = policy.input.columns
+    report = ValidationReport(rows_read=int(len(raw)))
+    v = report.violations
+    missing = [c for c in schema if c not in raw.columns]
+    extra = [c for c in raw.columns if c not in schema]
+    for c in missing:
+        v.append(Violation("missing-column", c, np.array([], dtype=int), "declared in the policy but absent from the input"))
+    if extra and not policy.input.allow_extra_columns:
+        for c in extra:
+            v.append(Violation("unexpected-column", c, np.array([], dtype=int),
+                               "present in the input but not declared in the policy (renamed or new column?)"))
+    typed: dict[str, pd.Series] = {}
+    bad_rows = np.zeros(len(raw), dtype=bool)
+    for name, spec in schema.items():
+        if name not in raw.columns:
+            continue
+        col, bad = _convert(raw[name], spec)
+        if bad.any():
+            v.append(Violation("type", name, _rows(bad), f"value not readable as {spec.type.value}"))
+        typed[name] = col
+        bad_rows |= bad
+        isna = col.isna().to_numpy() & ~bad
+        if spec.required and spec.role not in (Role.latitude, Role.longitude) and isna.any():
+            v.append(Violation("required", name, _rows(isna), "missing value in a required column"))
+            bad_rows |= isna
+        if spec.categories is not None:
+            notin = (~col.isin(list(spec.categories)).fillna(False).to_numpy(dtype=bool)) & col.notna().to_numpy()
+            if notin.any():
+                v.append(Violation("category", name, _rows(notin), "value not among the declared categories"))
+                bad_rows |= notin
+        if spec.type in (ColumnType.integer, ColumnType.float) and (spec.min is not None or spec.max is not None):
+            arr = col.to_numpy(dtype=float, na_value=np.nan)
+            out = np.zeros(len(arr), dtype=bool)
+            if spec.min is not None:
+                out |= arr < spec.min
+            if spec.max is not None:
+                out |= arr > spec.max
+            if out.any():
+                v.append(Violation("range", name, _rows(out), f"value outside [{spec.min}, {spec.max}]"))
+                bad_rows |= out
+        if spec.type in (ColumnType.datetime, ColumnType.date) and not spec.allow_future:
+            fut = (col > pd.Timestamp(now.replace(tzinfo=None))).fillna(False).to_numpy(dtype=bool)
+            if fut.any():
+                v.append(Violation("future-date", name, _rows(fut), "date after the run time"))
+                bad_rows |= fut
+    rid = policy.input.record_id
+    if rid in typed:
+        dup = typed[rid].duplicated(keep=False).to_numpy() & typed[rid].notna().to_numpy()
+        if dup.any():
+            v.append(Violation("duplicate-id", rid, _rows(dup), "record id is not unique"))
+            bad_rows |= dup
+    lat_c = policy.input.role_columns(Role.latitude)
+    lon_c = policy.input.role_columns(Role.longitude)
+    if lat_c and lon_c and lat_c[0] in typed and lon_c[0] in typed:
+        bad_rows |= _check_coordinates(typed, lat_c[0], lon_c[0], policy, v, report)
+    if v and (missing or (extra and not policy.input.allow_extra_columns) or policy.input.on_invalid == "refuse"):
+        raise InputError(f"{source}: {len(v)} rule(s) broken by the input records; nothing was published",
+                         details=[x.render() for x in v])
+    frame = pd.DataFrame(typed, index=raw.index)
+    if bad_rows.any():
+        report.rows_excluded = int(bad_rows.sum())
+        frame = frame.loc[~bad_rows].reset_index(drop=True)
+    return frame, report
+
+
+def _check_coordinates(typed: dict[str, pd.Series], lat_c: str, lon_c: str, policy: Policy,
+                       v: list[Violation], report: ValidationReport) -> np.ndarray:
+    lat = typed[lat_c].to_numpy(dtype=float, na_value=np.nan)
+    lon = typed[lon_c].to_numpy(dtype=float, na_value=np.nan)
+    j = policy.jurisdiction
+    min_lon, min_lat, max_lon, max_lat = j.bbox
+    bad = np.zeros(len(lat), dtype=bool)
+    zero = (lat == 0) & (lon == 0)
+    if j.zero_is_missing and zero.any():
+        lat = np.where(zero, np.nan, lat)
+        lon = np.where(zero, np.nan, lon)
+        typed[lat_c] = pd.Series(lat, index=typed[lat_c].index)
+        typed[lon_c] = pd.Series(lon, index=typed[lon_c].index)
+    half = np.isnan(lat) != np.isnan(lon)
+    if half.any():
+        v.append(Violation("coordinate-pair", f"{lat_c}/{lon_c}", _rows(half), "only one of latitude and longitude given"))
+        bad |= half
+    have = ~np.isnan(lat) & ~np.isnan(lon)
+    report.coordinates_missing = int((~have).sum())
+    impossible_lat = have & (np.abs(lat) > 90)
+    impossible_lon = have & (np.abs(lon) > 180)
+    inside = have & (lat >= min_lat) & (lat <= max_lat) & (lon >= min_lon) & (lon <= max_lon)
+    swapped = have & ~inside & (lon >= min_lat) & (lon <= max_lat) & (lat >= min_lon) & (lat <= max_lon)
+    if swapped.any():
+        v.append(Violation("swapped-lat-lon", f"{lat_c}/{lon_c}", _rows(swapped),
+                           "latitude and longitude appear swapped"))
+    rest_lat = impossible_lat & ~swapped
+    if rest_lat.any():
+        v.append(Violation("latitude-range", lat_c, _rows(rest_lat), "latitude outside [-90, 90]"))
+    rest_lon = impossible_lon & ~swapped & ~impossible_lat
+    if rest_lon.any():
+        v.append(Violation("longitude-range", lon_c, _rows(rest_lon), "longitude outside [-180, 180]"))
+    outside = have & ~inside & ~swapped & ~impossible_lat & ~impossible_lon
+    if outside.any() and j.outside == "error":
+        v.append(Violation("outside-jurisdiction", f"{lat_c}/{lon_c}", _rows(outside),
+                           "point outside the jurisdiction's bounding box"))
+        bad |= outside
+    bad |= swapped | impossible_lat | impossible_lon
+    return bad
