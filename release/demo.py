@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,12 @@ def demo_inputs(work: Path, n: int, progress: Callable[[str], None]) -> dict[str
     from release.synth import demo_city, synth_crimes, synth_use_of_force, write_records
 
     work.mkdir(parents=True, exist_ok=True)
+    key = work / "pseudonym.key"
+    if not key.exists():
+        key.write_text(secrets.token_hex(32))
+        key.chmod(0o600)
+    # The bundled policies read the HMAC key from this variable; the demo keeps its own key.
+    os.environ.setdefault("RELEASE_PSEUDONYM_KEY", key.read_text().strip())
     net = work / "network"
     crimes = work / f"crimes-{n}.parquet"
     uof = work / f"use-of-force-{max(n // 4, 100)}.parquet"

@@ -192,7 +192,7 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
     files["datapackage.json"] = canonical_json(_datapackage(policy, resources))
     files["report.json"] = canonical_json(report)
     for render in registry.RENDERERS:
-        files.update(render(report, ctx))
+        files.update(render(report, files, ctx))
     manifest = {
         "release_id": ctx.release_id,
         "dataset": policy.dataset.name,

@@ -1,0 +1,1 @@
+"""Benchmarks run side by side with the peers, in one process, reported as ratios."""
