@@ -21,8 +21,8 @@ PRE_OUTPUT: list[Callable[..., None]] = []
 POST_BUNDLE: list[Callable[..., None]] = []
 "functions(policy, ctx, bundle_dir) run after a bundle is in place (e.g. ledger commit note)"
 RENDERERS: list[Callable[..., dict[str, bytes]]] = []
-"functions(report, files, ctx) -> extra bundle files (relative path -> bytes), e.g. report.html;
-files holds the bundle files written so far (relative path -> bytes)"
+"""functions(report, files, ctx) -> extra bundle files (relative path -> bytes), e.g. report.html;
+files holds the bundle files written so far (relative path -> bytes)"""
 
 # Modules that register steps/outputs. One line per plug-in; the core never names them otherwise.
 PLUGINS: list[str] = [
