@@ -39,7 +39,7 @@ _HOOD_NAMES = [
     "Oriole Ridge",
 ]
 # Six divisions: three south->north bands of block rows, each split west/east at one arterial.
-_DIVISION_GRID = [["D22", "D51"], ["D11", "D14"], ["D12", "D31"]]
+_DIVISION_GRID = [["D14", "D51"], ["D22", "D11"], ["D12", "D31"]]
 
 
 @dataclass(frozen=True)
@@ -250,23 +250,33 @@ def demo_city(seed: int = 7) -> City:
         ],
     }
 
-    neighbourhoods, divisions = _areas(rng, xa, ya)
+    neighbourhoods, divisions = _areas(rng, xa, ya, upts)
     return City(nodes=nodes, addresses=addresses, streets=streets,
                 neighbourhoods=neighbourhoods, divisions=divisions)
 
 
-def _rect(xmin: float, ymin: float, xmax: float, ymax: float) -> list[list[list[float]]]:
-    """A closed WGS84 ring for a metre rectangle, densified so its edges follow the projected arterials."""
-    n = 8
-    t = np.linspace(0.0, 1.0, n, endpoint=False)
-    xs = np.concatenate([xmin + (xmax - xmin) * t, np.full(n, xmax), xmax - (xmax - xmin) * t, np.full(n, xmin)])
-    ys = np.concatenate([np.full(n, ymin), ymin + (ymax - ymin) * t, np.full(n, ymax), ymax - (ymax - ymin) * t])
+def _rect(pts: np.ndarray, xmin: float, ymin: float, xmax: float, ymax: float) -> list[list[list[float]]]:
+    """A closed WGS84 ring for a metre rectangle whose edges run along arterials.
+
+    Every street vertex lying on an edge becomes a ring vertex, so intersections on a border are ring
+    vertices with identical rounded coordinates and always test as covered (a straight lon/lat edge
+    between the corners would drift centimetres off the projected arterial).
+    """
+    on_s = pts[(pts[:, 1] == ymin) & (pts[:, 0] >= xmin) & (pts[:, 0] <= xmax)]
+    on_e = pts[(pts[:, 0] == xmax) & (pts[:, 1] >= ymin) & (pts[:, 1] <= ymax)]
+    on_n = pts[(pts[:, 1] == ymax) & (pts[:, 0] >= xmin) & (pts[:, 0] <= xmax)]
+    on_w = pts[(pts[:, 0] == xmin) & (pts[:, 1] >= ymin) & (pts[:, 1] <= ymax)]
+    # Counter-clockwise: south edge west->east, east edge south->north, and so on; corners appear once.
+    xs = np.concatenate([np.sort(on_s[:, 0])[:-1], np.full(len(on_e) - 1, xmax),
+                         np.sort(on_n[:, 0])[::-1][:-1], np.full(len(on_w) - 1, xmin)])
+    ys = np.concatenate([np.full(len(on_s) - 1, ymin), np.sort(on_e[:, 1])[:-1],
+                         np.full(len(on_n) - 1, ymax), np.sort(on_w[:, 1])[::-1][:-1]])
     lon, lat = _to_deg(xs, ys)
     ring = [[float(a), float(b)] for a, b in zip(lon, lat)]
     return [ring + [ring[0]]]
 
 
-def _areas(rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+def _areas(rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray, pts: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
     """Neighbourhoods are runs of 1-3 arterial blocks per row; divisions are unions of whole ones."""
     west = [[2, 2], [1, 3], [3, 1]]
     east = [[1, 2], [2, 1]]
@@ -285,7 +295,7 @@ def _areas(rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray) -> tuple[di
                 "type": "Feature",
                 "properties": {"AREA_SHORT_CODE": sc, "AREA_NAME": f"{names[order[code - 1]]} ({sc})"},
                 "geometry": {"type": "Polygon",
-                             "coordinates": _rect(xa[start], ya[j], xa[start + r], ya[j + 1])},
+                             "coordinates": _rect(pts, xa[start], ya[j], xa[start + r], ya[j + 1])},
             })
             start += r
     divs: list[dict[str, Any]] = []
@@ -296,7 +306,7 @@ def _areas(rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray) -> tuple[di
             divs.append({
                 "type": "Feature",
                 "properties": {"DIVISION": name},
-                "geometry": {"type": "Polygon", "coordinates": _rect(xa[i0], ya[j0], xa[i1], ya[j1])},
+                "geometry": {"type": "Polygon", "coordinates": _rect(pts, xa[i0], ya[j0], xa[i1], ya[j1])},
             })
     return ({"type": "FeatureCollection", "features": hoods},
             {"type": "FeatureCollection", "features": divs})

@@ -79,16 +79,30 @@ def _pick(rng: np.random.Generator, labels: list[str], p: list[float] | np.ndarr
     return np.asarray(labels, dtype=object)[rng.choice(len(labels), size=size, p=p / p.sum())]
 
 
+def _digits(numbers: np.ndarray, width: int) -> np.ndarray:
+    """Zero-padded decimal strings as a fixed-width numpy array (C-speed, unlike per-row str.zfill)."""
+    padded = (10**width + np.asarray(numbers, dtype=np.int64)).astype(f"U{width + 1}")
+    chars = padded.view("U1").reshape(len(padded), width + 1)[:, 1:]
+    return np.ascontiguousarray(chars).view(f"U{width}").ravel()
+
+
+def _cat(*parts: np.ndarray | str) -> np.ndarray:
+    out = np.asarray(parts[0])
+    for part in parts[1:]:
+        out = np.strings.add(out, part)
+    return out
+
+
 def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
-    return (prefix + pd.Series(numbers, dtype=np.int64).astype(str).str.zfill(width)).to_numpy(dtype=object)
+    return _cat(prefix, _digits(numbers, width))
 
 
 def _iso_seconds(ts: np.ndarray) -> np.ndarray:
-    return np.datetime_as_string(ts.astype("datetime64[s]"), unit="s").astype(object)
+    return np.datetime_as_string(ts.astype("datetime64[s]"), unit="s")
 
 
 def _iso_date(ts: np.ndarray) -> np.ndarray:
-    return np.datetime_as_string(ts.astype("datetime64[D]"), unit="D").astype(object)
+    return np.datetime_as_string(ts.astype("datetime64[D]"), unit="D")
 
 
 def _group_sizes(rng: np.random.Generator, n: int, p: list[float]) -> np.ndarray:
@@ -112,31 +126,35 @@ def _repeat_people(rng: np.random.Generator, n: int, a: float, cap: int) -> np.n
 class _People:
     """A vectorized person table: Faker supplies name and street pools; numpy combines them per person."""
 
-    def __init__(self, fake: Faker, rng: np.random.Generator, k: int, streets: list[str],
-                 id_prefix: str, id_offset: int) -> None:
-        firsts = np.array(list(dict.fromkeys(fake.first_name() for _ in range(3000))), dtype=object)
-        lasts = np.array(list(dict.fromkeys(fake.last_name() for _ in range(3000))), dtype=object)
+    def __init__(self, pools: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.random.Generator, k: int,
+                 id_prefix: str, id_offset: int, age_shape: float, age_scale: float, age_min: float) -> None:
+        firsts, lasts, streets = pools
         # Sparse, shuffled id numbers so ids do not reveal draw order.
-        numbers = id_offset + rng.permutation(4 * k)[:k]
-        self.ids = _ids(id_prefix, numbers, 7)
-        self.names = firsts[rng.integers(len(firsts), size=k)] + " " + lasts[rng.integers(len(lasts), size=k)]
-        # Ages at mid-2024 skew to young adults, like victims and subjects in police data.
-        age = np.clip(rng.gamma(4.0, 8.5, size=k) + 12.0, 14.0, 92.0)
-        dob = np.datetime64("2024-07-01", "D") - (age * 365.25).astype(np.int64)
-        self.dob_days = dob
-        self.dobs = _iso_date(dob)
-        street = np.asarray(streets, dtype=object)[rng.integers(len(streets), size=k)]
-        num = pd.Series(rng.integers(1, 2400, size=k)).astype(str).to_numpy(dtype=object)
-        letters = np.array(list("ABCEGHJKLMNPRSTVWXYZ"), dtype=object)
-        digits = np.array(list("0123456789"), dtype=object)
-        postal = ("M" + digits[rng.integers(1, 10, size=k)] + letters[rng.integers(20, size=k)] + " "
-                  + digits[rng.integers(10, size=k)] + letters[rng.integers(20, size=k)]
-                  + digits[rng.integers(10, size=k)])
-        self.addresses = num + " " + street + ", Toronto, ON " + postal
-        area = np.array(["416", "647", "437"], dtype=object)[rng.choice(3, size=k, p=[0.55, 0.35, 0.10])]
-        mid = pd.Series(rng.integers(200, 1000, size=k)).astype(str).to_numpy(dtype=object)
-        end = pd.Series(rng.integers(0, 10000, size=k)).astype(str).str.zfill(4).to_numpy(dtype=object)
-        self.phones = area + "-" + mid + "-" + end
+        self.ids = _ids(id_prefix, id_offset + rng.permutation(4 * k)[:k], 7)
+        self.names = _cat(firsts[rng.integers(len(firsts), size=k)], " ", lasts[rng.integers(len(lasts), size=k)])
+        # Ages (at mid-2024) from a shifted gamma: police data skew to young adults with a long tail.
+        age = np.clip(rng.gamma(age_shape, age_scale, size=k) + age_min, 12.0, 95.0)
+        self.dob_days = np.datetime64("2024-07-01", "D") - (age * 365.25).astype(np.int64).astype("timedelta64[D]")
+        self.dobs = _iso_date(self.dob_days)
+        letters = np.array(list("ABCEGHJKLMNPRSTVWXYZ"))
+        postal = _cat("M", _digits(rng.integers(1, 10, size=k), 1), letters[rng.integers(20, size=k)], " ",
+                      _digits(rng.integers(10, size=k), 1), letters[rng.integers(20, size=k)],
+                      _digits(rng.integers(10, size=k), 1))
+        self.addresses = _cat(rng.integers(1, 2400, size=k).astype("U4"), " ",
+                              streets[rng.integers(len(streets), size=k)], ", Toronto, ON ", postal)
+        area = np.array(["416", "647", "437"])[rng.choice(3, size=k, p=[0.55, 0.35, 0.10])]
+        self.phones = _cat(area, "-", rng.integers(200, 1000, size=k).astype("U3"), "-",
+                           _digits(rng.integers(0, 10000, size=k), 4))
+        # Convert once per person: fancy-indexing object arrays later only copies references.
+        for attr in ("ids", "names", "dobs", "addresses", "phones"):
+            setattr(self, attr, getattr(self, attr).astype(object))
+
+
+def _name_pools(fake: Faker, streets: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unique first/last name pools from Faker; a few thousand draws give every common name."""
+    firsts = np.array(list(dict.fromkeys(fake.first_name() for _ in range(2000))))
+    lasts = np.array(list(dict.fromkeys(fake.last_name() for _ in range(2000))))
+    return firsts, lasts, np.array(streets)
 
 
 def _street_pool(city: City) -> list[str]:
@@ -197,8 +215,7 @@ def synth_crimes(n: int, city: City, seed: int = 11) -> pd.DataFrame:
     serial = np.empty(n_ev, dtype=np.int64)
     serial[rep_order] = 100_000 + np.cumsum(rng.integers(1, 30, size=n_ev))
     rep_year = rep.astype("datetime64[Y]").astype(np.int64) + 1970
-    event_ids = ("GO-" + pd.Series(rep_year).astype(str) + pd.Series(serial).astype(str).str.zfill(7)).to_numpy(
-        dtype=object)
+    event_ids = _cat("GO-", rep_year.astype("U4"), _digits(serial, 7)).astype(object)
 
     cats = list(_MCI)
     cat_idx = rng.choice(len(cats), size=n, p=list(_MCI.values()))
@@ -237,24 +254,24 @@ def synth_crimes(n: int, city: City, seed: int = 11) -> pd.DataFrame:
     hood_name[missing | zero] = _NSA
     unfounded = rng.random(n_ev) < 0.02
 
-    streets = _street_pool(city)
+    pools = _name_pools(fake, _street_pool(city))
     # Victims: per row, but later rows of an event usually keep the first row's victim.
     v_slots = _repeat_people(rng, n, 2.5, 60)
-    victims = _People(fake, rng, int(v_slots.max()) + 1, streets, "P", 1_000_000)
+    victims = _People(pools, rng, int(v_slots.max()) + 1, "P", 1_000_000, 3.0, 8.0, 14.0)
     same = (rng.random(n) < 0.75) & (np.arange(n) != first_row[ev])
     v_slots = np.where(same, v_slots[first_row[ev]], v_slots)
     # Accused: per event, ~40% unknown; a separate pool so repeat offenders are not repeat victims.
     a_slots = _repeat_people(rng, n_ev, 2.3, 40)
-    accused = _People(fake, rng, int(a_slots.max()) + 1, streets, "P", 5_000_000)
+    accused = _People(pools, rng, int(a_slots.max()) + 1, "P", 5_000_000, 2.5, 7.0, 14.0)
     a_known = rng.random(n_ev) >= 0.40
     a_id = np.where(a_known, accused.ids[a_slots], None)[ev]
     a_name = np.where(a_known, accused.names[a_slots], None)[ev]
 
     df = pd.DataFrame({
-        "record_id": _ids("R", np.arange(1, n + 1), 7),
+        "record_id": _ids("R", np.arange(1, n + 1), 7).astype(object),
         "event_unique_id": event_ids[ev],
-        "occurrence_datetime": _iso_seconds(occ)[ev],
-        "report_datetime": _iso_seconds(rep)[ev],
+        "occurrence_datetime": _iso_seconds(occ).astype(object)[ev],
+        "report_datetime": _iso_seconds(rep).astype(object)[ev],
         "offence": offence,
         "mci_category": mci,
         "premises_type": premises,
@@ -287,12 +304,13 @@ def synth_use_of_force(n: int, seed: int = 13) -> pd.DataFrame:
     n_days = int((_END - _START) // np.timedelta64(1, "D"))
     day = np.sort(rng.integers(n_days, size=n_inc))  # incident numbers follow date order
     occ = np.datetime64("2023-01-01", "D") + day.astype("timedelta64[D]")
-    inc_ids = ("UOF-" + pd.Series(occ.astype("datetime64[Y]").astype(np.int64) + 1970).astype(str) + "-"
-               + pd.Series(np.arange(1, n_inc + 1)).astype(str).str.zfill(6)).to_numpy(dtype=object)
+    inc_year = occ.astype("datetime64[Y]").astype(np.int64) + 1970
+    inc_ids = _cat("UOF-", inc_year.astype("U4"), "-", _digits(np.arange(1, n_inc + 1), 6)).astype(object)
 
     slots = _repeat_people(rng, n, 3.2, 12)
     k = int(slots.max()) + 1
-    people = _People(fake, rng, k, [fake.street_name() for _ in range(400)], "S", 2_000_000)
+    pools = _name_pools(fake, [fake.street_name() for _ in range(400)])
+    people = _People(pools, rng, k, "S", 2_000_000, 2.5, 7.0, 14.0)
     race = _pick(rng, _RACES, _RACE_P, k)
     gender = _pick(rng, _GENDERS, _GENDER_P, k)
     occ_row = occ[inc]
@@ -301,18 +319,18 @@ def synth_use_of_force(n: int, seed: int = 13) -> pd.DataFrame:
     age_group = np.asarray(_AGE_GROUPS, dtype=object)[np.searchsorted(_AGE_EDGES, age, side="right")]
 
     n_off = max(50, n // 15)
-    badges = _ids("B", 10_000 + rng.permutation(90_000)[:n_off], 5)
+    badges = _ids("B", 10_000 + rng.permutation(90_000)[:n_off], 5).astype(object)
     # Officer involvement is skewed: a minority of officers account for many reports.
     officer_w = rng.pareto(1.5, n_off) + 1.0
     officer = badges[rng.choice(n_off, size=n_inc, p=officer_w / officer_w.sum())]
 
     df = pd.DataFrame({
-        "record_id": _ids("U", np.arange(1, n + 1), 7),
+        "record_id": _ids("U", np.arange(1, n + 1), 7).astype(object),
         "incident_id": inc_ids[inc],
         "person_id": people.ids[slots],
         "subject_name": people.names[slots],
         "subject_dob": people.dobs[slots],
-        "occurrence_date": _iso_date(occ_row),
+        "occurrence_date": _iso_date(occ).astype(object)[inc],
         "perceived_race": race[slots],
         "gender": gender[slots],
         "age_group": age_group,
