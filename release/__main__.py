@@ -1,0 +1,5 @@
+"""`python -m release` runs the command-line interface."""
+
+from release.cli import main
+
+main()
