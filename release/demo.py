@@ -9,9 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from release.check import check_bundle
 from release.errors import ReleaseError
-from release.policy.loader import load_policy
 
 DEFAULT_POLICIES = Path(__file__).resolve().parent.parent / "policies"
 
@@ -61,7 +59,11 @@ def _columns_of(path: Path) -> set[str]:
 
 def run_demo(out: Path, n: int, work: Path, policies_dir: Path | None,
              progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    # Imported here, not at the top: plug-ins (loaded while the policy models are built) import this
+    # module to register DEMO_SETUP hooks, and must not pull the policy models in a second time.
+    from release.check import check_bundle
     from release.engine import run_release
+    from release.policy.loader import load_policy
 
     setup = demo_inputs(work, n, progress)
     policies = sorted((policies_dir or DEFAULT_POLICIES).glob("*.yaml"))
