@@ -31,11 +31,31 @@ _DIVISION_SPLIT_COL = 4  # the west/east division boundary is this arterial for 
 _DEG_DECIMALS = 7
 
 _HOOD_NAMES = [
-    "Harbourview", "Cedar Heights", "Maple Grove", "Kingsway Park", "Riverside Flats",
-    "Old Mill East", "Birchcliff Commons", "Lantern Hill", "Garrison Yards", "Wychwood South",
-    "Stonegate Crossing", "Bellamy Green", "Queensbury", "Ashbridge Landing", "Foxwell",
-    "Elmcrest", "Parkdale West", "Tannery Row", "Silverthorn", "Bayfront Village",
-    "Northcliffe", "Dufferin Grove East", "Alder Park", "Carlaw Junction", "Westmount Terrace",
+    "Harbourview",
+    "Cedar Heights",
+    "Maple Grove",
+    "Kingsway Park",
+    "Riverside Flats",
+    "Old Mill East",
+    "Birchcliff Commons",
+    "Lantern Hill",
+    "Garrison Yards",
+    "Wychwood South",
+    "Stonegate Crossing",
+    "Bellamy Green",
+    "Queensbury",
+    "Ashbridge Landing",
+    "Foxwell",
+    "Elmcrest",
+    "Parkdale West",
+    "Tannery Row",
+    "Silverthorn",
+    "Bayfront Village",
+    "Northcliffe",
+    "Dufferin Grove East",
+    "Alder Park",
+    "Carlaw Junction",
+    "Westmount Terrace",
     "Oriole Ridge",
 ]
 # Six divisions: three south->north bands of block rows, each split west/east at one arterial.
@@ -44,7 +64,7 @@ _DIVISION_GRID = [["D14", "D51"], ["D22", "D11"], ["D12", "D31"]]
 
 @dataclass(frozen=True)
 class City:
-    """A synthetic city: WGS84 tables and GeoJSON layers, plus the metre bounds they were built in."""
+    """A synthetic city: WGS84 node and address tables plus GeoJSON street and area layers."""
 
     nodes: pd.DataFrame
     addresses: pd.DataFrame
@@ -63,7 +83,9 @@ class City:
             ("neighbourhoods", self.neighbourhoods),
             ("divisions", self.divisions),
         ):
-            (folder / f"{name}.geojson").write_text(json.dumps(layer, separators=(",", ":")), encoding="utf-8")
+            (folder / f"{name}.geojson").write_text(
+                json.dumps(layer, separators=(",", ":")), encoding="utf-8"
+            )
 
 
 def _breaks(rng: np.random.Generator, lo: float, hi: float, n: int, jitter: float) -> np.ndarray:
@@ -73,7 +95,9 @@ def _breaks(rng: np.random.Generator, lo: float, hi: float, n: int, jitter: floa
     return pos
 
 
-def _locals(rng: np.random.Generator, lo: float, hi: float, gap_lo: float, gap_hi: float) -> np.ndarray:
+def _locals(
+    rng: np.random.Generator, lo: float, hi: float, gap_lo: float, gap_hi: float
+) -> np.ndarray:
     """Local-street positions strictly inside (lo, hi) at irregular spacing."""
     gaps = rng.uniform(gap_lo, gap_hi, int((hi - lo) / gap_lo) + 2)
     pos = lo + np.cumsum(gaps)
@@ -89,11 +113,14 @@ def _to_deg(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _street_names(fake: Faker, n: int) -> list[str]:
     suffixes = ["St", "Ave", "Rd", "Cres", "Dr", "Blvd", "Pl", "Gdns", "Crt", "Way"]
     stems = list(dict.fromkeys(fake.last_name() for _ in range(4 * n)))
-    return [f"{stems[i % len(stems)]} {suffixes[(i * 7 + i // len(stems)) % len(suffixes)]}" for i in range(n)]
+    return [
+        f"{stems[i % len(stems)]} {suffixes[(i * 7 + i // len(stems)) % len(suffixes)]}"
+        for i in range(n)
+    ]
 
 
 def demo_city(seed: int = 7) -> City:
-    """Build the seeded demo city (~6k nodes, ~80k addresses, 24 neighbourhoods, 6 divisions)."""
+    """Build the seeded demo city (~5.5k nodes, ~84k addresses, 24 neighbourhoods, 6 divisions)."""
     rng = np.random.default_rng(seed)
     fake = Faker("en_CA")
     fake.seed_instance(seed)
@@ -116,8 +143,6 @@ def demo_city(seed: int = 7) -> City:
     # Edge list columns: ax, ay, bx, by (a < b along the line), line id, arterial flag.
     seg_parts: list[np.ndarray] = []
     line_id = 0
-    art_pts_x: list[np.ndarray] = []  # points where local streets touch a north-south arterial: (arterial idx, y)
-    art_pts_y: list[np.ndarray] = []
     for i, j in blocks:
         bx0, bx1, by0, by1 = xa[i], xa[i + 1], ya[j], ya[j + 1]
         d = np.hypot(bcx[i] - dtx, bcy[j] - dty)
@@ -156,13 +181,33 @@ def demo_city(seed: int = 7) -> City:
     ends = np.concatenate([loc[:, 0:2], loc[:, 2:4]])
     for k, x in enumerate(xa):
         ys = np.unique(np.concatenate([ya, ends[ends[:, 0] == x, 1]]))
-        art_parts.append(np.column_stack([np.full(len(ys) - 1, x), ys[:-1], np.full(len(ys) - 1, x), ys[1:],
-                                          np.full(len(ys) - 1, line_id + k), np.ones(len(ys) - 1)]))
+        art_parts.append(
+            np.column_stack(
+                [
+                    np.full(len(ys) - 1, x),
+                    ys[:-1],
+                    np.full(len(ys) - 1, x),
+                    ys[1:],
+                    np.full(len(ys) - 1, line_id + k),
+                    np.ones(len(ys) - 1),
+                ]
+            )
+        )
     line_id += len(xa)
     for k, y in enumerate(ya):
         xs = np.unique(np.concatenate([xa, ends[ends[:, 1] == y, 0]]))
-        art_parts.append(np.column_stack([xs[:-1], np.full(len(xs) - 1, y), xs[1:], np.full(len(xs) - 1, y),
-                                          np.full(len(xs) - 1, line_id + k), np.ones(len(xs) - 1)]))
+        art_parts.append(
+            np.column_stack(
+                [
+                    xs[:-1],
+                    np.full(len(xs) - 1, y),
+                    xs[1:],
+                    np.full(len(xs) - 1, y),
+                    np.full(len(xs) - 1, line_id + k),
+                    np.ones(len(xs) - 1),
+                ]
+            )
+        )
     line_id += len(ya)
     edges = np.concatenate([loc] + art_parts)
 
@@ -171,7 +216,7 @@ def demo_city(seed: int = 7) -> City:
     pts = np.concatenate([edges[:, 0:2], edges[:, 2:4]])
     _, inv, deg = np.unique(pts, axis=0, return_inverse=True, return_counts=True)
     inv = inv.ravel()
-    a_id, b_id = inv[: len(edges)], inv[len(edges):]
+    a_id, b_id = inv[: len(edges)], inv[len(edges) :]
     order = np.lexsort((edges[:, 1] + edges[:, 0], edges[:, 4]))
     edges, a_id, b_id = edges[order], a_id[order], b_id[order]
     same_line = np.r_[False, edges[1:, 4] == edges[:-1, 4]]
@@ -199,7 +244,7 @@ def demo_city(seed: int = 7) -> City:
     sblock_j = np.clip(np.searchsorted(ya, my, side="right") - 1, 0, _N_ROWS - 1)
     dist = np.hypot(mx - dtx, my - dty)
     dens = 0.010 + 0.30 * np.exp(-((dist / 2600.0) ** 2)) + 0.025 * np.exp(-dist / 4000.0)
-    is_sparse = np.array([(a, b) in sparse for a, b in zip(sblock_i, sblock_j)])
+    is_sparse = np.array([(a, b) in sparse for a, b in zip(sblock_i, sblock_j, strict=True)])
     dens = np.where(is_sparse, 0.002, dens) * np.where(s_art, 1.3, 1.0)
     usable = np.maximum(s_len - 24.0, 0.0)
     counts = rng.poisson(dens * usable)
@@ -208,7 +253,9 @@ def demo_city(seed: int = 7) -> City:
     ux = (sx1 - sx0)[sid] / s_len[sid]
     uy = (sy1 - sy0)[sid] / s_len[sid]
     side = rng.choice([-1.0, 1.0], len(sid))
-    setback = np.where(s_art[sid], rng.uniform(14.0, 30.0, len(sid)), rng.uniform(8.0, 22.0, len(sid)))
+    setback = np.where(
+        s_art[sid], rng.uniform(14.0, 30.0, len(sid)), rng.uniform(8.0, 22.0, len(sid))
+    )
     ax = sx0[sid] + ux * along - uy * side * setback
     ay = sy0[sid] + uy * along + ux * side * setback
     # Keep every address inside the city so it always falls in some neighbourhood polygon.
@@ -220,19 +267,23 @@ def demo_city(seed: int = 7) -> City:
     _, nearest = tree.query(np.column_stack([ax, ay]))
     addr_count = np.bincount(nearest, minlength=len(node_xy)).astype(np.int64)
 
-    nodes = pd.DataFrame({
-        "node_id": [f"N{k:06d}" for k in range(len(node_xy))],
-        "lat": node_lat.astype(np.float64),
-        "lon": node_lon.astype(np.float64),
-        "address_count": addr_count,
-    })
-    addresses = pd.DataFrame({
-        "address_id": [f"A{k:07d}" for k in range(len(ax))],
-        "lat": addr_lat.astype(np.float64),
-        "lon": addr_lon.astype(np.float64),
-    })
+    nodes = pd.DataFrame(
+        {
+            "node_id": [f"N{k:06d}" for k in range(len(node_xy))],
+            "lat": node_lat.astype(np.float64),
+            "lon": node_lon.astype(np.float64),
+            "address_count": addr_count,
+        }
+    )
+    addresses = pd.DataFrame(
+        {
+            "address_id": [f"A{k:07d}" for k in range(len(ax))],
+            "lat": addr_lat.astype(np.float64),
+            "lon": addr_lon.astype(np.float64),
+        }
+    )
 
-    # Street names: one per line (arterials get their own pool so they read as major roads).
+    # Street names: one per line, so every piece of a street carries the same name.
     names = _street_names(fake, line_id)
     slon0, slat0 = _to_deg(sx0, sy0)
     slon1, slat1 = _to_deg(sx1, sy1)
@@ -241,21 +292,36 @@ def demo_city(seed: int = 7) -> City:
         "features": [
             {
                 "type": "Feature",
-                "properties": {"street_id": f"S{k:06d}", "name": names[s_line[k]],
-                               "kind": "arterial" if s_art[k] else "local"},
-                "geometry": {"type": "LineString",
-                             "coordinates": [[float(slon0[k]), float(slat0[k])], [float(slon1[k]), float(slat1[k])]]},
+                "properties": {
+                    "street_id": f"S{k:06d}",
+                    "name": names[s_line[k]],
+                    "kind": "arterial" if s_art[k] else "local",
+                },
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [
+                        [float(slon0[k]), float(slat0[k])],
+                        [float(slon1[k]), float(slat1[k])],
+                    ],
+                },
             }
             for k in range(len(s_len))
         ],
     }
 
     neighbourhoods, divisions = _areas(rng, xa, ya, upts)
-    return City(nodes=nodes, addresses=addresses, streets=streets,
-                neighbourhoods=neighbourhoods, divisions=divisions)
+    return City(
+        nodes=nodes,
+        addresses=addresses,
+        streets=streets,
+        neighbourhoods=neighbourhoods,
+        divisions=divisions,
+    )
 
 
-def _rect(pts: np.ndarray, xmin: float, ymin: float, xmax: float, ymax: float) -> list[list[list[float]]]:
+def _rect(
+    pts: np.ndarray, xmin: float, ymin: float, xmax: float, ymax: float
+) -> list[list[list[float]]]:
     """A closed WGS84 ring for a metre rectangle whose edges run along arterials.
 
     Every street vertex lying on an edge becomes a ring vertex, so intersections on a border are ring
@@ -267,16 +333,30 @@ def _rect(pts: np.ndarray, xmin: float, ymin: float, xmax: float, ymax: float) -
     on_n = pts[(pts[:, 1] == ymax) & (pts[:, 0] >= xmin) & (pts[:, 0] <= xmax)]
     on_w = pts[(pts[:, 0] == xmin) & (pts[:, 1] >= ymin) & (pts[:, 1] <= ymax)]
     # Counter-clockwise: south edge west->east, east edge south->north, and so on; corners appear once.
-    xs = np.concatenate([np.sort(on_s[:, 0])[:-1], np.full(len(on_e) - 1, xmax),
-                         np.sort(on_n[:, 0])[::-1][:-1], np.full(len(on_w) - 1, xmin)])
-    ys = np.concatenate([np.full(len(on_s) - 1, ymin), np.sort(on_e[:, 1])[:-1],
-                         np.full(len(on_n) - 1, ymax), np.sort(on_w[:, 1])[::-1][:-1]])
+    xs = np.concatenate(
+        [
+            np.sort(on_s[:, 0])[:-1],
+            np.full(len(on_e) - 1, xmax),
+            np.sort(on_n[:, 0])[::-1][:-1],
+            np.full(len(on_w) - 1, xmin),
+        ]
+    )
+    ys = np.concatenate(
+        [
+            np.full(len(on_s) - 1, ymin),
+            np.sort(on_e[:, 1])[:-1],
+            np.full(len(on_n) - 1, ymax),
+            np.sort(on_w[:, 1])[::-1][:-1],
+        ]
+    )
     lon, lat = _to_deg(xs, ys)
-    ring = [[float(a), float(b)] for a, b in zip(lon, lat)]
+    ring = [[float(a), float(b)] for a, b in zip(lon, lat, strict=True)]
     return [ring + [ring[0]]]
 
 
-def _areas(rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray, pts: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+def _areas(
+    rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray, pts: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Neighbourhoods are runs of 1-3 arterial blocks per row; divisions are unions of whole ones."""
     west = [[2, 2], [1, 3], [3, 1]]
     east = [[1, 2], [2, 1]]
@@ -291,22 +371,36 @@ def _areas(rng: np.random.Generator, xa: np.ndarray, ya: np.ndarray, pts: np.nda
         for r in runs:
             code += 1
             sc = f"{code:03d}"
-            hoods.append({
-                "type": "Feature",
-                "properties": {"AREA_SHORT_CODE": sc, "AREA_NAME": f"{names[order[code - 1]]} ({sc})"},
-                "geometry": {"type": "Polygon",
-                             "coordinates": _rect(pts, xa[start], ya[j], xa[start + r], ya[j + 1])},
-            })
+            hoods.append(
+                {
+                    "type": "Feature",
+                    "properties": {
+                        "AREA_SHORT_CODE": sc,
+                        "AREA_NAME": f"{names[order[code - 1]]} ({sc})",
+                    },
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": _rect(pts, xa[start], ya[j], xa[start + r], ya[j + 1]),
+                    },
+                }
+            )
             start += r
     divs: list[dict[str, Any]] = []
     for band, pair in enumerate(_DIVISION_GRID):
         j0, j1 = 2 * band, 2 * band + 2
         for side, name in enumerate(pair):
             i0, i1 = (0, _DIVISION_SPLIT_COL) if side == 0 else (_DIVISION_SPLIT_COL, _N_COLS)
-            divs.append({
-                "type": "Feature",
-                "properties": {"DIVISION": name},
-                "geometry": {"type": "Polygon", "coordinates": _rect(pts, xa[i0], ya[j0], xa[i1], ya[j1])},
-            })
-    return ({"type": "FeatureCollection", "features": hoods},
-            {"type": "FeatureCollection", "features": divs})
+            divs.append(
+                {
+                    "type": "Feature",
+                    "properties": {"DIVISION": name},
+                    "geometry": {
+                        "type": "Polygon",
+                        "coordinates": _rect(pts, xa[i0], ya[j0], xa[i1], ya[j1]),
+                    },
+                }
+            )
+    return (
+        {"type": "FeatureCollection", "features": hoods},
+        {"type": "FeatureCollection", "features": divs},
+    )

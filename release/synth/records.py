@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,29 +15,70 @@ from release.synth.network import City
 __all__ = ["synth_crimes", "synth_use_of_force", "write_records", "CRIME_COLUMNS", "UOF_COLUMNS"]
 
 CRIME_COLUMNS = [
-    "record_id", "event_unique_id", "occurrence_datetime", "report_datetime", "offence", "mci_category",
-    "premises_type", "division", "hood_id", "neighbourhood", "latitude", "longitude", "unfounded",
-    "victim_person_id", "victim_name", "victim_dob", "victim_address", "victim_phone",
-    "accused_person_id", "accused_name",
+    "record_id",
+    "event_unique_id",
+    "occurrence_datetime",
+    "report_datetime",
+    "offence",
+    "mci_category",
+    "premises_type",
+    "division",
+    "hood_id",
+    "neighbourhood",
+    "latitude",
+    "longitude",
+    "unfounded",
+    "victim_person_id",
+    "victim_name",
+    "victim_dob",
+    "victim_address",
+    "victim_phone",
+    "accused_person_id",
+    "accused_name",
 ]
 UOF_COLUMNS = [
-    "record_id", "incident_id", "person_id", "subject_name", "subject_dob", "occurrence_date",
-    "perceived_race", "gender", "age_group", "division", "force_type", "strip_search", "arrest",
-    "injury", "officer_badge",
+    "record_id",
+    "incident_id",
+    "person_id",
+    "subject_name",
+    "subject_dob",
+    "occurrence_date",
+    "perceived_race",
+    "gender",
+    "age_group",
+    "division",
+    "force_type",
+    "strip_search",
+    "arrest",
+    "injury",
+    "officer_badge",
 ]
 
 # Row shares close to the published TPS Major Crime Indicators (2014-2024 open data).
 _MCI = {
-    "Assault": 0.52, "Break and Enter": 0.19, "Auto Theft": 0.15,
-    "Robbery": 0.07, "Theft Over": 0.04, "Sexual Violation": 0.03,
+    "Assault": 0.52,
+    "Break and Enter": 0.19,
+    "Auto Theft": 0.15,
+    "Robbery": 0.07,
+    "Theft Over": 0.04,
+    "Sexual Violation": 0.03,
 }
 _OFFENCES = {
-    "Assault": {"Assault": 0.70, "Assault With Weapon": 0.17, "Assault Bodily Harm": 0.06,
-                "Assault Peace Officer": 0.04, "Aggravated Assault": 0.03},
+    "Assault": {
+        "Assault": 0.70,
+        "Assault With Weapon": 0.17,
+        "Assault Bodily Harm": 0.06,
+        "Assault Peace Officer": 0.04,
+        "Aggravated Assault": 0.03,
+    },
     "Break and Enter": {"B&E": 0.78, "B&E W'Intent": 0.16, "Unlawfully In Dwelling-House": 0.06},
     "Auto Theft": {"Theft Of Motor Vehicle": 1.0},
-    "Robbery": {"Robbery - Mugging": 0.30, "Robbery With Weapon": 0.35, "Robbery - Business": 0.15,
-                "Robbery - Other": 0.20},
+    "Robbery": {
+        "Robbery - Mugging": 0.30,
+        "Robbery With Weapon": 0.35,
+        "Robbery - Business": 0.15,
+        "Robbery - Other": 0.20,
+    },
     "Theft Over": {"Theft Over": 0.85, "Theft From Motor Vehicle Over": 0.15},
     "Sexual Violation": {"Sexual Assault": 0.82, "Sexual Interference": 0.18},
 }
@@ -52,35 +94,108 @@ _PREMISES_BY_MCI = {
 }
 # Hour-of-day weights: low in the small hours, rising through the afternoon to an evening peak;
 # midnight and noon carry extra mass because "time unknown" is often keyed as 00:00 or 12:00.
-_HOUR_W = np.array([5.2, 3.6, 3.4, 2.8, 2.0, 1.5, 1.7, 2.3, 3.2, 3.6, 3.9, 4.1,
-                    5.0, 4.5, 4.7, 5.0, 5.3, 5.6, 5.8, 5.8, 5.6, 5.4, 5.3, 4.9])
+_HOUR_W = np.array(
+    [
+        5.2,
+        3.6,
+        3.4,
+        2.8,
+        2.0,
+        1.5,
+        1.7,
+        2.3,
+        3.2,
+        3.6,
+        3.9,
+        4.1,
+        5.0,
+        4.5,
+        4.7,
+        5.0,
+        5.3,
+        5.6,
+        5.8,
+        5.8,
+        5.6,
+        5.4,
+        5.3,
+        4.9,
+    ]
+)
 _START = np.datetime64("2023-01-01T00:00:00", "s")
 _END = np.datetime64("2026-01-01T00:00:00", "s")
 
-_RACES = ["Black", "East/Southeast Asian", "Indigenous", "Latino", "Middle Eastern", "South Asian",
-          "White", "Multiple race group"]
+_RACES = [
+    "Black",
+    "East/Southeast Asian",
+    "Indigenous",
+    "Latino",
+    "Middle Eastern",
+    "South Asian",
+    "White",
+    "Multiple race group",
+]
 # Shares of reported use-of-force incidents by perceived race in the TPS race-based data release.
 _RACE_P = [0.323, 0.048, 0.026, 0.016, 0.031, 0.052, 0.331, 0.173]
 _GENDERS = ["Man", "Woman", "Gender diverse"]
 _GENDER_P = [0.85, 0.14, 0.01]
-_AGE_GROUPS = ["Under 18", "18 to 24", "25 to 34", "35 to 44", "45 to 54", "55 to 64", "65 and older"]
+_AGE_GROUPS = [
+    "Under 18",
+    "18 to 24",
+    "25 to 34",
+    "35 to 44",
+    "45 to 54",
+    "55 to 64",
+    "65 and older",
+]
 _AGE_EDGES = np.array([18, 25, 35, 45, 55, 65])
-_TPS_DIVISIONS = ["D11", "D12", "D13", "D14", "D22", "D23", "D31", "D32", "D33", "D41", "D42", "D43",
-                  "D51", "D52", "D53", "D55"]
+_TPS_DIVISIONS = [
+    "D11",
+    "D12",
+    "D13",
+    "D14",
+    "D22",
+    "D23",
+    "D31",
+    "D32",
+    "D33",
+    "D41",
+    "D42",
+    "D43",
+    "D51",
+    "D52",
+    "D53",
+    "D55",
+]
 _TPS_DIV_W = [5, 6, 4, 9, 6, 6, 8, 6, 4, 7, 4, 6, 9, 8, 4, 6]
-_FORCE = ["Physical Control", "Conducted Energy Weapon", "Firearm Pointed", "Baton", "OC Spray", "Other Weapon"]
+_FORCE = [
+    "Physical Control",
+    "Conducted Energy Weapon",
+    "Firearm Pointed",
+    "Baton",
+    "OC Spray",
+    "Other Weapon",
+]
 _FORCE_P = [0.52, 0.17, 0.17, 0.03, 0.05, 0.06]
 
 _NSA = "NSA"  # "no specified address": TPS's code for records that cannot be placed
 
 
-def _pick(rng: np.random.Generator, labels: list[str], p: list[float] | np.ndarray, size: int) -> np.ndarray:
+def _pick(
+    rng: np.random.Generator, labels: list[str], p: Sequence[float] | np.ndarray, size: int
+) -> np.ndarray:
     p = np.asarray(p, dtype=float)
     return np.asarray(labels, dtype=object)[rng.choice(len(labels), size=size, p=p / p.sum())]
 
 
 def _digits(numbers: np.ndarray, width: int) -> np.ndarray:
-    """Zero-padded decimal strings as a fixed-width numpy array (C-speed, unlike per-row str.zfill)."""
+    """Zero-padded decimal strings as a fixed-width numpy array (C-speed, unlike per-row str.zfill).
+
+    ``width`` is a minimum: it widens when a number needs more digits, so ids can never collide.
+    """
+    numbers = np.asarray(numbers, dtype=np.int64)
+    if len(numbers):
+        width = max(width, len(str(int(numbers.max()))))
     padded = (10**width + np.asarray(numbers, dtype=np.int64)).astype(f"U{width + 1}")
     chars = padded.view("U1").reshape(len(padded), width + 1)[:, 1:]
     return np.ascontiguousarray(chars).view(f"U{width}").ravel()
@@ -126,25 +241,54 @@ def _repeat_people(rng: np.random.Generator, n: int, a: float, cap: int) -> np.n
 class _People:
     """A vectorized person table: Faker supplies name and street pools; numpy combines them per person."""
 
-    def __init__(self, pools: tuple[np.ndarray, np.ndarray, np.ndarray], rng: np.random.Generator, k: int,
-                 id_prefix: str, id_offset: int, age_shape: float, age_scale: float, age_min: float) -> None:
+    def __init__(
+        self,
+        pools: tuple[np.ndarray, np.ndarray, np.ndarray],
+        rng: np.random.Generator,
+        k: int,
+        id_prefix: str,
+        id_offset: int,
+        age_shape: float,
+        age_scale: float,
+        age_min: float,
+    ) -> None:
         firsts, lasts, streets = pools
         # Sparse, shuffled id numbers so ids do not reveal draw order.
         self.ids = _ids(id_prefix, id_offset + rng.permutation(4 * k)[:k], 7)
-        self.names = _cat(firsts[rng.integers(len(firsts), size=k)], " ", lasts[rng.integers(len(lasts), size=k)])
+        self.names = _cat(
+            firsts[rng.integers(len(firsts), size=k)], " ", lasts[rng.integers(len(lasts), size=k)]
+        )
         # Ages (at mid-2024) from a shifted gamma: police data skew to young adults with a long tail.
         age = np.clip(rng.gamma(age_shape, age_scale, size=k) + age_min, 12.0, 95.0)
-        self.dob_days = np.datetime64("2024-07-01", "D") - (age * 365.25).astype(np.int64).astype("timedelta64[D]")
+        self.dob_days = np.datetime64("2024-07-01", "D") - (age * 365.25).astype(np.int64).astype(
+            "timedelta64[D]"
+        )
         self.dobs = _iso_date(self.dob_days)
         letters = np.array(list("ABCEGHJKLMNPRSTVWXYZ"))
-        postal = _cat("M", _digits(rng.integers(1, 10, size=k), 1), letters[rng.integers(20, size=k)], " ",
-                      _digits(rng.integers(10, size=k), 1), letters[rng.integers(20, size=k)],
-                      _digits(rng.integers(10, size=k), 1))
-        self.addresses = _cat(rng.integers(1, 2400, size=k).astype("U4"), " ",
-                              streets[rng.integers(len(streets), size=k)], ", Toronto, ON ", postal)
+        postal = _cat(
+            "M",
+            _digits(rng.integers(1, 10, size=k), 1),
+            letters[rng.integers(20, size=k)],
+            " ",
+            _digits(rng.integers(10, size=k), 1),
+            letters[rng.integers(20, size=k)],
+            _digits(rng.integers(10, size=k), 1),
+        )
+        self.addresses = _cat(
+            rng.integers(1, 2400, size=k).astype("U4"),
+            " ",
+            streets[rng.integers(len(streets), size=k)],
+            ", Toronto, ON ",
+            postal,
+        )
         area = np.array(["416", "647", "437"])[rng.choice(3, size=k, p=[0.55, 0.35, 0.10])]
-        self.phones = _cat(area, "-", rng.integers(200, 1000, size=k).astype("U3"), "-",
-                           _digits(rng.integers(0, 10000, size=k), 4))
+        self.phones = _cat(
+            area,
+            "-",
+            rng.integers(200, 1000, size=k).astype("U3"),
+            "-",
+            _digits(rng.integers(0, 10000, size=k), 4),
+        )
         # Convert once per person: fancy-indexing object arrays later only copies references.
         for attr in ("ids", "names", "dobs", "addresses", "phones"):
             setattr(self, attr, getattr(self, attr).astype(object))
@@ -161,7 +305,9 @@ def _street_pool(city: City) -> list[str]:
     return sorted({f["properties"]["name"] for f in city.streets["features"]})
 
 
-def _locate(lat: np.ndarray, lon: np.ndarray, city: City) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _locate(
+    lat: np.ndarray, lon: np.ndarray, city: City
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Division, hood code and hood name of the polygon containing each point ("NSA" if none)."""
     n = len(lat)
     hood_idx = np.full(n, -1, dtype=np.int64)
@@ -175,8 +321,10 @@ def _locate(lat: np.ndarray, lon: np.ndarray, city: City) -> tuple[np.ndarray, n
         hood_idx[np.flatnonzero(todo)[hit]] = k
     # Divisions are unions of whole neighbourhoods, so each hood maps to exactly one division.
     hood_div = []
-    div_polys = [(d["properties"]["DIVISION"], shapely.geometry.shape(d["geometry"]))
-                 for d in city.divisions["features"]]
+    div_polys = [
+        (d["properties"]["DIVISION"], shapely.geometry.shape(d["geometry"]))
+        for d in city.divisions["features"]
+    ]
     for f in feats:
         pt = shapely.geometry.shape(f["geometry"]).point_on_surface()
         hood_div.append(next((name for name, p in div_polys if p.contains(pt)), _NSA))
@@ -206,14 +354,16 @@ def synth_crimes(n: int, city: City, seed: int = 11) -> pd.DataFrame:
     occ = _START + (day * 86400 + hour * 3600 + minute * 60 + second).astype("timedelta64[s]")
     # Reporting delay: mostly within hours, a share the next day or so, a tail weeks later (frauds, B&E on return).
     kind = rng.choice(3, size=n_ev, p=[0.70, 0.22, 0.08])
-    delay = np.select([kind == 0, kind == 1],
-                      [rng.exponential(5400.0, n_ev), rng.exponential(86400.0, n_ev)],
-                      rng.uniform(2 * 86400.0, 60 * 86400.0, n_ev)).astype(np.int64)
+    delay = np.select(
+        [kind == 0, kind == 1],
+        [rng.exponential(5400.0, n_ev), rng.exponential(86400.0, n_ev)],
+        rng.uniform(2 * 86400.0, 60 * 86400.0, n_ev),
+    ).astype(np.int64)
     rep = occ + delay.astype("timedelta64[s]")
     # Event numbers are issued in report order, prefixed by report year (GO-YYYY + serial).
     rep_order = np.argsort(rep, kind="stable")
     serial = np.empty(n_ev, dtype=np.int64)
-    serial[rep_order] = 100_000 + np.cumsum(rng.integers(1, 30, size=n_ev))
+    serial[rep_order] = 100_000 + np.cumsum(rng.integers(1, 4, size=n_ev))
     rep_year = rep.astype("datetime64[Y]").astype(np.int64) + 1970
     event_ids = _cat("GO-", rep_year.astype("U4"), _digits(serial, 7)).astype(object)
 
@@ -257,38 +407,45 @@ def synth_crimes(n: int, city: City, seed: int = 11) -> pd.DataFrame:
     pools = _name_pools(fake, _street_pool(city))
     # Victims: per row, but later rows of an event usually keep the first row's victim.
     v_slots = _repeat_people(rng, n, 2.5, 60)
-    victims = _People(pools, rng, int(v_slots.max()) + 1, "P", 1_000_000, 3.0, 8.0, 14.0)
+    k_v = int(v_slots.max()) + 1
+    victims = _People(pools, rng, k_v, "P", 1_000_000, 3.0, 8.0, 14.0)
     same = (rng.random(n) < 0.75) & (np.arange(n) != first_row[ev])
     v_slots = np.where(same, v_slots[first_row[ev]], v_slots)
     # Accused: per event, ~40% unknown; a separate pool so repeat offenders are not repeat victims.
     a_slots = _repeat_people(rng, n_ev, 2.3, 40)
-    accused = _People(pools, rng, int(a_slots.max()) + 1, "P", 5_000_000, 2.5, 7.0, 14.0)
+    # Accused ids start above the victim id range so the two pools never share an id by accident.
+    accused = _People(pools, rng, int(a_slots.max()) + 1, "P", 1_000_000 + 4 * k_v, 2.5, 7.0, 14.0)
     a_known = rng.random(n_ev) >= 0.40
-    a_id = np.where(a_known, accused.ids[a_slots], None)[ev]
-    a_name = np.where(a_known, accused.names[a_slots], None)[ev]
+    a_id_ev = accused.ids[a_slots]
+    a_name_ev = accused.names[a_slots]
+    a_id_ev[~a_known] = None
+    a_name_ev[~a_known] = None
+    a_id, a_name = a_id_ev[ev], a_name_ev[ev]
 
-    df = pd.DataFrame({
-        "record_id": _ids("R", np.arange(1, n + 1), 7).astype(object),
-        "event_unique_id": event_ids[ev],
-        "occurrence_datetime": _iso_seconds(occ).astype(object)[ev],
-        "report_datetime": _iso_seconds(rep).astype(object)[ev],
-        "offence": offence,
-        "mci_category": mci,
-        "premises_type": premises,
-        "division": div[ev],
-        "hood_id": hood[ev],
-        "neighbourhood": hood_name[ev],
-        "latitude": lat[ev],
-        "longitude": lon[ev],
-        "unfounded": unfounded[ev],
-        "victim_person_id": victims.ids[v_slots],
-        "victim_name": victims.names[v_slots],
-        "victim_dob": victims.dobs[v_slots],
-        "victim_address": victims.addresses[v_slots],
-        "victim_phone": victims.phones[v_slots],
-        "accused_person_id": a_id,
-        "accused_name": a_name,
-    })
+    df = pd.DataFrame(
+        {
+            "record_id": _ids("R", np.arange(1, n + 1), 7).astype(object),
+            "event_unique_id": event_ids[ev],
+            "occurrence_datetime": _iso_seconds(occ).astype(object)[ev],
+            "report_datetime": _iso_seconds(rep).astype(object)[ev],
+            "offence": offence,
+            "mci_category": mci,
+            "premises_type": premises,
+            "division": div[ev],
+            "hood_id": hood[ev],
+            "neighbourhood": hood_name[ev],
+            "latitude": lat[ev],
+            "longitude": lon[ev],
+            "unfounded": unfounded[ev],
+            "victim_person_id": victims.ids[v_slots],
+            "victim_name": victims.names[v_slots],
+            "victim_dob": victims.dobs[v_slots],
+            "victim_address": victims.addresses[v_slots],
+            "victim_phone": victims.phones[v_slots],
+            "accused_person_id": a_id,
+            "accused_name": a_name,
+        }
+    )
     return df[CRIME_COLUMNS]
 
 
@@ -305,7 +462,9 @@ def synth_use_of_force(n: int, seed: int = 13) -> pd.DataFrame:
     day = np.sort(rng.integers(n_days, size=n_inc))  # incident numbers follow date order
     occ = np.datetime64("2023-01-01", "D") + day.astype("timedelta64[D]")
     inc_year = occ.astype("datetime64[Y]").astype(np.int64) + 1970
-    inc_ids = _cat("UOF-", inc_year.astype("U4"), "-", _digits(np.arange(1, n_inc + 1), 6)).astype(object)
+    inc_ids = _cat("UOF-", inc_year.astype("U4"), "-", _digits(np.arange(1, n_inc + 1), 6)).astype(
+        object
+    )
 
     slots = _repeat_people(rng, n, 3.2, 12)
     k = int(slots.max()) + 1
@@ -316,7 +475,9 @@ def synth_use_of_force(n: int, seed: int = 13) -> pd.DataFrame:
     occ_row = occ[inc]
     # Age group follows from the subject's fixed date of birth, so repeats age consistently.
     age = ((occ_row - people.dob_days[slots]).astype(np.int64) / 365.25).astype(np.int64)
-    age_group = np.asarray(_AGE_GROUPS, dtype=object)[np.searchsorted(_AGE_EDGES, age, side="right")]
+    age_group = np.asarray(_AGE_GROUPS, dtype=object)[
+        np.searchsorted(_AGE_EDGES, age, side="right")
+    ]
 
     n_off = max(50, n // 15)
     badges = _ids("B", 10_000 + rng.permutation(90_000)[:n_off], 5).astype(object)
@@ -324,23 +485,25 @@ def synth_use_of_force(n: int, seed: int = 13) -> pd.DataFrame:
     officer_w = rng.pareto(1.5, n_off) + 1.0
     officer = badges[rng.choice(n_off, size=n_inc, p=officer_w / officer_w.sum())]
 
-    df = pd.DataFrame({
-        "record_id": _ids("U", np.arange(1, n + 1), 7).astype(object),
-        "incident_id": inc_ids[inc],
-        "person_id": people.ids[slots],
-        "subject_name": people.names[slots],
-        "subject_dob": people.dobs[slots],
-        "occurrence_date": _iso_date(occ).astype(object)[inc],
-        "perceived_race": race[slots],
-        "gender": gender[slots],
-        "age_group": age_group,
-        "division": _pick(rng, _TPS_DIVISIONS, _TPS_DIV_W, n_inc)[inc],
-        "force_type": _pick(rng, _FORCE, _FORCE_P, n),
-        "strip_search": rng.random(n) < 0.05,
-        "arrest": rng.random(n) < 0.80,
-        "injury": rng.random(n) < 0.10,
-        "officer_badge": officer[inc],
-    })
+    df = pd.DataFrame(
+        {
+            "record_id": _ids("U", np.arange(1, n + 1), 7).astype(object),
+            "incident_id": inc_ids[inc],
+            "person_id": people.ids[slots],
+            "subject_name": people.names[slots],
+            "subject_dob": people.dobs[slots],
+            "occurrence_date": _iso_date(occ).astype(object)[inc],
+            "perceived_race": race[slots],
+            "gender": gender[slots],
+            "age_group": age_group,
+            "division": _pick(rng, _TPS_DIVISIONS, _TPS_DIV_W, n_inc)[inc],
+            "force_type": _pick(rng, _FORCE, _FORCE_P, n),
+            "strip_search": rng.random(n) < 0.05,
+            "arrest": rng.random(n) < 0.80,
+            "injury": rng.random(n) < 0.10,
+            "officer_badge": officer[inc],
+        }
+    )
     return df[UOF_COLUMNS]
 
 

@@ -49,20 +49,30 @@ def test_city_sizes_and_address_counts(city: City) -> None:
     assert (city.nodes["address_count"] < 5).sum() > 0
     assert (city.nodes["address_count"] > 50).sum() > 0
     assert list(city.nodes.columns) == ["node_id", "lat", "lon", "address_count"]
-    assert city.nodes["lat"].between(43.6, 43.8).all() and city.nodes["lon"].between(-79.5, -79.3).all()
+    assert (
+        city.nodes["lat"].between(43.6, 43.8).all()
+        and city.nodes["lon"].between(-79.5, -79.3).all()
+    )
 
 
 def test_streets_end_on_nodes(city: City) -> None:
     feats = city.streets["features"]
     assert {f["geometry"]["type"] for f in feats} == {"LineString"}
     assert {f["properties"]["kind"] for f in feats} == {"arterial", "local"}
-    ends = [tuple(c) for f in feats for c in (f["geometry"]["coordinates"][0], f["geometry"]["coordinates"][-1])]
+    ends = [
+        tuple(c)
+        for f in feats
+        for c in (f["geometry"]["coordinates"][0], f["geometry"]["coordinates"][-1])
+    ]
     end_counts = pd.Series(ends).value_counts()
-    node_pts = set(zip(city.nodes["lon"], city.nodes["lat"]))
+    node_pts = set(zip(city.nodes["lon"], city.nodes["lat"], strict=True))
     # Nodes are exactly the points where 3+ segment ends meet.
     assert set(end_counts[end_counts >= 3].index) == node_pts
-    both = sum((tuple(f["geometry"]["coordinates"][0]) in node_pts) and (tuple(f["geometry"]["coordinates"][-1]) in node_pts)
-               for f in feats)
+    both = sum(
+        (tuple(f["geometry"]["coordinates"][0]) in node_pts)
+        and (tuple(f["geometry"]["coordinates"][-1]) in node_pts)
+        for f in feats
+    )
     assert both / len(feats) > 0.8
     # Some dead ends exist (segment ends touching nothing else).
     assert (end_counts == 1).sum() > 0
@@ -73,13 +83,23 @@ def test_areas_tile_city(city: City) -> None:
     assert 20 <= len(hoods) <= 30
     codes = [f["properties"]["AREA_SHORT_CODE"] for f in hoods]
     assert len(set(codes)) == len(codes)
-    assert all(f["properties"]["AREA_NAME"].endswith(f"({f['properties']['AREA_SHORT_CODE']})") for f in hoods)
+    assert all(
+        f["properties"]["AREA_NAME"].endswith(f"({f['properties']['AREA_SHORT_CODE']})")
+        for f in hoods
+    )
     polys = [shapely.geometry.shape(f["geometry"]) for f in hoods]
     lon, lat = city.nodes["lon"].to_numpy(), city.nodes["lat"].to_numpy()
     covered = np.sum([shapely.intersects_xy(p, lon, lat) for p in polys], axis=0)
     assert (covered >= 1).all()
     divs = city.divisions["features"]
-    assert sorted(d["properties"]["DIVISION"] for d in divs) == ["D11", "D12", "D14", "D22", "D31", "D51"]
+    assert sorted(d["properties"]["DIVISION"] for d in divs) == [
+        "D11",
+        "D12",
+        "D14",
+        "D22",
+        "D31",
+        "D51",
+    ]
     union = shapely.union_all([shapely.geometry.shape(d["geometry"]) for d in divs])
     assert abs(union.area - shapely.union_all(polys).area) / union.area < 1e-6
 
@@ -87,7 +107,13 @@ def test_areas_tile_city(city: City) -> None:
 def test_city_write(tmp_path: Path, city: City) -> None:
     city.write(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
-    assert names == {"nodes.csv", "addresses.csv", "streets.geojson", "neighbourhoods.geojson", "divisions.geojson"}
+    assert names == {
+        "nodes.csv",
+        "addresses.csv",
+        "streets.geojson",
+        "neighbourhoods.geojson",
+        "divisions.geojson",
+    }
     assert len(pd.read_csv(tmp_path / "nodes.csv")) == len(city.nodes)
 
 
@@ -114,8 +140,14 @@ def test_crimes_deterministic(city: City, crimes: pd.DataFrame, tmp_path: Path) 
 
 
 def test_mci_shares(crimes: pd.DataFrame) -> None:
-    target = {"Assault": 0.52, "Break and Enter": 0.19, "Auto Theft": 0.15, "Robbery": 0.07,
-              "Theft Over": 0.04, "Sexual Violation": 0.03}
+    target = {
+        "Assault": 0.52,
+        "Break and Enter": 0.19,
+        "Auto Theft": 0.15,
+        "Robbery": 0.07,
+        "Theft Over": 0.04,
+        "Sexual Violation": 0.03,
+    }
     shares = crimes["mci_category"].value_counts(normalize=True)
     for cat, p in target.items():
         assert abs(shares[cat] - p) < 0.02, cat
@@ -156,7 +188,16 @@ def test_crime_persons(crimes: pd.DataFrame) -> None:
     assert counts.max() >= 20  # a repeat victim
     assert (counts == 1).mean() > 0.5  # most people appear once
     # A person's identifiers are consistent wherever they appear.
-    assert (crimes.groupby("victim_person_id")[["victim_name", "victim_dob", "victim_phone"]].nunique() == 1).all().all()
+    assert (
+        (
+            crimes.groupby("victim_person_id")[
+                ["victim_name", "victim_dob", "victim_phone"]
+            ].nunique()
+            == 1
+        )
+        .all()
+        .all()
+    )
     null_acc = crimes["accused_person_id"].isna()
     assert 0.35 < null_acc.mean() < 0.45
     assert (crimes["accused_name"].isna() == null_acc).all()
@@ -173,8 +214,15 @@ def test_use_of_force(uof: pd.DataFrame, tmp_path: Path) -> None:
     race = uof["perceived_race"].value_counts(normalize=True)
     assert abs(race["Black"] - 0.32) < 0.03 and abs(race["White"] - 0.33) < 0.03
     assert uof["gender"].value_counts().index[0] == "Man"
-    assert set(uof["age_group"]) <= {"Under 18", "18 to 24", "25 to 34", "35 to 44", "45 to 54", "55 to 64",
-                                     "65 and older"}
+    assert set(uof["age_group"]) <= {
+        "Under 18",
+        "18 to 24",
+        "25 to 34",
+        "35 to 44",
+        "45 to 54",
+        "55 to 64",
+        "65 and older",
+    }
     assert 0.75 < uof["arrest"].mean() < 0.85 and 0.03 < uof["strip_search"].mean() < 0.07
     path = tmp_path / "uof.parquet"
     write_records(uof, path)
