@@ -20,6 +20,8 @@ COMMANDS = [
     "release.cli.check",
     "release.cli.demo",
     "release.cli.policy",
+    "release.cli.keygen",
+    "release.cli.check_all",
 ]
 
 

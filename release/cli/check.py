@@ -15,11 +15,18 @@ def register(group: click.Group) -> None:
     @click.argument("bundle", type=click.Path(file_okay=False))
     @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network to prove snap points against.")
     @click.option("--ledger", type=click.Path(dir_okay=False), default=None, help="DP ledger to compare spends against.")
+    @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write the findings as JUnit XML to this file.")
+    @click.option("--github", is_flag=True, help="Print GitHub Actions ::error annotations for failed findings.")
+    @click.option("--config", type=click.Path(dir_okay=False), default=None, help="Configuration (release.toml): trusted approval keys.")
     @json_option
-    def check_cmd(bundle: str, network: str | None, ledger: str | None, as_json: bool) -> None:
+    def check_cmd(bundle: str, network: str | None, ledger: str | None, junit: str | None, github: bool,
+                  config: str | None, as_json: bool) -> None:
         """Recompute every figure of BUNDLE from its published files and compare with its policy."""
-        options = {k: v for k, v in {"network": network, "ledger": ledger}.items() if v is not None}
+        from release.governance.gate import write_gate_outputs
+
+        options = {k: v for k, v in {"network": network, "ledger": ledger, "config": config}.items() if v is not None}
         result = check_bundle(bundle, options=options)
+        write_gate_outputs([(bundle, result.findings)], junit, github, click.echo)
         if as_json:
             click.echo(json.dumps(result.to_json(), indent=2, default=str))
         else:

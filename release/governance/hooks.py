@@ -1,0 +1,47 @@
+"""Registers governance with the engine: approval before a run, in the manifest, in `release check`, in the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from release import demo, registry
+from release.errors import ReleaseError
+from release.governance.approval import approve, pre_output, pre_run
+from release.governance.config import load_approval_config
+from release.governance.gate import approval_bundle_check
+from release.governance.keys import Keyring, generate, load_private
+
+DEMO_APPROVER = "Demo Privacy Office (demo key)"
+
+
+def demo_setup(work: Path, policies: list[Path], options: dict[str, Any]) -> None:
+    """Make a demo key and keyring in the work dir, sign the bundled policies there, require approval."""
+    keydir = work / "approval"
+    if not (keydir / "approval-key.pem").exists():
+        generate(keydir)
+    key = keydir / "approval-key.pem"
+    keyring = keydir / "keyring.json"
+    Keyring.add(keyring, load_private(key).public_key(), DEMO_APPROVER)
+    config = work / "release.toml"
+    config.write_text("# Written by `release demo`: runs need a policy signed by the demo key.\n"
+                      "[approval]\nrequired = true\nkeyring = \"approval/keyring.json\"\n"
+                      "approvals = \"approval/approvals\"\n", encoding="utf-8")
+    cfg = load_approval_config({"config": str(config)})
+    for pol in policies:
+        try:
+            approve(pol, key, DEMO_APPROVER, cfg=cfg)
+        except ReleaseError:
+            # A policy that does not validate is not signed; its run reports the policy error itself.
+            continue
+    options["config"] = str(config)
+
+
+if pre_run not in registry.PRE_RUN:
+    registry.PRE_RUN.append(pre_run)
+if pre_output not in registry.PRE_OUTPUT:
+    registry.PRE_OUTPUT.append(pre_output)
+if approval_bundle_check not in registry.BUNDLE_CHECKS:
+    registry.BUNDLE_CHECKS.append(approval_bundle_check)
+if demo_setup not in demo.DEMO_SETUP:
+    demo.DEMO_SETUP.append(demo_setup)
