@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from release.context import test_mode
+from release.errors import UsageError
 from release.policy.base import ColumnType, Schema
 
 STAGING_PREFIX = ".staging-"
@@ -114,11 +115,28 @@ def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, byte
     the staging folder's name starts with a dot, so no tool takes it for a release.
     """
     parent = out / dataset
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create the publish folder {parent}: {e.strerror or e}") from None
     final = parent / release_id
     if final.exists():
         raise FileExistsError(f"bundle {final} already exists")
     staging = parent / f"{STAGING_PREFIX}{release_id}"
+    try:
+        _stage(staging, files, manifest)
+        _crash_point("before-rename")
+        os.rename(staging, final)
+        _fsync_dir(parent)
+    except OSError as e:
+        # Disk full, permissions, a vanished folder: take the staging folder away, publish nothing.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise UsageError(f"cannot write the bundle under {parent}: {e.strerror or e}; nothing was published") from None
+    _crash_point("after-rename")
+    return final
+
+
+def _stage(staging: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
@@ -134,11 +152,6 @@ def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, byte
     _write_file(staging / "manifest.json", canonical_json(man))
     for d in {(staging / rel).parent for rel in files} | {staging}:
         _fsync_dir(d)
-    _crash_point("before-rename")
-    os.rename(staging, final)
-    _fsync_dir(parent)
-    _crash_point("after-rename")
-    return final
 
 
 def read_json(path: Path) -> Any:
