@@ -1,0 +1,77 @@
+"""The metric projection every geomask distance is computed in (never degrees)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
+from pyproj.database import query_utm_crs_info
+from pyproj.exceptions import CRSError
+
+from release.errors import PolicyError
+
+if TYPE_CHECKING:
+    from release.policy.models import Jurisdiction
+
+
+@dataclass(frozen=True)
+class Projector:
+    """WGS84 <-> one metric CRS, built once and applied to whole arrays."""
+
+    crs: CRS
+    forward: Transformer
+    inverse: Transformer
+
+    @property
+    def name(self) -> str:
+        epsg = self.crs.to_epsg()
+        return f"EPSG:{epsg}" if epsg else self.crs.name
+
+    def to_metric(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x, y = self.forward.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def to_degrees(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lon, lat = self.inverse.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+
+
+_CACHE: dict[tuple[int | None, tuple[float, ...]], Projector] = {}
+
+
+def projector_for(jurisdiction: Jurisdiction) -> Projector:
+    """The policy's EPSG code when given, else the UTM zone covering the jurisdiction's bbox."""
+    key = (jurisdiction.crs, tuple(jurisdiction.bbox))
+    if key in _CACHE:
+        return _CACHE[key]
+    if jurisdiction.crs is not None:
+        try:
+            crs = CRS.from_epsg(jurisdiction.crs)
+        except CRSError as e:
+            raise PolicyError(f"jurisdiction.crs: EPSG:{jurisdiction.crs} cannot be built as a coordinate"
+                              f" reference system ({str(e).splitlines()[0]})") from None
+        if not crs.is_projected:
+            raise PolicyError(f"jurisdiction.crs: EPSG:{jurisdiction.crs} is not a projected (metric) CRS;"
+                              " geomask distances are never computed in degrees")
+        unit = crs.axis_info[0].unit_name if crs.axis_info else "metre"
+        if unit not in ("metre", "meter"):
+            raise PolicyError(f"jurisdiction.crs: EPSG:{jurisdiction.crs} is in {unit}, not metres")
+    else:
+        min_lon, min_lat, max_lon, max_lat = jurisdiction.bbox
+        infos = query_utm_crs_info(datum_name="WGS 84",
+                                   area_of_interest=AreaOfInterest(min_lon, min_lat, max_lon, max_lat))
+        # Several zones may touch a wide bbox: the one holding its centre distorts least.
+        centre = (min_lon + max_lon) / 2
+        zone = int((centre + 180) // 6) + 1
+        south = (min_lat + max_lat) / 2 < 0
+        code = (32700 if south else 32600) + zone
+        pick = next((i for i in infos if i.code == str(code)), None)
+        crs = CRS.from_epsg(int(pick.code) if pick else code)
+    fwd = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    inv = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    p = Projector(crs=crs, forward=fwd, inverse=inv)
+    _CACHE[key] = p
+    return p
