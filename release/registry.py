@@ -31,6 +31,7 @@ PLUGINS: list[str] = [
     "release.steps.generalize",
     "release.steps.filter",
     "release.outputs.records",
+    "release.geomask.plugins",
     "release.governance.hooks",
 ]
 
