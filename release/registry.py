@@ -33,6 +33,7 @@ PLUGINS: list[str] = [
     "release.outputs.records",
     "release.geomask.plugins",
     "release.governance.hooks",
+    "release.report.render",
 ]
 
 _loaded = False

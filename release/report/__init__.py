@@ -1,1 +1,1 @@
-"""report."""
+"""The disclosure-risk report: report.html in every bundle and an internal report kept beside the bundles."""

@@ -1,0 +1,199 @@
+"""Charts for the disclosure-risk report: matplotlib figures rendered to inline, self-contained SVG."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+# Figures are built with the object API (no pyplot): no global figure state, safe inside a library.
+_RC = {
+    "svg.fonttype": "none",  # text stays text: searchable, selectable, small
+    "svg.hashsalt": "release-report",  # deterministic element ids, so the same report renders the same bytes
+    "font.family": "sans-serif",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+}
+ACCENT = "#1f5f8b"
+WARN = "#b3261e"
+MUTED = "#8a8f98"
+OK = "#2e7d32"
+
+_METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
+_SVG_SIZE = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
+
+
+def to_svg(fig: Figure, label: str) -> str:
+    """The figure as an <svg> element sized by CSS (viewBox kept), labelled for screen readers."""
+    with matplotlib.rc_context(_RC):
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    text = _SVG_SIZE.sub(r"<svg\1", text, count=1)
+    text = _METADATA.sub("", text, count=1)
+    safe = label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    return text.replace("<svg", f'<svg class="chart" role="img" aria-label="{safe}"', 1)
+
+
+def _fig(w: float = 6.4, h: float = 3.0) -> Figure:
+    with matplotlib.rc_context(_RC):
+        fig = Figure(figsize=(w, h))
+        fig.add_subplot(1, 1, 1)
+    return fig
+
+
+def class_sizes(dist: dict[Any, Any], min_k: int | None) -> str:
+    """Number of equivalence classes by class size, with the policy's k marked."""
+    with matplotlib.rc_context(_RC):
+        pairs = sorted((int(float(k)), int(v)) for k, v in dist.items())
+        fig = _fig()
+        ax = fig.axes[0]
+        sizes = np.array([p[0] for p in pairs])
+        counts = np.array([p[1] for p in pairs])
+        if len(sizes) > 40:
+            # Many distinct sizes: bin them on a log scale so small classes stay visible.
+            edges = np.unique(np.geomspace(max(sizes.min(), 1), sizes.max() + 1, 25).astype(int))
+            hist, edges = np.histogram(sizes, bins=edges, weights=counts)
+            ax.bar(edges[:-1], hist, width=np.diff(edges), align="edge", color=ACCENT, edgecolor="white")
+            ax.set_xscale("log")
+        else:
+            colors = [WARN if min_k and s < min_k else ACCENT for s in sizes]
+            ax.bar([str(s) for s in sizes], counts, color=colors)
+            if len(sizes) > 15:
+                ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+        if min_k and len(sizes) > 40:
+            ax.axvline(min_k, color=WARN, linestyle="--", linewidth=1, label=f"policy k = {min_k}")
+            ax.legend(frameon=False)
+        ax.set_xlabel("class size (records sharing the same quasi-identifier values)")
+        ax.set_ylabel("classes")
+        ax.set_title("Equivalence classes by size")
+        return to_svg(fig, "Equivalence classes by size")
+
+
+def displacement(disp: dict[str, Any]) -> str:
+    """Displacement summary (min, median, p95, max) as a dot-and-range chart in metres."""
+    with matplotlib.rc_context(_RC):
+        keys = [k for k in ("min", "median", "p95", "max") if isinstance(disp.get(k), (int, float))]
+        vals = [float(disp[k]) for k in keys]
+        fig = _fig(6.4, 1.9)
+        ax = fig.axes[0]
+        if vals:
+            ax.hlines(0, min(vals), max(vals), color=MUTED, linewidth=2)
+            ax.scatter(vals, [0] * len(vals), s=45, color=ACCENT, zorder=3)
+            for k, v in zip(keys, vals, strict=True):
+                ax.annotate(f"{k}\n{v:,.0f} m", (v, 0), textcoords="offset points", xytext=(0, 9),
+                            ha="center", fontsize=8)
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.set_ylim(-0.5, 1.2)
+        ax.set_xlabel("distance between true and published location (m)")
+        ax.set_title("Displacement")
+        return to_svg(fig, "Displacement of published locations")
+
+
+def _rings(geojson: dict[str, Any]) -> list[np.ndarray]:
+    rings: list[np.ndarray] = []
+    feats = geojson.get("features", []) if geojson.get("type") == "FeatureCollection" else [geojson]
+    for f in feats:
+        g = f.get("geometry") or {}
+        polys = [g.get("coordinates", [])] if g.get("type") == "Polygon" else g.get("coordinates", []) \
+            if g.get("type") == "MultiPolygon" else []
+        for poly in polys:
+            for ring in poly:
+                a = np.asarray(ring, dtype=float)
+                if a.ndim == 2 and len(a) >= 3:
+                    rings.append(a[:, :2])
+    return rings
+
+
+def point_map(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, areas: dict[str, Any] | None,
+              title: str) -> str:
+    """Published points (size by records per point) over the area boundaries; no tiles, no network."""
+    with matplotlib.rc_context(_RC):
+        fig = _fig(6.4, 5.2)
+        ax = fig.axes[0]
+        rings = _rings(areas) if areas else []
+        if rings:
+            ax.add_collection(LineCollection(rings, colors=MUTED, linewidths=0.6))
+        if len(lon):
+            size = 2 + 10 * np.sqrt(counts / max(counts.max(), 1))
+            # Thousands of markers would make a heavy page: draw them as one embedded image layer.
+            ax.scatter(lon, lat, s=size, color=ACCENT, alpha=0.6, linewidths=0, rasterized=len(lon) > 2500)
+        xs = np.concatenate([lon] + [r[:, 0] for r in rings]) if rings or len(lon) else np.array([0.0, 1.0])
+        ys = np.concatenate([lat] + [r[:, 1] for r in rings]) if rings or len(lat) else np.array([0.0, 1.0])
+        if len(xs):
+            ax.set_xlim(xs.min(), xs.max())
+            ax.set_ylim(ys.min(), ys.max())
+            ax.set_aspect(1 / max(np.cos(np.radians(float(np.mean(ys)))), 0.1))
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        ax.set_title(title)
+        return to_svg(fig, title)
+
+
+def intervals(labels: Sequence[str], values: np.ndarray, lo: np.ndarray, hi: np.ndarray, title: str) -> str:
+    """Published noisy values with their 95% intervals, one row per cell."""
+    with matplotlib.rc_context(_RC):
+        n = len(labels)
+        fig = _fig(6.4, min(1.2 + 0.18 * n, 9.0))
+        ax = fig.axes[0]
+        y = np.arange(n)[::-1]
+        ax.errorbar(values, y, xerr=[values - lo, hi - values], fmt="o", color=ACCENT, ecolor=MUTED,
+                    markersize=3, capsize=2, linewidth=1)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.axvline(0, color=MUTED, linewidth=0.5)
+        ax.set_xlabel("published value with 95% interval")
+        ax.set_title(title)
+        return to_svg(fig, title)
+
+
+def stacked_share(parts: dict[str, float], title: str) -> str:
+    """One horizontal bar split into named parts (e.g. published / primary / secondary cells)."""
+    with matplotlib.rc_context(_RC):
+        fig = _fig(6.4, 1.6)
+        ax = fig.axes[0]
+        left = 0.0
+        palette = [ACCENT, WARN, "#e39b2d", MUTED, OK]
+        for i, (name, v) in enumerate(parts.items()):
+            ax.barh(0, v, left=left, color=palette[i % len(palette)], label=f"{name}: {v:,.0f}")
+            left += v
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.legend(frameon=False, ncols=min(len(parts), 3), loc="upper center", bbox_to_anchor=(0.5, -0.35))
+        ax.set_title(title)
+        return to_svg(fig, title)
+
+
+def bars(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str,
+         highlight: Sequence[bool] | None = None) -> str:
+    """Horizontal bars, one per label (used for pipeline counts, budgets and category counts)."""
+    with matplotlib.rc_context(_RC):
+        n = len(labels)
+        fig = _fig(6.4, min(1.0 + 0.26 * n, 8.0))
+        ax = fig.axes[0]
+        y = np.arange(n)[::-1]
+        colors = [WARN if highlight and highlight[i] else ACCENT for i in range(n)]
+        ax.barh(y, values, color=colors)
+        ax.set_yticks(y)
+        ax.set_yticklabels(labels, fontsize=8)
+        vmax = max([float(v) for v in values] + [0.0])
+        for yi, v in zip(y, values, strict=True):
+            ax.annotate(f"{v:,.4g}", (float(v), yi), textcoords="offset points", xytext=(3, 0), va="center",
+                        fontsize=7)
+        ax.set_xlim(0, vmax * 1.15 if vmax > 0 else 1)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        return to_svg(fig, title)

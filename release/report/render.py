@@ -1,0 +1,69 @@
+"""Registers the report with the engine: report.html in every bundle, an internal report beside the bundles."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from release import registry
+from release.report.html import build_page
+
+
+@lru_cache(maxsize=4)
+def _areas(path: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _area_layer(options: dict[str, Any]) -> dict[str, Any] | None:
+    p = options.get("neighbourhoods")
+    return _areas(str(p)) if p else None
+
+
+def _versions() -> dict[str, str]:
+    from release.engine import versions
+
+    return versions()
+
+
+def render_report(report: dict[str, Any], files: dict[str, bytes], ctx: Any) -> dict[str, bytes]:
+    """RENDERERS hook: the public report, from report.json and the published files only."""
+    page = build_page(report, files, areas=_area_layer(ctx.options), approval=ctx.manifest.get("approval"),
+                      versions=_versions())
+    return {"report.html": page.encode("utf-8")}
+
+
+def internal_report_path(bundle: Path) -> Path:
+    """OUT/.internal/<dataset>/<release-id>.report.html, beside the engine's internal JSON."""
+    return bundle.parent.parent / ".internal" / bundle.parent.name / f"{bundle.name}.report.html"
+
+
+def write_internal_report(policy: Any, ctx: Any, bundle: Path) -> None:
+    """POST_BUNDLE hook: the report plus the run's internal diagnostics, written outside the bundle."""
+    report = json.loads((bundle / "report.json").read_text(encoding="utf-8"))
+    target = internal_report_path(bundle)
+    internal_json = target.with_name(f"{bundle.name}.json")
+    internal: dict[str, Any] = {}
+    if internal_json.is_file():
+        internal = json.loads(internal_json.read_text(encoding="utf-8"))
+    internal = {**internal, **{k: v for k, v in ctx.internal.items() if k not in internal}}
+    files = {}
+    for o in report.get("outputs") or []:
+        for p in o.get("files") or []:
+            if (bundle / p).is_file() and not p.endswith(".parquet"):
+                files[p] = (bundle / p).read_bytes()
+    page = build_page(report, files, areas=_area_layer(ctx.options), approval=ctx.manifest.get("approval"),
+                      versions=_versions(), internal=internal)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(page.encode("utf-8"))
+
+
+if render_report not in registry.RENDERERS:
+    registry.RENDERERS.append(render_report)
+if write_internal_report not in registry.POST_BUNDLE:
+    registry.POST_BUNDLE.append(write_internal_report)

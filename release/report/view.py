@@ -1,0 +1,328 @@
+"""Turn report.json (plus the bundle's published files) into the sections the HTML report shows."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from release.report import charts
+
+MAX_TABLE_ROWS = 200
+MAX_CHART_CELLS = 40
+VALUE_COLUMNS = ("count", "noisy_count", "value", "sum", "noisy_sum", "mean", "noisy_mean", "n")
+
+
+@dataclass
+class Block:
+    """One titled piece of a section: facts (label, value), tables, charts and notes."""
+
+    title: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    css: str = ""
+
+
+def fmt(v: Any) -> str:
+    """A figure as people read it: thousands separators, 4 significant digits, lists joined."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e7):
+            return f"{v:.3e}"
+        return f"{v:,.4g}" if abs(v) >= 1 else f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        if all(not isinstance(x, (dict, list)) for x in v):
+            items = [fmt(x) for x in v[:30]]
+            return ", ".join(items) + (f" … (+{len(v) - 30})" if len(v) > 30 else "")
+        return json.dumps(v, default=str)[:400]
+    if isinstance(v, dict):
+        return "; ".join(f"{k}: {fmt(x)}" for k, x in list(v.items())[:20])
+    return str(v)
+
+
+def label(key: str) -> str:
+    return str(key).replace("_", " ")
+
+
+def kv_facts(d: dict[str, Any], skip: set[str] | None = None) -> list[tuple[str, str]]:
+    return [(label(k), fmt(v)) for k, v in d.items() if not (skip and k in skip)]
+
+
+def generic_block(title: str, d: Any, skip: set[str] | None = None) -> Block:
+    """Any figure dict: scalars as facts, dicts of dicts and lists of dicts as tables."""
+    b = Block(title)
+    if not isinstance(d, dict):
+        b.facts.append((label(title), fmt(d)))
+        return b
+    for k, v in d.items():
+        if skip and k in skip:
+            continue
+        if isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            b.tables.append(records_table(label(k), v))
+        elif isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+            b.tables.append(records_table(label(k), [{"": kk, **x} for kk, x in v.items()]))
+        else:
+            b.facts.append((label(k), fmt(v)))
+    return b
+
+
+def records_table(caption: str, rows: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS) -> dict[str, Any]:
+    cols: list[str] = []
+    for r in rows:
+        for c in r:
+            if c not in cols:
+                cols.append(c)
+    body = [[fmt(r.get(c)) for c in cols] for r in rows[:limit]]
+    note = f"first {limit} of {len(rows):,} rows shown" if len(rows) > limit else ""
+    return {"caption": caption, "header": [label(c) for c in cols], "rows": body, "note": note}
+
+
+def read_table(files: dict[str, bytes], paths: list[str]) -> tuple[str, pd.DataFrame] | None:
+    for p in paths:
+        if p.endswith(".csv") and p in files:
+            try:
+                return p, pd.read_csv(io.BytesIO(files[p]), dtype=str, keep_default_na=False, na_values=[""])
+            except (ValueError, UnicodeDecodeError):
+                return None
+    return None
+
+
+def value_column(t: pd.DataFrame) -> str | None:
+    for c in VALUE_COLUMNS:
+        if c in t.columns:
+            return c
+    numeric = [c for c in t.columns if pd.to_numeric(t[c], errors="coerce").notna().sum() >= max(1, t[c].notna().sum())
+               and t[c].notna().any()]
+    return numeric[-1] if numeric else None
+
+
+# ---------------------------------------------------------------- per-kind blocks
+
+
+def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
+    b = Block("Re-identification risk (k-anonymity, l-diversity)")
+    for k in ("quasi_identifiers", "k", "sample_uniques"):
+        if k in a:
+            b.facts.append((label(k), fmt(a[k])))
+    if gate.get("min_k") is not None:
+        b.facts.append(("policy minimum k", fmt(gate["min_k"])))
+    if isinstance(a.get("l"), dict) and a["l"]:
+        rows = [{"sensitive column": c, **(v if isinstance(v, dict) else {"l": v})} for c, v in a["l"].items()]
+        b.tables.append(records_table("l-diversity per sensitive column", rows))
+    risk = a.get("risk")
+    if isinstance(risk, dict) and risk:
+        rows = [{"attacker model": m, **(v if isinstance(v, dict) else {"value": v})} for m, v in risk.items()]
+        b.tables.append(records_table("Re-identification risk by attacker model", rows))
+    if "population_uniqueness" in a:
+        pu = a["population_uniqueness"]
+        if isinstance(pu, dict):
+            b.facts.extend((f"population uniqueness: {label(k)}", fmt(v)) for k, v in pu.items())
+        else:
+            b.facts.append(("population uniqueness", fmt(pu)))
+    dist = a.get("class_size_distribution")
+    if isinstance(dist, dict) and dist:
+        try:
+            b.charts.append(charts.class_sizes(dist, gate.get("min_k") or a.get("k_required")))
+        except (TypeError, ValueError):
+            b.notes.append("class-size distribution could not be charted")
+    rest = {k: v for k, v in a.items() if k not in {"quasi_identifiers", "k", "sample_uniques", "l", "risk",
+                                                    "population_uniqueness", "class_size_distribution"}}
+    b.facts.extend(kv_facts(rest))
+    return b
+
+
+def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Distinct published coordinates and records per point, from the output's GeoJSON (else its CSV)."""
+    lon = lat = None
+    for p in paths:
+        if p.endswith(".geojson") and p in files:
+            doc = json.loads(files[p])
+            coords = [f["geometry"]["coordinates"] for f in doc.get("features", [])
+                      if (f.get("geometry") or {}).get("type") == "Point"]
+            arr = np.asarray(coords, dtype=float).reshape(-1, 2)
+            lon, lat = arr[:, 0], arr[:, 1]
+            break
+    if lon is None:
+        return None
+    if not len(lon):
+        return lon, lat, np.zeros(0)
+    pts, counts = np.unique(np.column_stack([lon, lat]), axis=0, return_counts=True)
+    return pts[:, 0], pts[:, 1], counts
+
+
+def location_block(loc: dict[str, Any] | None, files: dict[str, bytes], paths: list[str],
+                   areas: dict[str, Any] | None, gate: dict[str, Any]) -> Block:
+    b = Block("Locations")
+    loc = loc or {}
+    if "method" in loc:
+        b.facts.append(("masking method", fmt(loc["method"])))
+    for k in ("distinct_points", "units_per_point", "min_addresses_per_node", "area_changed"):
+        if k in loc:
+            b.facts.append((label(k), fmt(loc[k])))
+    if gate.get("min_addresses") is not None:
+        b.facts.append(("policy minimum addresses per node", fmt(gate["min_addresses"])))
+    if isinstance(loc.get("records_per_point"), dict):
+        b.facts.extend((f"records per point: {k}", fmt(v)) for k, v in loc["records_per_point"].items())
+    if isinstance(loc.get("share_records_below"), dict):
+        b.facts.extend((f"share of records at nodes below {k} addresses", fmt(v))
+                       for k, v in loc["share_records_below"].items())
+    w = loc.get("withheld")
+    if isinstance(w, dict):
+        b.facts.append(("records with location withheld", fmt(w.get("count"))))
+        if isinstance(w.get("reasons"), dict) and w["reasons"]:
+            b.tables.append(records_table("Why locations were withheld",
+                                          [{"reason": r, "records": n} for r, n in w["reasons"].items()]))
+    elif w is not None:
+        b.facts.append(("withheld", fmt(w)))
+    disp = loc.get("displacement_m")
+    if isinstance(disp, dict) and disp:
+        b.facts.extend((f"displacement {k} (m)", fmt(v)) for k, v in disp.items())
+        b.charts.append(charts.displacement(disp))
+    pts = _points(files, paths)
+    if pts is not None:
+        lon, lat, counts = pts
+        b.charts.append(charts.point_map(lon, lat, counts, areas,
+                                         f"Published points ({len(lon):,} distinct)"))
+        if areas is None:
+            b.notes.append("no area boundaries were given (--neighbourhoods): the points are shown alone")
+    known = {"method", "distinct_points", "units_per_point", "min_addresses_per_node", "area_changed",
+             "records_per_point", "share_records_below", "withheld", "displacement_m"}
+    b.facts.extend(kv_facts({k: v for k, v in loc.items() if k not in known}))
+    return b
+
+
+def _interval_arrays(t: pd.DataFrame, vcol: str, acc: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    v = pd.to_numeric(t[vcol], errors="coerce").to_numpy(dtype=float)
+    if isinstance(acc, (int, float)):
+        half = np.full(len(v), float(acc))
+    elif isinstance(acc, list) and len(acc) == len(v):
+        half = np.asarray([float(x) if isinstance(x, (int, float)) else np.nan for x in acc])
+    else:
+        for c in ("accuracy_95", "ci95", "error_95"):
+            if c in t.columns:
+                half = pd.to_numeric(t[c], errors="coerce").to_numpy(dtype=float)
+                break
+        else:
+            return None
+    return v, v - half, v + half
+
+
+def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budget: Any) -> Block:
+    b = Block("Differential privacy")
+    for k in ("mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95", "key_source", "threshold", "cells"):
+        if k in dp:
+            b.facts.append((label(k), fmt(dp[k])))
+    if "post_processing" in dp:
+        b.facts.append(("post-processing", fmt(dp["post_processing"])))
+    rest = {k: v for k, v in dp.items() if k not in {"mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95",
+                                                     "key_source", "threshold", "cells", "post_processing"}}
+    b.facts.extend(kv_facts(rest))
+    got = read_table(files, paths)
+    if got is not None:
+        path, t = got
+        vcol = value_column(t)
+        arr = _interval_arrays(t, vcol, dp.get("accuracy_95")) if vcol else None
+        if arr is not None and vcol is not None:
+            v, lo, hi = arr
+            keys = [c for c in t.columns if c != vcol and c not in ("accuracy_95", "ci95", "error_95")]
+            labels = [" · ".join(str(t[c].iloc[i]) for c in keys) or str(i) for i in range(len(t))]
+            ok = ~np.isnan(v)
+            idx = np.flatnonzero(ok)
+            shown = idx[:MAX_CHART_CELLS]
+            if len(shown):
+                b.charts.append(charts.intervals([labels[i] for i in shown], v[shown], lo[shown], hi[shown],
+                                                 f"{path}: published values with 95% intervals"))
+            if len(idx) > len(shown):
+                b.notes.append(f"the chart shows the first {len(shown)} of {len(idx):,} cells; the table lists them all")
+            rows = [{**{c: t[c].iloc[i] for c in keys}, vcol: t[vcol].iloc[i],
+                     "95% interval": "—" if np.isnan(v[i]) else f"[{lo[i]:,.1f}, {hi[i]:,.1f}]"}
+                    for i in range(min(len(t), MAX_TABLE_ROWS))]
+            tab = records_table(f"{path}: cells with 95% intervals", rows)
+            if len(t) > MAX_TABLE_ROWS:
+                tab["note"] = f"first {MAX_TABLE_ROWS} of {len(t):,} cells shown; every cell is in {path}"
+            b.tables.append(tab)
+            b.notes.append("Intervals are the published value ± the 95% accuracy bound of the noise: the true "
+                           "count lies inside with 95% probability; they use only public figures.")
+    return b
+
+
+def budget_block(budget: Any) -> Block:
+    b = generic_block("Privacy budget and ledger", budget) if isinstance(budget, dict) else Block("Privacy budget")
+    if isinstance(budget, dict):
+        nums: dict[str, float] = {}
+        for k, v in budget.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                nums[label(k)] = float(v)
+            elif isinstance(v, dict):
+                for kk, vv in v.items():
+                    if isinstance(vv, (int, float)) and not isinstance(vv, bool):
+                        nums[f"{label(k)}: {label(kk)}"] = float(vv)
+        if nums:
+            b.charts.append(charts.bars(list(nums), list(nums.values()), "Ledger before and after this release",
+                                        "privacy loss"))
+    return b
+
+
+def suppression_block(s: dict[str, Any], files: dict[str, bytes], paths: list[str], gate: dict[str, Any]) -> Block:
+    b = Block("Small-cell suppression")
+    for k in ("cells", "primary", "secondary", "suppressed_cells", "smallest_interval", "required_interval"):
+        if k in s:
+            b.facts.append((label(k), fmt(s[k])))
+    if gate.get("min_audit_interval") is not None:
+        b.facts.append(("policy smallest audited interval", fmt(gate["min_audit_interval"])))
+    cells = s.get("cells")
+    prim, sec = s.get("primary"), s.get("secondary")
+    if all(isinstance(x, (int, float)) for x in (cells, prim, sec)):
+        b.charts.append(charts.stacked_share({"published": max(float(cells) - prim - sec, 0), "primary": prim,
+                                              "secondary": sec}, "Cells published and suppressed"))
+    audit = s.get("audit")
+    if isinstance(audit, list) and audit and all(isinstance(x, dict) for x in audit):
+        b.tables.append(records_table("LP audit: interval an attacker can recompute for each suppressed cell", audit))
+    b.facts.extend(kv_facts({k: v for k, v in s.items() if k not in {"cells", "primary", "secondary",
+                                                                     "suppressed_cells", "smallest_interval",
+                                                                     "required_interval", "audit"}}))
+    got = read_table(files, paths)
+    if got is not None:
+        path, t = got
+        tab = records_table(f"{path} as published (suppressed cells are empty)",
+                            t.astype(object).where(t.notna(), None).to_dict("records"))
+        tab["rows"] = [["suppressed" if c == "—" else c for c in r] for r in tab["rows"]]
+        b.tables.append(tab)
+    return b
+
+
+def fallback_chart(files: dict[str, bytes], paths: list[str], name: str) -> str | None:
+    """A chart every output gets: published records by a low-cardinality column, or the table's values."""
+    got = read_table(files, paths)
+    if got is None:
+        return None
+    path, t = got
+    if t.empty:
+        return None
+    vcol = value_column(t)
+    if vcol is not None and len(t) <= 60 and t.shape[1] >= 2:
+        keys = [c for c in t.columns if c != vcol]
+        vals = pd.to_numeric(t[vcol], errors="coerce").fillna(0).to_numpy(dtype=float)
+        labels = [" · ".join(str(t[c].iloc[i]) for c in keys[:3]) for i in range(len(t))]
+        return charts.bars(labels, list(vals), f"{path}: published values", vcol)
+    for c in t.columns:
+        n = t[c].nunique(dropna=True)
+        if 2 <= n <= 25:
+            vc = t[c].fillna("(blank)").value_counts().sort_index()
+            return charts.bars([str(x) for x in vc.index], list(vc.to_numpy(dtype=float)),
+                               f"{path}: published records by {c}", "records")
+    return None
