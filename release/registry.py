@@ -32,6 +32,8 @@ PLUGINS: list[str] = [
     "release.steps.filter",
     "release.outputs.records",
     "release.geomask.plugins",
+    "release.dp.table",
+    "release.dp.hooks",
     "release.governance.hooks",
     "release.report.render",
 ]

@@ -22,6 +22,7 @@ COMMANDS = [
     "release.cli.policy",
     "release.cli.keygen",
     "release.cli.check_all",
+    "release.cli.ledger",
 ]
 
 

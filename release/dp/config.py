@@ -1,10 +1,15 @@
-"""The policy's `budget:` section: privacy unit, caps per release and per period, ledger."""
+"""The policy's `budget:` section: privacy unit, per-release spend, contribution bounds, caps, ledger."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, model_validator
 
 from release.policy.base import StrictModel
+
+if TYPE_CHECKING:
+    from release.policy.models import Policy
 
 
 class BudgetPolicy(StrictModel):
@@ -14,6 +19,16 @@ class BudgetPolicy(StrictModel):
     "Column identifying the person (or incident) whose contribution is bounded and protected."
     ledger: str = "ledger.sqlite"
     "SQLite ledger path (relative to the policy file); `--ledger` on the command line overrides it."
+    epsilon: float | None = Field(default=None, gt=0)
+    "Epsilon one release spends (pure DP, discrete Laplace), split across DP outputs by their weights."
+    rho: float | None = Field(default=None, gt=0)
+    "Rho one release spends (zCDP, discrete Gaussian), split across DP outputs by their weights."
+    delta: float | None = Field(default=None, gt=0, lt=1e-3)
+    "Delta one release spends on DP key discovery (thresholding); required only when keys are discovered."
+    max_records_per_unit: int = Field(default=1, ge=1)
+    "Most records one privacy unit may contribute to a table; more are truncated (a repeat victim cannot dominate)."
+    max_groups_per_unit: int | None = Field(default=None, ge=1)
+    "Most distinct cells one privacy unit may contribute to (bounds key discovery's L0 sensitivity)."
     epsilon_per_release: float | None = Field(default=None, gt=0)
     "Cap on epsilon spent by one release (pure DP)."
     epsilon_per_period: float | None = Field(default=None, gt=0)
@@ -22,5 +37,59 @@ class BudgetPolicy(StrictModel):
     "Cap on rho (zCDP) spent by one release."
     rho_per_period: float | None = Field(default=None, gt=0)
     "Cap on rho spent within any rolling `period_days`."
+    delta_per_period: float | None = Field(default=None, gt=0, lt=1)
+    "Cap on delta spent within any rolling `period_days` (key discovery)."
     period_days: int = Field(default=365, ge=1)
     "Length of the rolling period the per-period caps apply to."
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> BudgetPolicy:
+        if self.epsilon is not None and self.rho is not None:
+            raise ValueError("give epsilon (pure DP) or rho (zCDP), not both")
+        if self.max_groups_per_unit is not None and self.max_groups_per_unit > self.max_records_per_unit:
+            raise ValueError("max_groups_per_unit cannot exceed max_records_per_unit")
+        return self
+
+    @property
+    def measure(self) -> str:
+        return "rho" if self.rho is not None else "epsilon"
+
+
+def dp_outputs(policy: Policy) -> list[Any]:
+    """The policy's outputs that spend DP budget (they carry a `weight`)."""
+    return [o for o in policy.outputs if getattr(o, "spends_budget", False)]
+
+
+def assign_shares(policy: Policy) -> None:
+    """Split the release's budget across DP outputs by weight (called when the policy validates).
+
+    Each DP output keeps its share privately so that `budget()` and `plan_info()`, which
+    see only the output, can report the exact epsilon/rho it will be charged.
+    """
+    outs = dp_outputs(policy)
+    if not outs:
+        return
+    b = policy.budget
+    if b is None:
+        raise ValueError("DP outputs need a `budget:` section (privacy unit, epsilon or rho, caps)")
+    if b.epsilon is None and b.rho is None:
+        raise ValueError("budget: give the epsilon (or rho) one release spends")
+    if b.privacy_unit not in policy.input.columns:
+        raise ValueError(f"budget.privacy_unit {b.privacy_unit!r} is not a declared input column")
+    discovering = [o for o in outs if o.discovers_keys()]
+    if discovering and b.delta is None:
+        raise ValueError(f"output {discovering[0].name!r} discovers keys from the data: set budget.delta")
+    if discovering and b.rho is not None:
+        raise ValueError(f"output {discovering[0].name!r} discovers keys: use epsilon (pure DP + delta), not rho")
+    total_w = sum(o.weight for o in outs)
+    for o in outs:
+        share: dict[str, Any] = {"mechanism": "gaussian" if b.rho is not None else "laplace",
+                                 "max_records": b.max_records_per_unit,
+                                 "max_groups": b.max_groups_per_unit}
+        if b.rho is not None:
+            share["rho"] = b.rho * o.weight / total_w
+        else:
+            share["epsilon"] = b.epsilon * o.weight / total_w  # type: ignore[operator]
+        if o.discovers_keys():
+            share["delta"] = b.delta * o.weight / sum(x.weight for x in discovering)  # type: ignore[operator]
+        o._share = share

@@ -141,6 +141,13 @@ class Policy(StrictModel):
             raise ValueError(f"output names must be unique; repeated: {dup}")
         return self
 
+    @model_validator(mode="after")
+    def _dp_shares(self) -> Policy:
+        from release.dp.config import assign_shares
+
+        assign_shares(self)  # split the release's DP budget across DP outputs by weight
+        return self
+
     def output(self, name: str) -> Any:
         for o in self.outputs:
             if o.name == name:

@@ -1,0 +1,98 @@
+"""Key sets of DP tables: public keys declared in the policy (zeros released) or keys found by a DP threshold."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from release.policy.base import Schema, StrictModel
+
+SEP = "\x1f"  # joins the values of a multi-column key; never occurs in published categories
+
+
+class MonthRange(StrictModel):
+    """Every calendar month from `from` to `to` (labels YYYY-MM, as `generalize time: month` writes them)."""
+
+    from_: str = Field(alias="from", pattern=r"^\d{4}-\d{2}$")
+    "First month (YYYY-MM)."
+    to: str = Field(pattern=r"^\d{4}-\d{2}$")
+    "Last month (YYYY-MM)."
+
+    @model_validator(mode="after")
+    def _order(self) -> MonthRange:
+        if self.to < self.from_:
+            raise ValueError("`to` must not be before `from`")
+        return self
+
+    def labels(self) -> list[str]:
+        return [str(p) for p in pd.period_range(self.from_, self.to, freq="M")]
+
+
+KeySpec = tuple[str, ...] | Literal["categories", "discover"] | MonthRange
+"""A column's key set: explicit values, the column's declared categories, a month range, or 'discover'."""
+
+
+def public_keys(spec: Any, column: str, schema: Schema) -> list[str] | None:
+    """The public key list of a column, or None when its keys are discovered from the data."""
+    if spec == "discover":
+        return None
+    if spec == "categories":
+        cats = schema[column].categories if column in schema else None
+        if not cats:
+            raise ValueError(f"keys of {column!r}: 'categories' needs `categories:` declared on the input column")
+        return [str(c) for c in cats]
+    if isinstance(spec, MonthRange):
+        return spec.labels()
+    vals = [str(v) for v in spec]
+    if len(set(vals)) != len(vals):
+        raise ValueError(f"keys of {column!r} repeat a value")
+    return vals
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Column values as the text keys are written in (booleans 'true'/'false' as in the published CSV)."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.map({True: "true", False: "false"})
+    if pd.api.types.is_string_dtype(values) or values.dtype == object:
+        return values
+    return values.astype("string")
+
+
+def grid_codes(frame: pd.DataFrame, by: list[str], keys: list[list[str]]) -> np.ndarray:
+    """Flat cell index of each row in the full key grid (row-major), -1 where a value is outside its key set.
+
+    A value outside the public key set never creates a key: its row counts nowhere.
+    """
+    flat = np.zeros(len(frame), dtype=np.int64)
+    outside = np.zeros(len(frame), dtype=bool)
+    for col, ks in zip(by, keys, strict=True):
+        codes = pd.Categorical(as_text(frame[col]), categories=ks).codes.astype(np.int64)
+        outside |= codes < 0
+        flat = flat * len(ks) + codes
+    flat[outside] = -1
+    return flat
+
+
+def grid_frame(by: list[str], keys: list[list[str]]) -> pd.DataFrame:
+    """Every key combination in row-major order (the order of `grid_codes`)."""
+    if not by:
+        return pd.DataFrame(index=range(1))
+    idx = pd.MultiIndex.from_product(keys, names=by)
+    return idx.to_frame(index=False).astype(object)
+
+
+def joint_keys(frame: pd.DataFrame, by: list[str]) -> pd.Series:
+    """One text key per row joining its values of `by` (for thresholded key discovery)."""
+    parts = [as_text(frame[c]).astype(object).fillna("") for c in by]
+    out = parts[0].astype(str)
+    for p in parts[1:]:
+        out = out + SEP + p.astype(str)
+    return out
+
+
+def split_keys(keys: list[str], by: list[str]) -> pd.DataFrame:
+    rows = [k.split(SEP) for k in keys]
+    return pd.DataFrame(rows, columns=by, dtype=object) if rows else pd.DataFrame({c: [] for c in by}, dtype=object)

@@ -1,0 +1,333 @@
+"""`dp-table` output: differentially private counts (or sums) over public or DP-discovered keys."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, PrivateAttr, model_validator
+
+from release.context import AssessContext, OutputBuild, StepContext
+from release.dp import keys as K
+from release.dp.accuracy import describe_accuracy, part_scale
+from release.dp.bounding import bound_contributions, bounding_key
+from release.dp.noise import noisy_threshold, noisy_vector, threshold_for
+from release.dp.postprocess import group_index, least_squares, margin_of, round_within_groups, suppress
+from release.errors import PolicyError
+from release.policy.base import OutputConfig, Schema
+from release.registry import register_output
+
+
+@register_output
+class DPTableOutput(OutputConfig):
+    """A table of noisy counts (or clipped sums) per key, with optional margins made consistent."""
+
+    kind: Literal["dp-table"] = "dp-table"
+    by: tuple[str, ...] = Field(min_length=1)
+    "Grouping columns; every published key is a combination of their key sets."
+    keys: dict[str, K.KeySpec]
+    "Key set per `by` column: values, 'categories', {from, to} months, or 'discover' (DP threshold)."
+    statistic: Literal["count", "sum"] = "count"
+    "count: records per key. sum: clipped integer sum of `column` per key."
+    column: str | None = None
+    "Numeric column summed (statistic: sum)."
+    bounds: tuple[int, int] | None = None
+    "Clipping bounds of `column` for sums: one record moves a sum by at most max(|lo|, |hi|)."
+    margins: tuple[tuple[str, ...], ...] = ()
+    "Margins published with the table (e.g. [[division]]): noised too, then made consistent by least squares."
+    weight: float = Field(default=1.0, gt=0)
+    "Share of the release's budget this table gets, relative to the other DP outputs."
+    suppress_below: int | None = Field(default=None, ge=1)
+    "Blank cells whose noisy value is below this (looks only at noisy values, never true ones)."
+    threshold: int | None = Field(default=None, ge=1)
+    "Key-discovery threshold; computed from the delta share when absent."
+    discovery_share: float = Field(default=0.2, gt=0, lt=1)
+    "Fraction of this table's epsilon spent finding the keys of 'discover' columns (the rest noises the cells)."
+    value_column: str = Field(default="count", pattern=r"^[a-z][a-z0-9_]*$")
+    "Name of the published value column."
+
+    spends_budget: ClassVar[bool] = True
+    _share: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DPTableOutput:
+        if set(self.keys) != set(self.by):
+            raise ValueError(f"keys must declare exactly the `by` columns {list(self.by)}")
+        if self.statistic == "sum" and (self.column is None or self.bounds is None):
+            raise ValueError("statistic sum needs `column` and `bounds`")
+        if self.bounds is not None and self.bounds[0] > self.bounds[1]:
+            raise ValueError("bounds: lower must not exceed upper")
+        for m in self.margins:
+            if not m or not set(m) < set(self.by):
+                raise ValueError(f"margin {list(m)} must be a proper, non-empty subset of `by`")
+        return self
+
+    # -- policy-time figures -------------------------------------------------------------------
+    def discovers_keys(self) -> bool:
+        return any(v == "discover" for v in self.keys.values())
+
+    def discover_columns(self) -> list[str]:
+        return [c for c in self.by if self.keys[c] == "discover"]
+
+    @property
+    def share(self) -> dict[str, Any]:
+        if self._share is None:
+            raise PolicyError(f"output {self.name}: no DP budget assigned (the policy needs a `budget:` section)")
+        return self._share
+
+    def referenced_columns(self) -> list[str]:
+        return list(self.by) + ([self.column] if self.column else [])
+
+    def published_columns(self, schema: Schema) -> list[str]:
+        return [*self.by, self.value_column]
+
+    def sensitivity(self) -> int:
+        """L1 (and L2 bound) of one unit's contribution to one noised vector: the contribution bound."""
+        m = int(self.share["max_records"])
+        if self.statistic == "sum":
+            assert self.bounds is not None
+            return m * max(abs(self.bounds[0]), abs(self.bounds[1]))
+        return m
+
+    def parts(self) -> int:
+        return 1 + len(self.margins)
+
+    def noise(self) -> tuple[float, dict[str, float]]:
+        """Scale of the noise on cells and margins (after the key-discovery part of the budget)."""
+        share = dict(self.share)
+        if self.discovers_keys():
+            share["epsilon"] = float(share["epsilon"]) * (1 - self.discovery_share)
+        return part_scale(share, self.parts(), self.sensitivity())
+
+    def discovery_epsilon(self) -> float:
+        """Epsilon spent finding the keys of each 'discover' column."""
+        return float(self.share["epsilon"]) * self.discovery_share / len(self.discover_columns())
+
+    def discovery_scale(self) -> float:
+        return part_scale({"mechanism": "laplace", "epsilon": self.discovery_epsilon()}, 1,
+                          int(self.share["max_records"]))[0]
+
+    def l0(self) -> int:
+        g = self.share.get("max_groups")
+        return int(g if g is not None else self.share["max_records"])
+
+    def discovery_threshold(self) -> int:
+        """Threshold a discovered key's noisy count must pass; set so each column spends at most its delta."""
+        m = int(self.share["max_records"])
+        delta = float(self.share["delta"]) / len(self.discover_columns())
+        need = threshold_for(self.discovery_scale(), self.l0(), m, m, self.discovery_epsilon(), delta)
+        if self.threshold is not None:
+            if self.threshold < need:
+                raise PolicyError(f"output {self.name}: threshold {self.threshold} is below {need}, the least"
+                                  f" that keeps key discovery within delta {delta:g}")
+            return self.threshold
+        return need
+
+    def budget(self) -> list[dict[str, Any]]:
+        if self._share is None:
+            return []
+        s = self.share
+        return [{"output": self.name, "mechanism": s["mechanism"],
+                 **{k: s[k] for k in ("epsilon", "rho", "delta") if k in s}}]
+
+    def dp_figures(self, schema: Schema) -> dict[str, Any]:
+        """Mechanism, budget, scale, accuracy, key source: fixed by the policy, known before any record."""
+        s = self.share
+        scale, _ = self.noise()
+        fig: dict[str, Any] = {"mechanism": "discrete " + s["mechanism"], "statistic": self.statistic,
+                               **{k: s[k] for k in ("epsilon", "rho", "delta") if k in s},
+                               "sensitivity": self.sensitivity(), "noised_parts": self.parts(),
+                               "max_records_per_unit": s["max_records"], "max_groups_per_unit": s["max_groups"],
+                               **describe_accuracy(s["mechanism"], scale),
+                               "key_source": "thresholded" if self.discovers_keys() else "public",
+                               "threshold": None, "margins": [list(m) for m in self.margins]}
+        if self.discovers_keys():
+            fig["threshold"] = self.discovery_threshold()
+            fig["discovery"] = {"columns": self.discover_columns(), "epsilon_per_column": self.discovery_epsilon(),
+                                "scale": self.discovery_scale()}
+            fig["cells"] = None
+        else:
+            fig["cells"] = int(np.prod([len(k) for k in self.key_lists(schema)]))
+        return fig
+
+    def plan_info(self, schema: Schema) -> dict[str, Any]:
+        f = self.dp_figures(schema)
+        return {k: f[k] for k in ("mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95", "key_source",
+                                  "threshold", "cells", "margins") if k in f}
+
+    def key_lists(self, schema: Schema, found: dict[str, list[str]] | None = None) -> list[list[str]]:
+        out = []
+        for c in self.by:
+            ks = K.public_keys(self.keys[c], c, schema)
+            if ks is None:
+                if found is None:
+                    raise ValueError(f"keys of {c!r} are discovered, not public")
+                ks = found[c]
+            out.append(ks)
+        return out
+
+    def post_processing(self) -> list[str]:
+        steps = []
+        if self.margins:
+            steps.append("least-squares consistency of cells with margins " + ", ".join(
+                "[" + ", ".join(m) + "]" for m in self.margins))
+        if self.statistic == "count" or (self.bounds and self.bounds[0] >= 0):
+            steps.append("non-negative (clipped at 0)")
+        steps.append("integer rounding" + (" (largest remainder within each entry of the first margin)"
+                                           if self.margins else ""))
+        if self.suppress_below is not None:
+            steps.append(f"cells with noisy value below {self.suppress_below} blanked")
+        return steps
+
+    def margin_stem(self, m: tuple[str, ...]) -> str:
+        return f"{self.name}_by_{'_'.join(m)}"
+
+    # -- the run -------------------------------------------------------------------------------
+    def _bounded(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        s = self.share
+        unit = ctx.policy.budget.privacy_unit  # type: ignore[union-attr]
+        if unit not in frame.columns:
+            raise PolicyError(f"output {self.name}: privacy-unit column {unit!r} was removed by a step;"
+                              " keep it (drop it after no step needs it) so contributions can be bounded")
+        rid = ctx.policy.input.record_id
+        if rid not in frame.columns:
+            frame = frame.assign(**{rid: np.arange(len(frame))})
+        key = bounding_key(ctx.seed)
+        keep, stats = bound_contributions(frame, unit, rid, list(self.by), int(s["max_records"]),
+                                          s["max_groups"], key)
+        return (frame if keep.all() else frame.loc[keep]), stats
+
+    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+        bounded, stats = self._bounded(frame, ctx)
+        figs = self.dp_figures(ctx.schema)
+        scale = float(figs["scale"])
+        mech = self.share["mechanism"]
+        evidence = {"dp": {k: figs[k] for k in ("mechanism", "scale", "accuracy_95", "key_source", "threshold")},
+                    "post_processing": self.post_processing(),
+                    "seed": ("contribution bounding derived from the test seed; OpenDP's noise cannot be seeded"
+                             if ctx.seed is not None else None)}
+        internal: dict[str, Any] = {"bounding": stats}
+        found = self._discover(bounded, int(figs["threshold"]), internal) if self.discovers_keys() else None
+        tables = self._build_grid(bounded, ctx, scale, mech, internal, found)
+        return OutputBuild(tables=tables, evidence=evidence, internal=internal)
+
+    def _values(self, frame: pd.DataFrame) -> np.ndarray | None:
+        if self.statistic != "sum":
+            return None
+        assert self.bounds is not None and self.column is not None
+        v = pd.to_numeric(frame[self.column], errors="coerce").fillna(0).to_numpy(dtype=float)
+        return np.clip(np.rint(v), self.bounds[0], self.bounds[1]).astype(np.int64)
+
+    def _discover(self, frame: pd.DataFrame, threshold: int, internal: dict[str, Any]) -> dict[str, list[str]]:
+        """Keys of each 'discover' column: values whose noisy count (OpenDP Laplace-threshold) passes the threshold."""
+        found = {}
+        for c in self.discover_columns():
+            counts = K.as_text(frame[c]).dropna().astype(str).value_counts()
+            released = noisy_threshold({str(k): int(v) for k, v in counts.items()}, self.discovery_scale(), threshold)
+            found[c] = sorted(released)
+            internal.setdefault("discovery", {})[c] = {"values_in_data": int(len(counts)),
+                                                       "values_released": len(found[c])}
+        return found
+
+    def _build_grid(self, frame: pd.DataFrame, ctx: StepContext, scale: float, mech: str,
+                    internal: dict[str, Any], found: dict[str, list[str]] | None = None) -> dict[str, pd.DataFrame]:
+        key_lists = self.key_lists(ctx.schema, found)
+        shape = tuple(len(k) for k in key_lists)
+        n = int(np.prod(shape))
+        flat = K.grid_codes(frame, list(self.by), key_lists)
+        inside = flat >= 0
+        vals = self._values(frame)
+        weights = None if vals is None else vals[inside]
+        true = np.bincount(flat[inside], weights=weights, minlength=n)
+        true = np.rint(true).astype(np.int64)
+        noisy_cells = noisy_vector(true, mech, scale)
+        axes = {c: i for i, c in enumerate(self.by)}
+        margin_axes = [tuple(sorted(axes[c] for c in m)) for m in self.margins]
+        noisy_margins = [(ax, noisy_vector(margin_of(true, shape, ax), mech, scale)) for ax in margin_axes]
+        est = least_squares(noisy_cells.astype(float), shape, noisy_margins)
+        groups = group_index(shape, margin_axes[0]) if margin_axes else None
+        if self.statistic == "sum" and self.bounds is not None and self.bounds[0] < 0:
+            cells = np.rint(est).astype(np.int64)
+        else:
+            cells = round_within_groups(est, groups)
+        internal["true_total"] = int(true.sum())
+        internal["mean_abs_error"] = float(np.abs(cells - true).mean()) if n else 0.0
+        blank = suppress(cells, self.suppress_below)
+        table = K.grid_frame(list(self.by), key_lists)
+        table[self.value_column] = pd.array(np.where(blank, 0, cells), dtype="Int64")
+        table.loc[blank, self.value_column] = pd.NA
+        tables = {self.name: table}
+        for m, ax in zip(self.margins, margin_axes, strict=True):
+            mt = K.grid_frame(list(m), [key_lists[a] for a in ax])
+            mt[self.value_column] = pd.array(margin_of(cells, shape, ax), dtype="Int64")
+            tables[self.margin_stem(m)] = mt
+        return tables
+
+    # -- the assessment (published files only) -------------------------------------------------
+    def assess(self, tables: dict[str, pd.DataFrame], ctx: AssessContext) -> dict[str, Any]:
+        from release.plan import compile_plan
+
+        schema = compile_plan(ctx.policy).final_schema
+        figs = self.dp_figures(schema)
+        t = tables[self.name]
+        file = ctx.files.get(self.name)
+        figs["post_processing"] = self.post_processing()
+        figs["cells_published"] = int(len(t))
+        vcol = self.value_column
+        missing = [c for c in (*self.by, vcol) if c not in t.columns]
+        if missing:
+            ctx.finding("dp-columns", False, f"published table lacks column(s) {missing}", file=file)
+            return {"dp": figs}
+        v = pd.to_numeric(t[vcol], errors="coerce")
+        blanks = int(v.isna().sum())
+        figs["cells_suppressed"] = blanks
+        nonint = bool(((v.dropna() % 1) != 0).any())
+        negative = bool((v.dropna() < 0).any()) and "non-negative (clipped at 0)" in figs["post_processing"]
+        ctx.finding("dp-integers", not nonint and not negative,
+                    "published values are non-negative integers" if not (nonint or negative) else
+                    "published values include " + ("non-integers" if nonint else "negative values"), file=file)
+        if blanks and self.suppress_below is None:
+            ctx.finding("dp-suppression", False, f"{blanks} blank cell(s) but the policy suppresses none", file=file)
+        elif self.suppress_below is not None:
+            low = int((v.dropna() < self.suppress_below).sum())
+            ctx.finding("dp-suppression", low == 0, "no published cell below the suppression threshold" if not low
+                        else f"{low} published cell(s) below suppress_below={self.suppress_below}", file=file)
+        keys = t[list(self.by)].astype(str)
+        dup = int(keys.duplicated().sum())
+        # Discovered columns: their key set is whatever was published; the grid must still be complete.
+        found = {c: sorted(keys[c].unique().tolist()) for c in self.discover_columns()}
+        want = K.grid_frame(list(self.by), self.key_lists(schema, found)).astype(str)
+        got = set(map(tuple, keys.to_numpy().tolist()))
+        exp = set(map(tuple, want.to_numpy().tolist()))
+        ok = got == exp and dup == 0
+        ctx.finding("dp-keys", ok, f"all {len(exp)} keys of the key grid published once, no other key" if ok else
+                    f"key set differs from the key grid: {len(exp - got)} missing, {len(got - exp)} not in a key set,"
+                    f" {dup} repeated", file=file)
+        if self.discovers_keys():
+            figs["cells"] = len(exp)
+            figs["discovered_keys"] = {c: len(v) for c, v in found.items()}
+        for m in self.margins:
+            self._assess_margin(t, tables, m, ctx, figs)
+        return {"dp": figs}
+
+    def _assess_margin(self, t: pd.DataFrame, tables: dict[str, pd.DataFrame], m: tuple[str, ...],
+                       ctx: AssessContext, figs: dict[str, Any]) -> None:
+        stem = self.margin_stem(m)
+        file = ctx.files.get(stem)
+        mt = tables.get(stem)
+        if mt is None:
+            ctx.finding("dp-margins", False, f"margin table {stem} not published", file=file)
+            return
+        vcol = self.value_column
+        cells = t.assign(_v=pd.to_numeric(t[vcol], errors="coerce"))
+        cells[list(m)] = cells[list(m)].astype(str)
+        agg = cells.groupby(list(m), observed=True).agg(s=("_v", "sum"), blanks=("_v", lambda x: int(x.isna().sum())))
+        mv = mt.assign(**{c: mt[c].astype(str) for c in m}).set_index(list(m))[vcol]
+        mv = pd.to_numeric(mv, errors="coerce")
+        joined = agg.join(mv.rename("margin"), how="outer")
+        exact = joined["blanks"].fillna(0) == 0
+        bad = int((exact & (joined["s"] != joined["margin"])).sum() + (~exact & (joined["s"] > joined["margin"])).sum()
+                  + joined["margin"].isna().sum())
+        ctx.finding("dp-margins", bad == 0, f"cells add up to the published margin [{', '.join(m)}]" if not bad else
+                    f"{bad} entry(ies) of margin [{', '.join(m)}] disagree with the sum of their cells", file=file)
