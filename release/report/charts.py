@@ -85,7 +85,7 @@ def displacement(disp: dict[str, Any]) -> str:
     with matplotlib.rc_context(_RC):
         keys = [k for k in ("min", "median", "p95", "max") if isinstance(disp.get(k), (int, float))]
         vals = [float(disp[k]) for k in keys]
-        fig = _fig(6.4, 1.9)
+        fig = _fig(6.4, 1.5)
         ax = fig.axes[0]
         if vals:
             ax.hlines(0, min(vals), max(vals), color=MUTED, linewidth=2)
@@ -95,7 +95,7 @@ def displacement(disp: dict[str, Any]) -> str:
                             ha="center", fontsize=8)
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
-        ax.set_ylim(-0.5, 1.2)
+        ax.set_ylim(-0.4, 0.9)
         ax.set_xlabel("distance between true and published location (m)")
         ax.set_title("Displacement")
         return to_svg(fig, "Displacement of published locations")

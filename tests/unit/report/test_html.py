@@ -1,0 +1,143 @@
+"""report.html: every kind of figure renders, unknown or partial figures never break it, nothing loads."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from release.report.html import CSP, build_page
+
+TABLE_CSV = b"division,gender,count\nD11,Man,12\nD11,Woman,\nD12,Man,\nD12,Woman,9\n"
+DP_CSV = b"division,count\nD11,17\nD12,0\nD13,44\n"
+GEOJSON = (b'{"type":"FeatureCollection","features":[\n'
+           b'{"type":"Feature","geometry":{"type":"Point","coordinates":[-79.4,43.7]},"properties":{}},\n'
+           b'{"type":"Feature","geometry":{"type":"Point","coordinates":[-79.4,43.7]},"properties":{}},\n'
+           b'{"type":"Feature","geometry":{"type":"Point","coordinates":[-79.3,43.65]},"properties":{}}\n]}\n')
+AREAS = {"type": "FeatureCollection", "features": [
+    {"type": "Feature", "properties": {"id": "1"}, "geometry": {"type": "Polygon", "coordinates": [
+        [[-79.5, 43.6], [-79.2, 43.6], [-79.2, 43.8], [-79.5, 43.8], [-79.5, 43.6]]]}}]}
+
+
+def full_report() -> dict[str, Any]:
+    return {
+        "dataset": "demo", "title": "Demo <release>", "release_id": "20260101T000000Z-abcd", "verdict": "pass",
+        "created_utc": "2026-01-01T00:00:00+00:00",
+        "findings": [{"check": "k-anonymity", "ok": True, "message": "k 5 >= 5", "output": "arrests"},
+                     {"check": "note", "ok": True, "message": "<script>alert(1)</script>"}],
+        "validation": {"rows_read": 100, "rows_excluded": 2, "violations": []},
+        "steps": [{"index": 0, "type": "filter", "rows_excluded": 8, "seconds": 0.1}],
+        "gate": {"min_k": 5, "max_epsilon_per_release": 1.0},
+        "budget": {"before": {"epsilon": 1.0}, "after": {"epsilon": 2.0}, "cap": {"epsilon_per_period": 4.0}},
+        "outputs": [
+            {"name": "arrests", "kind": "records", "files": ["arrests.csv", "arrests.geojson"],
+             "figures": {"rows": 90, "columns": ["a", "b"], "anonymity": {
+                 "quasi_identifiers": ["a", "b"], "k": 5, "class_size_distribution": {"5": 3, "7": 2, "30": 1},
+                 "l": {"outcome": {"distinct": 2}},
+                 "risk": {"prosecutor": {"highest": 0.2, "average": 0.1, "share_above": 0.0},
+                          "journalist": {"highest": 0.2}, "marketer": 0.05},
+                 "sample_uniques": 0},
+                 "location": {"method": "snap", "displacement_m": {"min": 1, "median": 40, "p95": 120, "max": 300},
+                              "distinct_points": 2, "withheld": {"count": 3, "reasons": {"sexual offence": 3}}}}},
+            {"name": "force", "kind": "dp-table", "files": ["force.csv"],
+             "figures": {"dp": {"mechanism": "discrete laplace", "epsilon": 1.0, "scale": 2.0, "accuracy_95": 6.0,
+                                "key_source": "public", "cells": 3}}},
+            {"name": "gender", "kind": "table", "files": ["gender.csv"],
+             "figures": {"suppression": {"cells": 4, "primary": 1, "secondary": 1, "smallest_interval": 7,
+                                         "audit": [{"cell": "D11/Woman", "lower": 0, "upper": 12}]}}},
+            {"name": "odd", "kind": "new-kind", "files": [], "figures": {"mystery": {"x": 1}, "answer": 42}},
+        ],
+    }
+
+
+def files() -> dict[str, bytes]:
+    return {"arrests.csv": b"a,b\n1,2\n", "arrests.geojson": GEOJSON, "force.csv": DP_CSV, "gender.csv": TABLE_CSV}
+
+
+class Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def parse(html: str) -> Collector:
+    c = Collector()
+    c.feed(html)
+    return c
+
+
+def test_every_output_has_a_section_with_a_chart() -> None:
+    html = build_page(full_report(), files(), areas=AREAS, approval={"required": False})
+    for name in ("arrests", "force", "gender", "odd"):
+        m = re.search(rf'<section class="card output" id="output-{name}"(.*?)</section>', html, re.S)
+        assert m, name
+        if name != "odd":
+            assert "<svg" in m.group(1), f"no chart in {name}"
+    assert 'id="verdict"' in html and "PASS" in html
+    assert "Equivalence classes by size" in html and "Displacement" in html and "Published points (2 distinct)" in html
+    assert "published values with 95% intervals" in html and "[11.0, 23.0]" in html  # 17 ± 6
+    assert "Cells published and suppressed" in html
+    assert "mystery" in html and "42" in html  # unknown figures: generic table
+    assert "Ledger before and after this release" in html
+    assert "not required" in html
+
+
+def test_suppressed_cells_show_as_suppressed_never_a_value() -> None:
+    html = build_page(full_report(), files())
+    sec = re.search(r'id="output-gender"(.*?)</section>', html, re.S).group(1)  # type: ignore[union-attr]
+    rows = re.findall(r"<tr><td>(D1\d)</td><td>(\w+)</td><td>([^<]*)</td></tr>", sec)
+    assert ("D11", "Woman", "suppressed") in rows and ("D12", "Man", "suppressed") in rows
+    assert ("D11", "Man", "12") in rows
+
+
+def test_self_contained_no_script_no_external_reference() -> None:
+    html = build_page(full_report(), files(), areas=AREAS)
+    tags = parse(html).tags
+    assert not [t for t, _ in tags if t in ("script", "iframe", "object", "embed", "link", "img")]
+    csp = [a for t, a in tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy"]
+    assert csp and csp[0]["content"] == CSP and "default-src 'none'" in CSP
+    for _, attrs in tags:
+        for k in ("src", "href", "xlink:href"):
+            v = attrs.get(k)
+            assert v is None or v.startswith("#") or v.startswith("data:"), (k, v)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert "Demo &lt;release&gt;" in html
+
+
+def test_blocked_report_leads_with_failed_findings() -> None:
+    rep = full_report()
+    rep["verdict"] = "blocked"
+    rep["findings"].append({"check": "k-anonymity", "ok": False, "message": "smallest class 1 < 5", "output": "arrests"})
+    html = build_page(rep, files())
+    assert "BLOCKED" in html and html.index("smallest class 1 &lt; 5") < html.index('id="approval"')
+
+
+def test_internal_report_adds_diagnostics() -> None:
+    html = build_page(full_report(), files(), internal={"outputs": {"gender": {"suppressed_total": 11}}})
+    assert "INTERNAL REPORT" in html and "suppressed total" in html
+    assert "INTERNAL" not in build_page(full_report(), files())
+
+
+figure_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+                             lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=6), c, max_size=4),
+                             max_leaves=12)
+
+
+@settings(max_examples=12, deadline=None)
+@given(anonymity=figure_values, location=figure_values, dp=figure_values, suppression=figure_values,
+       other=figure_values)
+def test_any_figures_render_without_error(anonymity: Any, location: Any, dp: Any, suppression: Any,
+                                          other: Any) -> None:
+    rep = full_report()
+    rep["outputs"][0]["figures"] = {"anonymity": anonymity, "location": location, "extra": other}
+    rep["outputs"][1]["figures"] = {"dp": dp}
+    rep["outputs"][2]["figures"] = {"suppression": suppression}
+    html = build_page(rep, files())
+    for name in ("arrests", "force", "gender", "odd"):
+        assert f'id="output-{name}"' in html
