@@ -55,19 +55,21 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str, cell_col
     keep = np.ones(n, dtype=bool)
     if len(sub):
         part = frame.iloc[sub]
-        keep[sub] = _bound_rows(part, codes[sub], record_id, cell_cols, max_records, max_groups, key)
+        keep[sub] = _bound_rows(part, codes[sub], unit, record_id, cell_cols, max_records, max_groups, key)
     return keep, {"rows_in": int(n), "rows_kept": int(keep.sum()), "units": int(len(per_unit)),
                   "units_truncated": int(len(np.unique(codes[~keep])))}
 
 
-def _bound_rows(frame: pd.DataFrame, codes: np.ndarray, record_id: str, cell_cols: list[str],
+def _bound_rows(frame: pd.DataFrame, codes: np.ndarray, unit_col: str, record_id: str, cell_cols: list[str],
                 max_records: int, max_groups: int | None, key: str) -> np.ndarray:
     n = len(frame)
     keep = np.ones(n, dtype=bool)
     if max_groups is not None and cell_cols:
-        cell_codes = frame.groupby(cell_cols, sort=False, observed=True, dropna=False).ngroup().to_numpy()
-        pair_id = codes * (int(cell_codes.max(initial=0)) + 1) + cell_codes
-        pair_codes, uniq = pd.factorize(pair_id)
+        # Hash the (unit, cell) values themselves, not codes that depend on the input order.
+        text = frame[unit_col].astype(str)
+        for c in cell_cols:
+            text = text + "\x1f" + frame[c].astype(str)
+        pair_codes, uniq = pd.factorize(text)
         idx = np.unique(pair_codes, return_index=True)[1]
         # One score per (unit, cell): rank the distinct cells of each unit, keep the first max_groups.
         ph = _keyed_hash(pd.Series(uniq[pair_codes[idx]]), key)

@@ -101,8 +101,9 @@ def reserve(path: Path, dataset: str, unit: str, release_id: str, spends: list[d
             if problems:
                 con.execute("ROLLBACK")
                 raise BlockedError(
-                    f"privacy budget of {dataset} (privacy unit {unit}) would pass its cap; nothing was published"
-                    " and no budget was spent", details=[*problems, f"ledger: {path}"] + ([reset_hint] if reset_hint else []))
+                    f"privacy budget of {dataset} (privacy unit {unit}) would pass the {problems[0]};"
+                    " nothing was published and no budget was spent",
+                    details=[*problems[1:], f"ledger: {path}"] + ([reset_hint] if reset_hint else []))
             con.executemany(
                 "INSERT INTO spends (dataset, privacy_unit, release_id, output, mechanism, epsilon, rho, delta,"
                 " created_utc) VALUES (?,?,?,?,?,?,?,?,?)",
