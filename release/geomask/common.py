@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from release.context import StepContext, test_mode
-from release.errors import InternalError, PolicyError
+from release.errors import InternalError
 from release.policy.base import ColumnSpec, ColumnType, Role, Schema
 
 NSA = "NSA"
@@ -21,7 +21,8 @@ def coord_columns(schema: Schema, where: str) -> tuple[str, str]:
     lat = next((c for c, s in schema.items() if s.role == Role.latitude), None)
     lon = next((c for c, s in schema.items() if s.role == Role.longitude), None)
     if lat is None or lon is None:
-        raise PolicyError(f"{where}: the schema has no latitude/longitude columns to mask")
+        # ValueError: the plan check reports it with the policy file, line and step path.
+        raise ValueError(f"{where}: the schema has no latitude/longitude columns to mask")
     return lat, lon
 
 

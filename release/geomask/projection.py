@@ -31,12 +31,23 @@ class Projector:
         return f"EPSG:{epsg}" if epsg else self.crs.name
 
     def to_metric(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x, y = self.forward.transform(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
-        return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return _apply(self.forward, lon, lat)
 
     def to_degrees(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lon, lat = self.inverse.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+        return _apply(self.inverse, x, y)
+
+
+def _apply(t: Transformer, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    n = len(a)
+    if n == 0:
+        return np.zeros(0), np.zeros(0)
+    if n == 1:
+        # pyproj takes a one-element array for a scalar point (deprecated in numpy): pass two.
+        a, b = np.repeat(a, 2), np.repeat(b, 2)
+    x, y = t.transform(a, b)
+    return np.asarray(x, dtype=np.float64)[:n], np.asarray(y, dtype=np.float64)[:n]
 
 
 _CACHE: dict[tuple[int | None, tuple[float, ...]], Projector] = {}
