@@ -8,6 +8,7 @@ import click
 
 from release.cli import json_option, progress_printer
 from release.engine import run_release
+from release.geomask.cli import geo_options
 
 
 def register(group: click.Group) -> None:
@@ -17,14 +18,18 @@ def register(group: click.Group) -> None:
     @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Publish folder; the bundle goes to OUT/<dataset>/<release-id>/.")
     @click.option("--ledger", type=click.Path(dir_okay=False), default=None, help="DP budget ledger (SQLite); overrides the policy's.")
     @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network file; overrides the policy's.")
+    @click.option("--addresses", type=click.Path(dir_okay=False), default=None, help="Address points counted per network node.")
+    @click.option("--layer", "layers", multiple=True, metavar="NAME=FILE", help="Area polygon layer a geomask step names (repeatable).")
     @click.option("--config", type=click.Path(dir_okay=False), default=None, help="Configuration (release.toml): approval keyring and requirement.")
     @click.option("--seed", type=int, default=None, help="Fix randomness (test mode only: RELEASE_TEST_MODE=1).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
     @json_option
     def run_cmd(policy: str, input_path: str, out_dir: str, ledger: str | None, network: str | None,
-                config: str | None, seed: int | None, quiet: bool, as_json: bool) -> None:
+                addresses: str | None, layers: tuple[str, ...], config: str | None, seed: int | None, quiet: bool,
+                as_json: bool) -> None:
         """Run one release of POLICY over the records in --input."""
         options = {k: v for k, v in {"ledger": ledger, "network": network, "config": config}.items() if v is not None}
+        options.update(geo_options(addresses, layers))
         result = run_release(policy, input_path, out_dir, options=options, seed=seed,
                              progress=progress_printer(quiet or as_json))
         if as_json:
