@@ -261,20 +261,37 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
 
 
 def budget_block(budget: Any) -> Block:
-    b = generic_block("Privacy budget and ledger", budget) if isinstance(budget, dict) else Block("Privacy budget")
-    if isinstance(budget, dict):
-        nums: dict[str, float] = {}
-        for k, v in budget.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                nums[label(k)] = float(v)
-            elif isinstance(v, dict):
-                for kk, vv in v.items():
-                    if isinstance(vv, (int, float)) and not isinstance(vv, bool):
-                        nums[f"{label(k)}: {label(kk)}"] = float(vv)
-        if nums:
-            b.charts.append(charts.bars(list(nums), list(nums.values()), "Ledger before and after this release",
-                                        "privacy loss"))
-    return b
+    """The ledger before and after this release against the caps, per privacy measure."""
+    if not isinstance(budget, dict):
+        return generic_block("Privacy budget", {"budget": budget})
+    b = Block("Privacy budget and ledger")
+    for k in ("dataset", "privacy_unit", "release_id", "period_days"):
+        if k in budget:
+            b.facts.append((label(k), fmt(budget[k])))
+    before, after = budget.get("spent_in_period_before"), budget.get("spent_in_period_after")
+    asked, caps = budget.get("asked") or {}, budget.get("caps") or {}
+    if isinstance(before, dict) and isinstance(after, dict):
+        rows = []
+        for m in sorted(set(before) | set(after) | set(asked)):
+            per_rel = (caps.get("per_release") or {}).get(m)
+            per_per = (caps.get("per_period") or {}).get(m)
+            vals = [before.get(m), asked.get(m), after.get(m), per_rel, per_per]
+            if not any(isinstance(v, (int, float)) and v for v in vals):
+                continue
+            rows.append({"measure": m, "spent before": before.get(m), "this release": asked.get(m),
+                         "spent after": after.get(m), "cap per release": per_rel, "cap per period": per_per,
+                         "left in period": (budget.get("left_in_period") or {}).get(m)})
+            names = ["ledger before", "this release", "ledger after", "cap per release", "cap per period"]
+            pairs = [(n, float(v)) for n, v in zip(names, vals, strict=True) if isinstance(v, (int, float))]
+            b.charts.append(charts.bars([n for n, _ in pairs], [v for _, v in pairs],
+                                        f"{m}: ledger before and after this release", m,
+                                        highlight=[n.startswith("cap") for n, _ in pairs]))
+        if rows:
+            b.tables.append(records_table("Ledger (rolling period)", rows))
+        if isinstance(budget.get("spends"), list):
+            b.tables.append(records_table("Spends of this release", budget["spends"]))
+        return b
+    return generic_block("Privacy budget and ledger", budget)
 
 
 def suppression_block(s: dict[str, Any], files: dict[str, bytes], paths: list[str], gate: dict[str, Any]) -> Block:

@@ -31,7 +31,8 @@ def full_report() -> dict[str, Any]:
         "validation": {"rows_read": 100, "rows_excluded": 2, "violations": []},
         "steps": [{"index": 0, "type": "filter", "rows_excluded": 8, "seconds": 0.1}],
         "gate": {"min_k": 5, "max_epsilon_per_release": 1.0},
-        "budget": {"before": {"epsilon": 1.0}, "after": {"epsilon": 2.0}, "cap": {"epsilon_per_period": 4.0}},
+        "budget": {"spent_in_period_before": {"epsilon": 1.0}, "asked": {"epsilon": 1.0},
+                   "spent_in_period_after": {"epsilon": 2.0}, "caps": {"per_period": {"epsilon": 4.0}}},
         "outputs": [
             {"name": "arrests", "kind": "records", "files": ["arrests.csv", "arrests.geojson"],
              "figures": {"rows": 90, "columns": ["a", "b"], "anonymity": {
@@ -84,7 +85,7 @@ def test_every_output_has_a_section_with_a_chart() -> None:
     assert "published values with 95% intervals" in html and "[11.0, 23.0]" in html  # 17 ± 6
     assert "Cells published and suppressed" in html
     assert "mystery" in html and "42" in html  # unknown figures: generic table
-    assert "Ledger before and after this release" in html
+    assert "epsilon: ledger before and after this release" in html
     assert "not required" in html
 
 
@@ -129,7 +130,7 @@ figure_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floa
                              max_leaves=12)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(anonymity=figure_values, location=figure_values, dp=figure_values, suppression=figure_values,
        other=figure_values)
 def test_any_figures_render_without_error(anonymity: Any, location: Any, dp: Any, suppression: Any,

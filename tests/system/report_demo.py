@@ -1,0 +1,62 @@
+"""One small demo run shared by the report, gate and approval system tests (built once per session)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from release.demo import run_demo
+
+DEMO_RECORDS = 3000
+_CACHE: dict[str, Any] = {}
+
+
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """{"out", "work", "rows", "bundles": {dataset: bundle dir}} of one demo run with the bundled policies."""
+    if "run" not in _CACHE:
+        base = tmp_path_factory.mktemp("report-demo")
+        rows = run_demo(base / "out", DEMO_RECORDS, base / "work", None, progress=lambda _m: None)
+        bundles = {}
+        for d in sorted((base / "out").iterdir()):
+            if d.name.startswith("."):
+                continue
+            found = sorted(p for p in d.iterdir() if (p / "manifest.json").is_file())
+            if found:
+                bundles[d.name] = found[-1]
+        _CACHE["run"] = {"out": base / "out", "work": base / "work", "rows": rows, "bundles": bundles}
+    return _CACHE["run"]
+
+
+def copy_bundle(bundle: Path, dest: Path) -> Path:
+    """A private copy of a demo bundle (with the same dataset/release layout) to tamper with."""
+    target = dest / bundle.parent.name / bundle.name
+    shutil.copytree(bundle, target)
+    return target
+
+
+def rehash(bundle: Path) -> None:
+    """Make manifest.json (and datapackage.json's hashes) match the files again, as a careful forger would."""
+    man = json.loads((bundle / "manifest.json").read_text())
+    dp_path = bundle / "datapackage.json"
+    if dp_path.is_file():
+        dp = json.loads(dp_path.read_text())
+        for r in dp.get("resources", []):
+            p = bundle / r["path"]
+            if p.is_file():
+                r["hash"] = "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
+        dp_path.write_text(json.dumps(dp, indent=2) + "\n")
+    man["files"] = {rel: hashlib.sha256((bundle / rel).read_bytes()).hexdigest() for rel in man["files"]
+                    if (bundle / rel).is_file()}
+    if (bundle / "policy.yaml").is_file():
+        man["policy_sha256"] = hashlib.sha256((bundle / "policy.yaml").read_bytes()).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
+
+
+def internal_of(bundle: Path) -> dict[str, Any]:
+    p = bundle.parent.parent / ".internal" / bundle.parent.name / f"{bundle.name}.json"
+    return json.loads(p.read_text()) if p.is_file() else {}

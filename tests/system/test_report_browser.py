@@ -1,0 +1,113 @@
+"""Acceptance: report.html of demo bundles renders in headless Chromium, with no network request."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.system.report_demo import demo_run
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[Any]:
+    if not CHROMIUM or not DRIVER:
+        pytest.skip("headless Chromium not installed (Debian: apt-get install chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="release-report-chromium-")
+    opts = Options()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+              f"--user-data-dir={profile}", "--window-size=1100,900"):
+        opts.add_argument(a)
+    # Chrome's performance log holds every network event the page causes (DevTools protocol).
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    d = webdriver.Chrome(options=opts, service=Service(DRIVER))
+    try:
+        yield d
+    finally:
+        d.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    run = demo_run(tmp_path_factory)
+    if not run["bundles"]:
+        pytest.fail(f"the demo produced no bundle: {run['rows']}")
+    return run
+
+
+def _requests(d: Any) -> list[str]:
+    urls = []
+    for entry in d.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            urls.append(msg["params"]["request"]["url"])
+    return urls
+
+
+def test_every_demo_report_renders_offline(driver: Any, demo: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    for dataset, bundle in demo["bundles"].items():
+        report = json.loads((bundle / "report.json").read_text())
+        page = (bundle / "report.html").resolve()
+        driver.get_log("performance")  # drop events from earlier pages
+        driver.get(page.as_uri())
+        verdict = driver.find_element(By.ID, "verdict").text
+        assert "PASS" in verdict and "Verdict: pass" in verdict, dataset
+        assert driver.find_element(By.ID, "findings").is_displayed()
+        assert "Approved by" in driver.find_element(By.ID, "approval").text.title() or \
+            "approved by" in driver.find_element(By.ID, "approval").text
+        for o in report["outputs"]:
+            sec = driver.find_element(By.ID, f"output-{o['name']}")
+            assert sec.is_displayed() and o["name"] in sec.text
+            svgs = sec.find_elements(By.CSS_SELECTOR, "svg.chart")
+            assert svgs, f"{dataset}/{o['name']}: no chart"
+            for svg in svgs:
+                size = svg.size
+                assert size["width"] > 100 and size["height"] > 40, (dataset, o["name"], size)
+                # matplotlib's drawing is real SVG content: paths (bars, points, outlines) and text.
+                assert svg.find_elements(By.CSS_SELECTOR, "path"), (dataset, o["name"])
+        # The page loads nothing: no resource entries, no network request other than the file itself.
+        assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+        others = [u for u in _requests(driver) if u != page.as_uri()]
+        assert others == [], others
+        csp = driver.find_element(By.CSS_SELECTOR, "meta[http-equiv='Content-Security-Policy']")
+        assert "default-src 'none'" in csp.get_attribute("content")
+        shot = tmp_path / f"{dataset}.png"
+        driver.set_window_size(1100, min(int(driver.execute_script("return document.body.scrollHeight")) + 50, 12000))
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+        driver.set_window_size(1100, 900)
+
+
+def test_report_fits_a_phone_and_prints(driver: Any, demo: dict[str, Any], tmp_path: Path) -> None:
+    from selenium.webdriver.common.print_page_options import PrintOptions
+
+    bundle = next(iter(demo["bundles"].values()))
+    driver.set_window_size(390, 844)
+    try:
+        driver.get((bundle / "report.html").resolve().as_uri())
+        overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"page is {overflow}px wider than a phone screen"
+        driver.save_screenshot(str(tmp_path / "phone.png"))
+        pdf = base64.b64decode(driver.print_page(PrintOptions()))
+        assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
+    finally:
+        driver.set_window_size(1100, 900)
