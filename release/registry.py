@@ -31,6 +31,7 @@ PLUGINS: list[str] = [
     "release.steps.generalize",
     "release.steps.filter",
     "release.outputs.records",
+    "release.anonymize.step",
     "release.geomask.plugins",
     "release.dp.table",
     "release.dp.hooks",

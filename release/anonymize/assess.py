@@ -1,0 +1,163 @@
+"""Anonymity figures of a published record-level table (k, l, t, risks), recomputed by run and check."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from release.anonymize.lattice import classes_of, compatible_sizes
+from release.anonymize.models import entropy_l, group_pairs, recursive_cl, t_distance
+from release.anonymize.risk import histogram, journalist, population_uniqueness, prosecutor
+from release.context import AssessContext
+from release.policy.base import Role
+from release.registry import register_assessor
+
+
+def class_sizes(frame: pd.DataFrame, qis: list[str], missing: dict[str, str]) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+    """Per record: class id, exact class size and the size k is judged on.
+
+    Values compare as published ('*' is a value of its own). A missing value is its own category,
+    unless its column says `missing: any`: then it matches every value and a record's size is the
+    number of records compatible with it (sdcMicro's rule for keys with missing values).
+    """
+    n = len(frame)
+    if not qis:
+        z = np.zeros(n, dtype=np.int64)
+        return z, np.full(n, float(n)), np.full(n, float(n))
+    cols, cards, miss = [], [], []
+    for c in qis:
+        codes, uniq = pd.factorize(frame[c], use_na_sentinel=True)
+        codes = np.asarray(codes, dtype=np.int64)
+        u = len(uniq)
+        cols.append(np.where(codes < 0, u, codes))
+        cards.append(u + 1)
+        miss.append(u if missing.get(c) == "any" and (codes < 0).any() else -1)
+    cls, first = classes_of(cols, cards)
+    sizes = np.bincount(cls, minlength=len(first)).astype(float)
+    ksizes = sizes
+    if any(m >= 0 for m in miss):
+        ksizes = compatible_sizes([c[first] for c in cols], cards, miss, sizes)
+    return cls, sizes[cls], ksizes[cls]
+
+
+def measure(frame: pd.DataFrame, qis: list[str], missing: dict[str, str], sensitive: dict[str, Any],
+            population: Any, threshold: float) -> dict[str, Any]:
+    """Every anonymity figure of one table; `sensitive` maps column -> SensitiveSpec (or None)."""
+    from release.anonymize.step import encode_sensitive
+
+    n = len(frame)
+    cls, size_rec, ksize_rec = class_sizes(frame, qis, missing)
+    n_classes = int(cls.max()) + 1 if n else 0
+    sizes = np.bincount(cls, minlength=n_classes).astype(float)
+    fig: dict[str, Any] = {
+        "quasi_identifiers": list(qis), "records": n, "classes": n_classes,
+        "k": int(ksize_rec.min()) if n else None,
+        "class_size_distribution": {str(k): v for k, v in histogram(sizes).items()} if n else {},
+    }
+    if any(missing.get(c) == "any" for c in qis):
+        fig["missing_semantics"] = "any (a missing value matches every value; k counts compatible records)"
+    lfig: dict[str, Any] = {}
+    tfig: dict[str, Any] = {}
+    for col, spec in sensitive.items():
+        if col not in frame.columns or not n:
+            continue
+        from release.anonymize.models import SensitiveSpec
+
+        sp = spec or SensitiveSpec(l=1)
+        enc = encode_sensitive(frame[col], col, sp)
+        pc, ps, pw = group_pairs(cls, enc.codes, np.ones(n), enc.card)
+        d = np.bincount(pc, minlength=n_classes)
+        e = entropy_l(pc, pw, sizes)
+        entry: dict[str, Any] = {"distinct": int(d.min()), "entropy": round(float(e.min()), 6)}
+        if sp.model == "recursive" and sp.l is not None:
+            ok = recursive_cl(pc, pw, n_classes, sp.l, sp.c or 1.0)
+            entry["recursive_ok"] = bool(ok.all())
+            entry["recursive_c"] = sp.c
+        lfig[col] = entry
+        if sp.t is not None:
+            tfig[col] = round(float(t_distance(pc, ps, pw, sizes, enc).max()), 6)
+    fig["l"] = lfig
+    if tfig:
+        fig["t"] = tfig
+    pi = population.fraction(n) if population is not None else None
+    risk_sizes = ksize_rec
+    pros = prosecutor(risk_sizes, threshold)
+    jour = journalist(risk_sizes, threshold, pi)
+    fig["risk"] = {"threshold": threshold, "prosecutor": _r(pros), "journalist": _r(jour),
+                   "marketer": {"average": round(jour["average"], 6)}}
+    uniq = int((size_rec == 1).sum())
+    fig["sample_uniques"] = {"records": uniq, "share": round(uniq / n, 6) if n else 0.0}
+    if population is not None and n:
+        fig["population_uniqueness"] = population_uniqueness(sizes, max(int(round(n / pi)), n))
+    return fig
+
+
+def _r(d: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 6) for k, v in d.items()}
+
+
+@register_assessor("records")
+def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessContext) -> dict[str, Any]:
+    """Recompute k, l, t and the risks of a records output from its published file; gate them."""
+    from release.anonymize.step import KAnonymityStep
+
+    policy = actx.policy
+    table = tables.get(out.name)
+    if table is None:
+        return {}
+    cols = list(table.columns)
+    steps = [s for s in policy.steps if isinstance(s, KAnonymityStep) and set(s.quasi_identifiers) & set(cols)]
+    gate = policy.gate
+    step = steps[-1] if steps else None
+    if step is not None:
+        qis = [c for c in step.quasi_identifiers if c in cols]
+        missing = step.sensitive_missing()
+        sensitive: dict[str, Any] = dict(step.sensitive)
+        population, threshold = step.population, step.risk_threshold
+    else:
+        if gate.min_k is None and gate.min_l is None and gate.max_prosecutor_risk is None:
+            return {}
+        qis = [c for c in policy.input.role_columns(Role.quasi_identifier) if c in cols]
+        if not qis:
+            return {}
+        missing, sensitive, population, threshold = {}, {}, None, gate.max_prosecutor_risk or 0.2
+    for c in policy.input.role_columns(Role.sensitive):
+        if c in cols and c not in sensitive and c not in qis:
+            sensitive[c] = None
+    fig = measure(table, qis, missing, sensitive, population, threshold)
+    file = actx.files.get(out.name)
+    k = fig["k"]
+    for need, who in ((step.k if step else None, "the k-anonymity step"), (gate.min_k, "the gate's min_k")):
+        if need is not None:
+            ok = k is None or k >= need
+            actx.finding("k-anonymity", ok, f"smallest class on {', '.join(qis)}: {k} record(s); {who} requires"
+                         f" {need}" if k is not None else "no records published", file=file, figure=k, threshold=need)
+    for col, entry in fig["l"].items():
+        spec = sensitive.get(col)
+        if spec is not None and spec.l is not None:
+            got = entry["distinct"] if spec.model == "distinct" else entry["entropy"]
+            ok = got >= spec.l - 1e-9 and entry.get("recursive_ok", True)
+            actx.finding("l-diversity", ok, f"{spec.model} l of {col}: {got} (policy l={spec.l}"
+                         + (f", c={spec.c}: {'holds' if entry.get('recursive_ok') else 'fails'}"
+                            if spec.model == "recursive" else "") + ")", file=file, figure=got, threshold=spec.l)
+        if gate.min_l is not None and (spec is not None or step is None):
+            got = entry["distinct"]
+            actx.finding("l-diversity", got >= gate.min_l, f"distinct l of {col}: {got}; the gate's min_l is"
+                         f" {gate.min_l}", file=file, figure=got, threshold=gate.min_l)
+    for col, t in fig.get("t", {}).items():
+        spec = sensitive[col]
+        actx.finding("t-closeness", t <= spec.t + 1e-9, f"largest class distance of {col}: {t} (policy t={spec.t})",
+                     file=file, figure=t, threshold=spec.t)
+    pros = fig["risk"]["prosecutor"]
+    if gate.max_prosecutor_risk is not None:
+        actx.finding("prosecutor-risk", pros["highest"] <= gate.max_prosecutor_risk + 1e-12,
+                     f"highest prosecutor risk {pros['highest']:.4f}; the gate allows {gate.max_prosecutor_risk}",
+                     file=file, figure=pros["highest"], threshold=gate.max_prosecutor_risk)
+    if gate.max_average_risk is not None:
+        actx.finding("average-risk", pros["average"] <= gate.max_average_risk + 1e-12,
+                     f"average prosecutor risk {pros['average']:.4f}; the gate allows {gate.max_average_risk}",
+                     file=file, figure=pros["average"], threshold=gate.max_average_risk)
+    return {"anonymity": fig}
