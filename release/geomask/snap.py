@@ -76,7 +76,7 @@ def snap_xy(net: Network, x: np.ndarray, y: np.ndarray, eligible: np.ndarray, ma
                                                                      compact_nodes=True)
             if cache_key is not None:
                 net.cache[key] = tree
-        d, i = tree.query(pts, distance_upper_bound=ub, workers=-1)
+        d, i = query(tree, pts, ub)
         ok = np.isfinite(d)
         node[ok] = idx[i[ok]]
         dist[ok] = d[ok]
@@ -110,12 +110,40 @@ def snap_xy(net: Network, x: np.ndarray, y: np.ndarray, eligible: np.ndarray, ma
             tree = cKDTree(pts_of(net, members), balanced_tree=False, compact_nodes=True)
             if cache_key is not None:
                 net.cache[key] = tree
-        d, i = tree.query(pts[rows], distance_upper_bound=ub, workers=-1)
+        d, i = query(tree, pts[rows], ub)
         ok = np.isfinite(d)
         node[rows[ok]] = members[i[ok]]
         dist[rows[ok]] = d[ok]
         reason[rows[~ok]] = "beyond-max-distance"
     return SnapResult(node, dist, reason)
+
+
+def _spread(v: np.ndarray) -> np.ndarray:
+    """Interleave zeros between the low 16 bits (the Morton / Z-order bit trick)."""
+    v = v.astype(np.uint64) & np.uint64(0xFFFF)
+    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def query(tree: cKDTree, pts: np.ndarray, ub: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest neighbour of each point; large batches are queried in Z-order.
+
+    Consecutive queries then walk the same tree branches, which keeps them in the CPU cache:
+    on 1M points this costs less than it saves.
+    """
+    if len(pts) < 20_000:
+        return tree.query(pts, distance_upper_bound=ub, workers=-1)
+    lo = pts.min(axis=0)
+    cell = np.maximum((pts.max(axis=0) - lo) / 65535.0, 1e-9)
+    g = ((pts - lo) / cell).astype(np.int64)
+    order = np.argsort(_spread(g[:, 0]) | (_spread(g[:, 1]) << np.uint64(1)))
+    d, i = tree.query(pts[order], distance_upper_bound=ub, workers=-1)
+    dist = np.empty_like(d)
+    idx = np.empty_like(i)
+    dist[order] = d
+    idx[order] = i
+    return dist, idx
 
 
 def pts_of(net: Network, idx: np.ndarray) -> np.ndarray:
