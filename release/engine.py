@@ -199,9 +199,13 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
         "created_utc": ctx.now.isoformat(timespec="seconds"),
         "policy_sha256": file_sha256(policy_path),
         "input_sha256": file_sha256(input_path),
+        "schema_sha256": schema_sha256(policy),
+        "approver": (ctx.manifest.get("approval") or {}).get("approver"),
         "engine": "release-engine",
         "versions": versions(),
         "test_mode": test_mode(),
+        "features": _features(ctx),
+        "outputs": [_output_manifest(out, rep) for out, rep in zip(policy.outputs, outputs_report, strict=True)],
         **ctx.manifest,
     }
     progress(f"writing bundle ({len(files)} files)")
@@ -211,6 +215,37 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
         hook(policy, ctx, bundle)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return RunResult(report=report, bundle=bundle, findings=findings)
+
+
+def schema_sha256(policy: Policy) -> str:
+    """Hash of the declared input schema (canonical JSON), so schema drift between releases is visible."""
+    import json
+
+    doc = policy.input.model_dump(mode="json", by_alias=True)
+    return sha256_bytes(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _features(ctx: StepContext) -> dict[str, Any]:
+    approval = ctx.manifest.get("approval") or {}
+    return {"opendp": list((ctx.manifest.get("opendp") or {}).get("features") or []),
+            "approval_required": bool(approval.get("required")), "test_mode": test_mode(),
+            "plugins": list(registry.PLUGINS)}
+
+
+def _output_manifest(out: Any, rep: dict[str, Any]) -> dict[str, Any]:
+    """Per output: its kind, the protection mechanism(s) the report shows, and the DP budget it spends."""
+    fig = rep.get("figures") or {}
+    mech = []
+    if isinstance(fig.get("dp"), dict):
+        mech.append(str(fig["dp"].get("mechanism", "differential privacy")))
+    if isinstance(fig.get("suppression"), dict):
+        mech.append("cell suppression (primary and secondary)")
+    if isinstance(fig.get("anonymity"), dict):
+        mech.append(f"k-anonymity (k={fig['anonymity'].get('k')})")
+    if isinstance(fig.get("location"), dict) and fig["location"].get("method"):
+        mech.append(f"geomask {fig['location']['method']}")
+    return {"name": out.name, "kind": out.kind, "mechanism": mech or ["record selection and generalization"],
+            "budget": out.budget()}
 
 
 def read_published_csv_bytes(data: bytes, schema: Schema) -> pd.DataFrame:
