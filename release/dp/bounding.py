@@ -3,28 +3,50 @@
 from __future__ import annotations
 
 import hashlib
-import secrets
+import os
 
 import numpy as np
 import pandas as pd
 
 
-def bounding_key(seed: int | None) -> str:
-    """16-character SipHash key: fresh from the OS per run, derived from the seed only in test mode."""
-    if seed is None:
-        return secrets.token_hex(8)
-    return hashlib.sha256(f"dp-bounding:{seed}".encode()).hexdigest()[:16]
+class Scores:
+    """Random 64-bit scores ranking a unit's rows: from the OS's secure source, or (test mode) a seeded SHAKE stream.
+
+    Which rows survive then depends neither on input order nor on anything an outsider can
+    predict; never numpy.random or random.
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self._xof = hashlib.shake_256(f"dp-bounding:{seed}".encode()) if seed is not None else None
+        self._used = 0
+
+    def draw(self, n: int) -> np.ndarray:
+        if n == 0:
+            return np.zeros(0, dtype=np.uint64)
+        if self._xof is None:
+            raw = os.urandom(8 * n)
+        else:
+            raw = self._xof.digest(8 * (self._used + n))[8 * self._used:]
+            self._used += n
+        return np.frombuffer(raw, dtype=np.uint64).copy()
 
 
-def _keyed_hash(values: pd.Series, key: str) -> np.ndarray:
-    # SipHash under a secret per-run key: which rows survive depends neither on input order nor
-    # on anything an outsider can predict, yet is reproducible within a run.
-    return pd.util.hash_pandas_object(values.astype(str), index=False, hash_key=key).to_numpy()
+def bounding_key(seed: int | None) -> Scores:
+    """Score source for one bounding: fresh OS randomness per run, a seeded stream only in test mode."""
+    return Scores(seed)
 
 
 def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Rank of each row among the rows of its unit, by score (0 = first kept)."""
-    order = np.lexsort((score, unit_codes))
+    if len(unit_codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    # One sort on a packed key (unit in the high bits, score in the low bits) beats a lexsort.
+    ubits = max(int(unit_codes.max()).bit_length(), 1)
+    if ubits <= 40:
+        packed = (unit_codes.astype(np.uint64) << np.uint64(64 - ubits)) | (score >> np.uint64(ubits))
+        order = np.argsort(packed)
+    else:  # pragma: no cover - more than 2**40 units
+        order = np.lexsort((score, unit_codes))
     sorted_units = unit_codes[order]
     starts = np.r_[0, np.flatnonzero(sorted_units[1:] != sorted_units[:-1]) + 1]
     run_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -33,13 +55,14 @@ def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
     return rank
 
 
-def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str, cell_cols: list[str],
-                        max_records: int, max_groups: int | None, key: str) -> tuple[np.ndarray, dict[str, int]]:
+def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, cell_cols: list[str],
+                        max_records: int, max_groups: int | None, key: Scores) -> tuple[np.ndarray, dict[str, int]]:
     """Boolean mask of the rows kept so no unit has more than max_records rows in max_groups cells.
 
-    Rows of a unit are ranked by a keyed hash of their record id; cells by a keyed hash of the
-    (unit, cell) pair. A null unit is its own unit per row (it cannot be linked to anything else).
-    Only the rows of units over a bound are hashed, so the common case costs one factorize.
+    A unit over a bound keeps a uniformly random subset: its distinct cells ranked by a random
+    score per (unit, cell), then its rows by a random score per row. A null unit is its own unit
+    per row (it cannot be linked to anything else). Only units over a bound draw scores, so the
+    common case costs one factorize.
     """
     n = len(frame)
     if n == 0:
@@ -54,30 +77,27 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str, cell_col
     sub = np.flatnonzero(per_unit[codes] > limit)
     keep = np.ones(n, dtype=bool)
     if len(sub):
-        part = frame.iloc[sub]
-        keep[sub] = _bound_rows(part, codes[sub], unit, record_id, cell_cols, max_records, max_groups, key)
+        cells = frame[cell_cols].iloc[sub] if (max_groups is not None and cell_cols) else None
+        keep[sub] = _bound_rows(cells, codes[sub], max_records, max_groups, key)
     return keep, {"rows_in": int(n), "rows_kept": int(keep.sum()), "units": int(len(per_unit)),
-                  "units_truncated": int(len(np.unique(codes[~keep])))}
+                  "units_truncated": int((np.bincount(codes[~keep], minlength=len(per_unit)) > 0).sum())}
 
 
-def _bound_rows(frame: pd.DataFrame, codes: np.ndarray, unit_col: str, record_id: str, cell_cols: list[str],
-                max_records: int, max_groups: int | None, key: str) -> np.ndarray:
-    n = len(frame)
+def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int, max_groups: int | None,
+                key: Scores) -> np.ndarray:
+    n = len(codes)
     keep = np.ones(n, dtype=bool)
-    if max_groups is not None and cell_cols:
-        # Hash the (unit, cell) values themselves, not codes that depend on the input order.
-        text = frame[unit_col].astype(str)
-        for c in cell_cols:
-            text = text + "\x1f" + frame[c].astype(str)
-        pair_codes, uniq = pd.factorize(text)
-        idx = np.unique(pair_codes, return_index=True)[1]
+    if cells is not None and max_groups is not None:
+        pair = cells.assign(_u=codes).groupby(["_u", *cells.columns], sort=False, observed=True,
+                                              dropna=False).ngroup().to_numpy()
         # One score per (unit, cell): rank the distinct cells of each unit, keep the first max_groups.
-        ph = _keyed_hash(pd.Series(uniq[pair_codes[idx]]), key)
-        rank_of_pair = np.empty(len(uniq), dtype=np.int64)
-        rank_of_pair[pair_codes[idx]] = _rank_within(codes[idx], ph)
-        keep &= rank_of_pair[pair_codes] < max_groups
-    rh = _keyed_hash(frame[record_id], key)
+        npairs = int(pair.max()) + 1
+        first = np.unique(pair, return_index=True)[1]
+        rank_of_pair = np.empty(npairs, dtype=np.int64)
+        rank_of_pair[pair[first]] = _rank_within(codes[first], key.draw(len(first)))
+        keep &= rank_of_pair[pair] < max_groups
+    score = key.draw(n)
     # Rows already dropped by the cell bound sort last so they never take a record slot.
-    score = np.where(keep, rh, np.iinfo(np.uint64).max).astype(np.uint64)
+    score[~keep] = np.iinfo(np.uint64).max
     keep &= _rank_within(codes, score) < max_records
     return keep

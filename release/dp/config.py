@@ -82,10 +82,12 @@ def assign_shares(policy: Policy) -> None:
     if discovering and b.rho is not None:
         raise ValueError(f"output {discovering[0].name!r} discovers keys: use epsilon (pure DP + delta), not rho")
     total_w = sum(o.weight for o in outs)
+    # A record as the privacy unit contributes one row: the bound (and the sensitivity) is 1.
+    per_record = b.privacy_unit == policy.input.record_id
     for o in outs:
         share: dict[str, Any] = {"mechanism": "gaussian" if b.rho is not None else "laplace",
-                                 "max_records": b.max_records_per_unit,
-                                 "max_groups": b.max_groups_per_unit}
+                                 "max_records": 1 if per_record else b.max_records_per_unit,
+                                 "max_groups": 1 if per_record else b.max_groups_per_unit}
         if b.rho is not None:
             share["rho"] = b.rho * o.weight / total_w
         else:

@@ -69,7 +69,10 @@ def grid_codes(frame: pd.DataFrame, by: list[str], keys: list[list[str]]) -> np.
     flat = np.zeros(len(frame), dtype=np.int64)
     outside = np.zeros(len(frame), dtype=bool)
     for col, ks in zip(by, keys, strict=True):
-        codes = pd.Categorical(as_text(frame[col]), categories=ks).codes.astype(np.int64)
+        # Factorize once, then look up only the distinct values in the key set.
+        vals, uniq = pd.factorize(as_text(frame[col]), use_na_sentinel=True)
+        pos = np.r_[pd.Index(ks, dtype=object).get_indexer(pd.Index(uniq, dtype=object)), -1].astype(np.int64)
+        codes = pos[vals]
         outside |= codes < 0
         flat = flat * len(ks) + codes
     flat[outside] = -1

@@ -80,6 +80,7 @@ def threshold_measurement(scale: float, threshold: int) -> Any:
     return dp.m.make_laplace_threshold(md, metric, scale=scale, threshold=int(threshold))
 
 
+@lru_cache(maxsize=256)
 def threshold_for(scale: float, l0: int, l1: int, linf: int, epsilon: float, delta: float) -> int:
     """Smallest threshold at which the thresholded map spends at most (epsilon, delta)."""
     # OpenDP requires threshold >= the l-infinity sensitivity.

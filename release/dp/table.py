@@ -184,22 +184,24 @@ class DPTableOutput(OutputConfig):
         return f"{self.name}_by_{'_'.join(m)}"
 
     # -- the run -------------------------------------------------------------------------------
-    def _bounded(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+    def _bounded(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[np.ndarray, dict[str, Any]]:
+        """Mask of the rows kept by contribution bounding (no copy of the frame)."""
         s = self.share
         unit = ctx.policy.budget.privacy_unit  # type: ignore[union-attr]
         if unit not in frame.columns:
             raise PolicyError(f"output {self.name}: privacy-unit column {unit!r} was removed by a step;"
                               " keep it (drop it after no step needs it) so contributions can be bounded")
-        rid = ctx.policy.input.record_id
-        if rid not in frame.columns:
-            frame = frame.assign(**{rid: np.arange(len(frame))})
+        if unit == ctx.policy.input.record_id:
+            # Record ids are validated unique: each unit has one row, within any bound.
+            return np.ones(len(frame), dtype=bool), {"rows_in": len(frame), "rows_kept": len(frame),
+                                                     "units": len(frame), "units_truncated": 0}
         key = bounding_key(ctx.seed)
-        keep, stats = bound_contributions(frame, unit, rid, list(self.by), int(s["max_records"]),
+        keep, stats = bound_contributions(frame, unit, None, list(self.by), int(s["max_records"]),
                                           s["max_groups"], key)
-        return (frame if keep.all() else frame.loc[keep]), stats
+        return keep, stats
 
     def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
-        bounded, stats = self._bounded(frame, ctx)
+        keep, stats = self._bounded(frame, ctx)
         figs = self.dp_figures(ctx.schema)
         scale = float(figs["scale"])
         mech = self.share["mechanism"]
@@ -208,8 +210,9 @@ class DPTableOutput(OutputConfig):
                     "seed": ("contribution bounding derived from the test seed; OpenDP's noise cannot be seeded"
                              if ctx.seed is not None else None)}
         internal: dict[str, Any] = {"bounding": stats}
-        found = self._discover(bounded, int(figs["threshold"]), internal) if self.discovers_keys() else None
-        tables = self._build_grid(bounded, ctx, scale, mech, internal, found)
+        found = (self._discover(frame.loc[keep], int(figs["threshold"]), internal) if self.discovers_keys()
+                 else None)
+        tables = self._build_grid(frame, keep, ctx, scale, mech, internal, found)
         return OutputBuild(tables=tables, evidence=evidence, internal=internal)
 
     def _values(self, frame: pd.DataFrame) -> np.ndarray | None:
@@ -230,13 +233,13 @@ class DPTableOutput(OutputConfig):
                                                        "values_released": len(found[c])}
         return found
 
-    def _build_grid(self, frame: pd.DataFrame, ctx: StepContext, scale: float, mech: str,
+    def _build_grid(self, frame: pd.DataFrame, keep: np.ndarray, ctx: StepContext, scale: float, mech: str,
                     internal: dict[str, Any], found: dict[str, list[str]] | None = None) -> dict[str, pd.DataFrame]:
         key_lists = self.key_lists(ctx.schema, found)
         shape = tuple(len(k) for k in key_lists)
         n = int(np.prod(shape))
         flat = K.grid_codes(frame, list(self.by), key_lists)
-        inside = flat >= 0
+        inside = (flat >= 0) & keep
         vals = self._values(frame)
         weights = None if vals is None else vals[inside]
         true = np.bincount(flat[inside], weights=weights, minlength=n)
@@ -309,7 +312,7 @@ class DPTableOutput(OutputConfig):
             figs["discovered_keys"] = {c: len(v) for c, v in found.items()}
         for m in self.margins:
             self._assess_margin(t, tables, m, ctx, figs)
-        return {"dp": figs}
+        return {"dp": figs, "rows": int(len(t))}
 
     def _assess_margin(self, t: pd.DataFrame, tables: dict[str, pd.DataFrame], m: tuple[str, ...],
                        ctx: AssessContext, figs: dict[str, Any]) -> None:
