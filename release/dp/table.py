@@ -12,6 +12,7 @@ from release.context import AssessContext, OutputBuild, StepContext
 from release.dp import keys as K
 from release.dp.accuracy import describe_accuracy, part_scale
 from release.dp.bounding import bound_contributions, bounding_key
+from release.dp.config import dp_outputs
 from release.dp.noise import noisy_threshold, noisy_vector, threshold_for
 from release.dp.postprocess import group_index, least_squares, margin_of, round_within_groups, suppress
 from release.errors import PolicyError
@@ -153,6 +154,8 @@ class DPTableOutput(OutputConfig):
 
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         f = self.dp_figures(schema)
+        for k in ("scale", "accuracy_95"):
+            f[k] = round(float(f[k]), 6)
         return {k: f[k] for k in ("mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95", "key_source",
                                   "threshold", "cells", "margins") if k in f}
 
@@ -276,6 +279,13 @@ class DPTableOutput(OutputConfig):
         t = tables[self.name]
         file = ctx.files.get(self.name)
         figs["post_processing"] = self.post_processing()
+        if ctx.run is not None and dp_outputs(ctx.policy)[0] is self:
+            # During the run, the budget findings join the report (check re-derives them via BUNDLE_CHECKS).
+            from release.dp.hooks import check_budget
+
+            for f in check_budget(ctx.policy, None, ctx.run.manifest, {}):  # type: ignore[arg-type]
+                f.output = self.name
+                ctx.findings.append(f)
         figs["cells_published"] = int(len(t))
         vcol = self.value_column
         missing = [c for c in (*self.by, vcol) if c not in t.columns]
