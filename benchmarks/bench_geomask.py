@@ -70,7 +70,7 @@ def main() -> None:
     pd.DataFrame({"node_id": [f"N{i}" for i in range(N_NODES)], "lat": node_lat, "lon": node_lon}).to_csv(nodes_csv, index=False)
     t_load = time.perf_counter()
     net = load_network(nodes_csv, None, None, NetworkConfig(count_column=None), policy.jurisdiction, proj)
-    tree = net.tree()
+    net.tree()
     t_load = time.perf_counter() - t_load
     eligible = np.ones(len(net), dtype=bool)
 

@@ -161,7 +161,8 @@ def _withheld_findings(policy: Any, table: pd.DataFrame, lat: str, lon: str, act
     la = table[lat].to_numpy(dtype=np.float64, na_value=np.nan)
     lo = table[lon].to_numpy(dtype=np.float64, na_value=np.nan)
     have = ~np.isnan(la) | ~np.isnan(lo)
-    for s in policy.steps:
+    steps: list[Any] = list(policy.steps)
+    for s in steps:
         if s.type != "withhold-location":
             continue
         if not all(c.column in table.columns for c in s.when):
@@ -180,7 +181,8 @@ def _withheld_findings(policy: Any, table: pd.DataFrame, lat: str, lon: str, act
 @register_assessor("records")
 def location_figures(out: Any, tables: dict[str, pd.DataFrame], actx: AssessContext) -> dict[str, Any]:
     policy = actx.policy
-    geo = [(i, s) for i, s in enumerate(policy.steps) if s.type in GEO_STEPS]
+    steps: list[Any] = list(policy.steps)
+    geo = [(i, s) for i, s in enumerate(steps) if s.type in GEO_STEPS]
     if not geo or out.name not in tables:
         return {}
     t = tables[out.name]
@@ -192,7 +194,7 @@ def location_figures(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
     fig: dict[str, Any] = {"method": method}
     if mask_i is not None and mask_i in ev:
         e = ev[mask_i]
-        for k in ("displacement_m", "area_changed", "min_addresses_per_node", "share_records_below",
+        for k in ("displacement_m", "displacement_histogram", "area_changed", "min_addresses_per_node", "share_records_below",
                   "units_per_point", "widened", "bounds_verified"):
             if e.get(k) is not None:
                 fig[k] = e[k]
@@ -212,9 +214,10 @@ def location_figures(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
     no_coords = int(np.isnan(la).sum())
     reasons: dict[str, int] = {}
     for i, s in geo:
-        e = ev.get(i)
-        if e is None:
+        got = ev.get(i)
+        if got is None:
             continue
+        e = got
         for r, n in ((e.get("nsa") or {}).get("reasons") or {}).items():
             reasons[f"NSA: {r}"] = reasons.get(f"NSA: {r}", 0) + int(n)
         if s.type == "withhold-location":

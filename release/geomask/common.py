@@ -36,10 +36,14 @@ def schema_with_text_areas(schema: Schema, areas: list[str]) -> Schema:
     """Area columns become text: they may now hold 'NSA' as TPS publishes it."""
     out = dict(schema)
     for c in areas:
-        if c in out and out[c].type not in (ColumnType.string, ColumnType.category):
-            out[c] = ColumnSpec(**{**out[c].model_dump(exclude={"type", "categories"}), "type": ColumnType.string})
-        elif c in out and out[c].categories is not None and NSA not in out[c].categories:
-            out[c] = out[c].model_copy(update={"categories": (*out[c].categories, NSA)})
+        spec = out.get(c)
+        if spec is None:
+            continue
+        cats = spec.categories
+        if spec.type not in (ColumnType.string, ColumnType.category):
+            out[c] = ColumnSpec(**{**spec.model_dump(exclude={"type", "categories"}), "type": ColumnType.string})
+        elif cats is not None and NSA not in cats:
+            out[c] = spec.model_copy(update={"categories": (*cats, NSA)})
     return out
 
 
@@ -99,6 +103,19 @@ def quantiles(d: np.ndarray) -> dict[str, float] | None:
     q = np.quantile(d, [0.0, 0.5, 0.95, 1.0])
     return {"min": round(float(q[0]), 2), "median": round(float(q[1]), 2), "p95": round(float(q[2]), 2),
             "max": round(float(q[3]), 2)}
+
+
+HIST_EDGES_M = (0, 10, 25, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000)
+
+
+def histogram(d: np.ndarray) -> dict[str, list[float]] | None:
+    """Displacements binned at fixed edges (metres; the last bin holds everything beyond 5 km)."""
+    d = d[~np.isnan(d)]
+    if len(d) == 0:
+        return None
+    edges = np.array([*HIST_EDGES_M, max(float(d.max()), HIST_EDGES_M[-1]) + 1.0])
+    counts, _ = np.histogram(d, bins=edges)
+    return {"edges_m": [float(e) for e in HIST_EDGES_M], "counts": [int(c) for c in counts]}
 
 
 def point_stats(frame: pd.DataFrame, lat: str, lon: str, unit: str | None) -> dict[str, Any]:

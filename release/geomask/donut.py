@@ -11,10 +11,30 @@ from scipy.spatial import cKDTree
 
 from release.context import StepContext
 from release.errors import BlockedError, UsageError
-from release.geomask.common import (area_columns, coord_columns, coordinates, geocodable, inside_bbox, point_stats,
-                                    privacy_unit, quantiles, schema_with_text_areas, set_nsa, uniforms)
-from release.geomask.network import (PRECISION, NetworkConfig, WithinConfig, address_points, area_text, areas_for,
-                                     network_for, resolve_path)
+from release.geomask.common import (
+    area_columns,
+    coord_columns,
+    coordinates,
+    geocodable,
+    histogram,
+    inside_bbox,
+    point_stats,
+    privacy_unit,
+    quantiles,
+    schema_with_text_areas,
+    set_nsa,
+    uniforms,
+)
+from release.geomask.network import (
+    PRECISION,
+    NetworkConfig,
+    WithinConfig,
+    address_points,
+    area_text,
+    areas_for,
+    network_for,
+    resolve_path,
+)
 from release.geomask.projection import projector_for
 from release.geomask.snap import node_areas, snap_xy
 from release.policy.base import Schema, StepConfig
@@ -191,6 +211,7 @@ class DonutStep(StepConfig):
             "max_radius_m": round(float(r_max.max()), 2) if n else None,
             "displaced": int((donut_rows & published).sum()),
             "displacement_m": quantiles(disp[donut_rows & published]),
+            "displacement_histogram": histogram(disp[donut_rows & published]),
             "bounds_verified": True,
             "redraws": redrawn,
             "fallback": {"method": self.fallback, "count": int(fell_back.sum())} if self.within else None,

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from pyproj import CRS, Transformer
-from pyproj.transformer import TransformerGroup
-from pyproj.aoi import AreaOfInterest
+from pyproj.aoi import AreaOfInterest as UtmArea
 from pyproj.database import query_utm_crs_info
 from pyproj.exceptions import CRSError
+from pyproj.transformer import AreaOfInterest, TransformerGroup
 
 from release.errors import PolicyError
 
@@ -99,7 +99,7 @@ def projector_for(jurisdiction: Jurisdiction) -> Projector:
     else:
         min_lon, min_lat, max_lon, max_lat = jurisdiction.bbox
         infos = query_utm_crs_info(datum_name="WGS 84",
-                                   area_of_interest=AreaOfInterest(min_lon, min_lat, max_lon, max_lat))
+                                   area_of_interest=UtmArea(min_lon, min_lat, max_lon, max_lat))
         # Several zones may touch a wide bbox: the one holding its centre distorts least.
         centre = (min_lon + max_lon) / 2
         zone = int((centre + 180) // 6) + 1

@@ -11,10 +11,28 @@ from pydantic import Field
 from scipy.spatial import cKDTree
 
 from release.context import StepContext
-from release.geomask.common import (area_columns, coord_columns, coordinates, geocodable, inside_bbox, point_stats,
-                                    privacy_unit, quantiles, schema_with_text_areas, set_nsa)
-from release.geomask.network import (PRECISION, Network, NetworkConfig, WithinConfig, area_text, areas_for,
-                                     network_for)
+from release.geomask.common import (
+    area_columns,
+    coord_columns,
+    coordinates,
+    geocodable,
+    histogram,
+    inside_bbox,
+    point_stats,
+    privacy_unit,
+    quantiles,
+    schema_with_text_areas,
+    set_nsa,
+)
+from release.geomask.network import (
+    PRECISION,
+    Network,
+    NetworkConfig,
+    WithinConfig,
+    area_text,
+    areas_for,
+    network_for,
+)
 from release.geomask.projection import projector_for
 from release.policy.base import Schema, StepConfig
 from release.registry import register_step
@@ -104,12 +122,12 @@ def snap_xy(net: Network, x: np.ndarray, y: np.ndarray, eligible: np.ndarray, ma
         if len(members) == 0:
             reason[rows] = "no-eligible-node-in-area"
             continue
-        key = ("area-tree", cache_key, a, uniq[a])
-        tree = net.cache.get(key) if cache_key is not None else None
+        akey = ("area-tree", cache_key, a, uniq[a])
+        tree = net.cache.get(akey) if cache_key is not None else None
         if tree is None:
             tree = cKDTree(pts_of(net, members), balanced_tree=False, compact_nodes=True)
             if cache_key is not None:
-                net.cache[key] = tree
+                net.cache[akey] = tree
         d, i = query(tree, pts[rows], ub)
         ok = np.isfinite(d)
         node[rows[ok]] = members[i[ok]]
@@ -250,6 +268,7 @@ class SnapStep(StepConfig):
             "within": (self.within.column or self.within.areas.layer) if self.within else None,  # type: ignore[union-attr]
             "snapped": int(len(snapped)),
             "displacement_m": quantiles(res.distance[res.node >= 0]),
+            "displacement_histogram": histogram(res.distance[res.node >= 0]),
             "nsa": {"count": int(nsa.sum()),
                     "reasons": {r: int((reason == r).sum()) for r in REASONS if (reason == r).any()}},
             # Within an area by construction; counted so the report can show it is zero.

@@ -143,3 +143,22 @@ def test_steps_need_coordinates_in_the_schema() -> None:
     problems = check_policy_columns(pol)
     assert problems == [(("steps", 1), "cannot apply to the schema: withhold-location: the schema has no"
                          " latitude/longitude columns to mask")]
+
+
+def test_donut_fallback_snaps_to_a_node_of_the_records_area(tmp_path: Path) -> None:
+    from release.geomask.network import coord_keys
+
+    path, nodes = grid_network(tmp_path, n=6, spacing=50.0, origin=(-79.4021, 43.6990))
+    layer = square_layer(tmp_path, {"A": (-79.45, 43.65, -79.40, 43.75), "B": (-79.40, 43.65, -79.35, 43.75)})
+    in_a = nodes[nodes.lon < -79.40]
+    frame = records(np.full(40, 43.7001), np.full(40, -79.40005), hood=["A"] * 40)
+    pol = policy([{"type": "geomask-donut", "min_distance": 400, "max_distance": 500, "max_redraws": 0,
+                   "fallback": "snap", "within": {"column": "hood", "areas": {"layer": "hoods", "property": "code"}}}])
+    out, ev = pol.steps[0].apply(frame, ctx(pol, {"network": str(path), "hoods": str(layer)}))
+    assert out.latitude.notna().all() and ev["withheld"] == 0
+    fell = ev["fallback"]["count"]
+    assert 0 < fell < 40  # about half the random directions leave A
+    keys = coord_keys(out.latitude.to_numpy(), out.longitude.to_numpy())
+    on_node = np.isin(keys, coord_keys(in_a.lat.to_numpy(), in_a.lon.to_numpy()))
+    assert on_node.sum() == fell and (out.longitude < -79.40).all()
+    assert sum(ev["displacement_histogram"]["counts"]) == 40 - fell

@@ -75,9 +75,9 @@ def test_nodes_derived_where_three_ends_meet_or_two_turn(tmp_path: Path) -> None
              ]
     path = _streets(tmp_path, lines)
     plain = derive_nodes(path, P, None)
-    assert set(zip(plain.lat, plain.lon)) == {(43.70, -79.40)}
+    assert set(zip(plain.lat, plain.lon, strict=True)) == {(43.70, -79.40)}
     bent = derive_nodes(path, P, 30.0)
-    assert set(zip(bent.lat, bent.lon)) == {(43.70, -79.40), (43.70, -79.39)}
+    assert set(zip(bent.lat, bent.lon, strict=True)) == {(43.70, -79.40), (43.70, -79.39)}
     # A network file that holds centrelines is recognised and derived too.
     net = _load(path)
     assert len(net) == 1 and net.manifest["source"] == "streets"

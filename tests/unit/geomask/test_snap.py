@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from release.geomask.network import Network, coord_keys
 from release.geomask.projection import projector_for
-from release.geomask.snap import SnapStep, snap_xy
+from release.geomask.snap import snap_xy
 
-from .helpers import grid_network, policy, records, square_layer, ctx
+from .helpers import ctx, grid_network, policy, records, square_layer
 
 P = projector_for(policy().jurisdiction)
 X0, Y0 = P.to_metric(np.array([-79.40, -79.40]), np.array([43.70, 43.70]))
