@@ -37,6 +37,7 @@ PLUGINS: list[str] = [
     "release.dp.hooks",
     "release.governance.hooks",
     "release.report.render",
+    "release.tables.output",
 ]
 
 _loaded = False

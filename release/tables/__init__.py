@@ -1,1 +1,1 @@
-"""tables."""
+"""Small-cell protection for published tables: primary and secondary suppression and the LP audit."""

@@ -1,0 +1,390 @@
+"""`table` output: tables with margins, primary and secondary suppression, and the LP audit."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import Field, model_validator
+
+from release.context import AssessContext, OutputBuild, StepContext
+from release.errors import InputError, PolicyError
+from release.policy.base import ColumnType, OutputConfig, Schema, StrictModel
+from release.registry import register_output
+from release.tables.audit import attack
+from release.tables.model import TableModel, TableShape, build_model, cube_with_margins, global_values
+from release.tables.primary import contributions, dominance_rule, p_percent_rule, threshold_rule
+from release.tables.secondary import Protection, protect_lp, protect_naive
+
+FLAG = "flag"
+SUPPRESSED = "suppressed"
+_DIM_TYPES = (ColumnType.string, ColumnType.category)
+# Builds of the current run, so the run-time assessment can add the internal-only checks
+# (primary cells against their relative protection) that the public files cannot support.
+_RUNS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+class TableDef(StrictModel):
+    """One table of the output: the dimensions it crosses (published with every margin)."""
+
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    "File stem suffix; required when an output holds several tables."
+    dimensions: tuple[str, ...] = Field(min_length=1, max_length=4)
+    "Columns crossed; all two-way (and lower) margins are published, so all are protected."
+
+
+class Dominance(StrictModel):
+    """(n,k) dominance: a cell is sensitive when its n largest contributors hold over k%."""
+
+    n: int = Field(ge=1, le=10)
+    "Number of largest contributors that could collude (or be one firm)."
+    k: float = Field(gt=0, le=100)
+    "Share of the cell total (percent) those contributors may not exceed."
+
+
+class PrimaryRules(StrictModel):
+    """Which cells are risky in themselves (primary suppressions)."""
+
+    threshold: int | None = Field(default=None, ge=1)
+    "Counts below this (or cells with fewer contributors, for sums) identify too few people."
+    protect_zeros: bool = False
+    "Treat empty cells as risky too (a zero tells that nobody in the group was involved)."
+    dominance: Dominance | None = None
+    "Magnitude tables: one or two contributors dominating a total can estimate each other."
+    p_percent: float | None = Field(default=None, gt=0, lt=100)
+    "Magnitude tables: the second-largest contributor may not estimate the largest within p%."
+
+
+class ProtectionInterval(StrictModel):
+    """How wide the attacker's interval must stay for every suppressed cell."""
+
+    absolute: float | None = Field(default=None, ge=0)
+    "Smallest width of any suppressed cell's interval (default: the threshold)."
+    relative: float = Field(default=0.0, ge=0, le=10)
+    "Primary cells also need this fraction of their own value (checked at run time only)."
+
+
+@register_output
+class TableOutput(OutputConfig):
+    """Publish tables with margins; small or dominated cells and their complements suppressed."""
+
+    kind: Literal["table"] = "table"
+    dimensions: tuple[str, ...] | None = Field(default=None, min_length=1, max_length=4)
+    "Shorthand for one table crossing these columns."
+    tables: tuple[TableDef, ...] | None = Field(default=None, min_length=1)
+    "Several tables protected together (shared margins are one cell, audited jointly)."
+    count_column: str | None = None
+    "Pre-aggregated input: the column holding each row's count (rows are otherwise counted)."
+    value_column: str | None = None
+    "Magnitude table: publish the sum of this column (dominance and p% need record input)."
+    contributor: str | None = None
+    "Column identifying a contributor for dominance and p% (default: each record)."
+    na_means: Literal["refuse", "suppressed-at-source", "zero"] = "refuse"
+    "A missing count: refuse the input; an unknown cell kept unpublished (with every margin it enters); or zero."
+    total_label: str = "Total"
+    "Dimension value of margin rows."
+    primary: PrimaryRules
+    "Rules that mark risky cells."
+    protection: ProtectionInterval = Field(default_factory=ProtectionInterval)
+    "What the LP attacker must not be able to narrow a suppressed cell to."
+    secondary: Literal["lp", "naive"] = "lp"
+    "lp: cheapest complementary cells by linear programming; naive: smallest cell per line (baseline)."
+    cost: Literal["cells", "value"] = "cells"
+    "Minimise the number of suppressed cells, or the total value they hide."
+    margin_weight: float = Field(default=2.0, ge=1)
+    "Extra cost of suppressing a margin (totals are the figures users need most)."
+
+    @model_validator(mode="after")
+    def _check(self) -> TableOutput:
+        if (self.dimensions is None) == (self.tables is None):
+            raise ValueError("give either dimensions (one table) or tables, not both")
+        if self.count_column and self.value_column:
+            raise ValueError("count_column and value_column exclude each other")
+        p = self.primary
+        if p.threshold is None and p.dominance is None and p.p_percent is None:
+            raise ValueError("primary: give at least one of threshold, dominance, p_percent")
+        if (p.dominance or p.p_percent) and not self.value_column:
+            raise ValueError("dominance and p_percent apply to magnitude tables: set value_column")
+        defs = self.table_defs()
+        if len(defs) > 1 and any(t.name is None for t in defs):
+            raise ValueError("name every table when an output holds several")
+        names = [t.name for t in defs]
+        if len(set(names)) != len(names):
+            raise ValueError("table names must be unique")
+        for t in defs:
+            if len(set(t.dimensions)) != len(t.dimensions):
+                raise ValueError(f"table {t.name or self.name}: a dimension is repeated")
+            clash = {self.measure, FLAG, self.count_column, self.value_column} & set(t.dimensions)
+            if clash:
+                raise ValueError(f"column {sorted(c for c in clash if c)} cannot be a dimension")
+        return self
+
+    @property
+    def measure(self) -> str:
+        return "value" if self.value_column else "count"
+
+    @property
+    def integer(self) -> bool:
+        return self.value_column is None
+
+    def table_defs(self) -> tuple[TableDef, ...]:
+        return self.tables if self.tables is not None else (TableDef(dimensions=self.dimensions or ()),)
+
+    def stem(self, t: TableDef) -> str:
+        return self.name if t.name is None else f"{self.name}_{t.name}"
+
+    def required_interval(self, gate_min: float | None) -> float:
+        base = self.protection.absolute
+        if base is None:
+            base = float(self.primary.threshold or 1)
+        return max(base, gate_min or 0.0)
+
+    def referenced_columns(self) -> list[str]:
+        cols = [d for t in self.table_defs() for d in t.dimensions]
+        cols += [c for c in (self.count_column, self.value_column, self.contributor) if c]
+        return list(dict.fromkeys(cols))
+
+    def published_columns(self, schema: Schema) -> list[str]:
+        dims = list(dict.fromkeys(d for t in self.table_defs() for d in t.dimensions))
+        return [*dims, self.measure, FLAG]
+
+    def plan_info(self, schema: Schema) -> dict[str, Any]:
+        for d in dict.fromkeys(x for t in self.table_defs() for x in t.dimensions):
+            if d in schema and schema[d].type not in _DIM_TYPES:
+                raise PolicyError(f"output {self.name}: dimension {d!r} is {schema[d].type.value}; tables cross"
+                                  " string or category columns (generalize numbers and dates to bins first)")
+        return {"tables": [{"file": self.stem(t), "dimensions": list(t.dimensions)} for t in self.table_defs()],
+                "primary": self.primary.model_dump(mode="json", exclude_none=True),
+                "required_interval": self.required_interval(None), "secondary": self.secondary}
+
+    # ------------------------------------------------------------------ build
+
+    def _levels(self, frame: pd.DataFrame, schema: Schema) -> dict[str, tuple[str, ...]]:
+        out: dict[str, tuple[str, ...]] = {}
+        for d in dict.fromkeys(x for t in self.table_defs() for x in t.dimensions):
+            col = frame[d]
+            if col.isna().any():
+                rows = (np.flatnonzero(col.isna().to_numpy()) + 1)[:20].tolist()
+                raise InputError(f"output {self.name}: dimension column {d!r} has {int(col.isna().sum())} missing"
+                                 f" value(s) (rows {rows}); filter or generalize them before tabulating")
+            seen = pd.unique(col.astype("string"))
+            spec = schema.get(d)
+            if spec is not None and spec.categories:
+                levels = list(spec.categories) + sorted(set(seen) - set(spec.categories))
+            else:
+                levels = sorted(str(x) for x in seen)
+            if self.total_label in levels:
+                raise InputError(f"output {self.name}: column {d!r} has a value equal to total_label"
+                                 f" {self.total_label!r}; choose another total_label")
+            out[d] = tuple(levels)
+        return out
+
+    def _weights(self, frame: pd.DataFrame) -> np.ndarray:
+        col = self.count_column or self.value_column
+        if col is None:
+            return np.ones(len(frame))
+        w = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        na = np.isnan(w)
+        if na.any():
+            if self.na_means == "refuse":
+                rows = (np.flatnonzero(na) + 1)[:20].tolist()
+                raise InputError(f"output {self.name}: column {col!r} has {int(na.sum())} missing value(s)"
+                                 f" (rows {rows}); declare na_means: suppressed-at-source or zero in the policy")
+            if self.na_means == "zero":
+                w = np.where(na, 0.0, w)
+        if (w[~np.isnan(w)] < 0).any():
+            raise InputError(f"output {self.name}: column {col!r} has negative values; tables of counts and"
+                             " non-negative magnitudes only")
+        return w
+
+    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+        self.plan_info(ctx.schema)
+        levels = self._levels(frame, ctx.schema)
+        w = self._weights(frame)
+        defs = self.table_defs()
+        shapes = [TableShape(self.stem(t), t.dimensions, tuple(levels[d] for d in t.dimensions)) for t in defs]
+        model = build_model(shapes)
+        cubes, codes_per = [], []
+        for t, s in zip(defs, shapes, strict=True):
+            codes = np.column_stack([pd.Categorical(frame[d].astype("string"), categories=list(levels[d])).codes
+                                     for d in t.dimensions]).astype(np.int64)
+            inner_shape = tuple(len(lv) for lv in s.levels)
+            flat = np.ravel_multi_index(tuple(codes.T), inner_shape) if len(frame) else np.zeros(0, dtype=np.int64)
+            size = int(np.prod(inner_shape))
+            sums = np.bincount(flat, weights=np.nan_to_num(w, nan=0.0), minlength=size)
+            unknown = np.bincount(flat, weights=np.isnan(w).astype(float), minlength=size) > 0
+            inner = np.where(unknown, np.nan, sums).reshape(inner_shape)
+            cubes.append(cube_with_margins(inner))
+            codes_per.append(codes)
+        values = global_values(model, cubes)
+        primary = self._primary(model, values, cubes, codes_per, frame, w, shapes)
+        absolute = self.required_interval(ctx.policy.gate.min_audit_interval)
+        if self.secondary == "lp":
+            prot = protect_lp(model, values, primary, absolute=absolute, relative=self.protection.relative,
+                              integer=self.integer, cost=self.cost, margin_weight=self.margin_weight)
+        else:
+            prot = protect_naive(model, values, primary, absolute=absolute, relative=self.protection.relative,
+                                 integer=self.integer)
+        tables = {s.name: self._publish(model, s, g, values, prot.suppressed)
+                  for s, g in zip(shapes, model.local, strict=True)}
+        _RUNS[(ctx.release_id, self.name)] = {"model": model, "values": values, "protection": prot}
+        sup = prot.suppressed & ~prot.unknown
+        evidence = {"cells": model.n, "primary": int(prot.primary.sum()), "secondary": int(prot.secondary.sum()),
+                    "suppressed_at_source": int(prot.unknown.sum()), "suppressed_cells": int(prot.suppressed.sum()),
+                    "method": prot.method, "seconds": round(prot.seconds, 3), "lp_solves": prot.lp_solves}
+        internal = {"suppressed_total": float(np.sum(values[sup])),
+                    "primary_cells": [dict(model.keys[j]) for j in np.flatnonzero(prot.primary)],
+                    "secondary_cells": [dict(model.keys[j]) for j in np.flatnonzero(prot.secondary)],
+                    "failing_cells": [dict(model.keys[j]) for j in prot.failing]}
+        return OutputBuild(tables=tables, evidence=evidence, internal=internal)
+
+    def _primary(self, model: TableModel, values: np.ndarray, cubes: list[np.ndarray], codes_per: list[np.ndarray],
+                 frame: pd.DataFrame, w: np.ndarray, shapes: list[TableShape]) -> np.ndarray:
+        p = self.primary
+        if self.value_column is None:
+            return threshold_rule(values, p.threshold or 0, p.protect_zeros) if p.threshold else np.zeros(model.n, bool)
+        prim = np.zeros(model.n, dtype=bool)
+        n_top = max(2, p.dominance.n if p.dominance else 1)
+        who = frame[self.contributor].to_numpy() if self.contributor else np.arange(len(frame))
+        for g, codes, s in zip(model.local, codes_per, shapes, strict=True):
+            c = contributions(codes, s.shape, who, np.nan_to_num(w, nan=0.0), n_top)
+            risky = np.zeros(s.shape, dtype=bool)
+            if p.threshold:
+                risky |= (c.n_contributors > 0) & (c.n_contributors < p.threshold)
+                if p.protect_zeros:
+                    risky |= c.n_contributors == 0
+            if p.dominance:
+                risky |= dominance_rule(c, p.dominance.n, p.dominance.k)
+            if p.p_percent:
+                risky |= p_percent_rule(c, p.p_percent)
+            np.logical_or.at(prim, g, risky.ravel())
+        return prim & ~np.isnan(values)
+
+    def _publish(self, model: TableModel, s: TableShape, g: np.ndarray, values: np.ndarray,
+                 suppressed: np.ndarray) -> pd.DataFrame:
+        keys = s.cell_keys(self.total_label)
+        cols: dict[str, Any] = {d: pd.array([k[i] for k in keys], dtype="string") for i, d in enumerate(s.dims)}
+        v = np.where(suppressed[g], np.nan, values[g])
+        if self.integer:
+            cols[self.measure] = pd.array(np.where(np.isnan(v), 0, v).astype(np.int64), dtype="Int64")
+            cols[self.measure][np.isnan(v)] = pd.NA
+        else:
+            cols[self.measure] = v
+        cols[FLAG] = pd.array(np.where(suppressed[g], SUPPRESSED, ""), dtype="string")
+        return pd.DataFrame(cols)
+
+    # ------------------------------------------------------------------ assess
+
+    def assess(self, tables: dict[str, pd.DataFrame], ctx: AssessContext) -> dict[str, Any]:
+        defs = self.table_defs()
+        shapes, cubes, flags = [], [], []
+        for t in defs:
+            stem = self.stem(t)
+            f = ctx.files.get(stem, f"{stem}.csv")
+            frame = tables.get(stem)
+            if frame is None:
+                ctx.finding("table-structure", False, f"table {stem} is not published", file=f)
+                return {}
+            parsed = _parse_published(frame, t.dimensions, self.measure, self.total_label)
+            if isinstance(parsed, str):
+                ctx.finding("table-structure", False, f"{stem}: {parsed}", file=f)
+                return {}
+            s, cube, flag = parsed
+            shapes.append(TableShape(stem, t.dimensions, s))
+            cubes.append(cube)
+            flags.append(flag)
+        model = build_model(shapes)
+        try:
+            pub = global_values(model, cubes)
+        except ValueError:
+            ctx.finding("table-additivity", False, "tables of this output disagree on a shared margin")
+            return {}
+        flag_ok = all(np.array_equal(np.isnan(c).ravel(), fl) for c, fl in zip(cubes, flags, strict=True))
+        ctx.finding("table-flags", flag_ok, "every empty cell carries the suppression marker and no published cell does"
+                    if flag_ok else "suppression marker and empty cells disagree")
+        required = self.required_interval(ctx.policy.gate.min_audit_interval)
+        if self.integer and self.primary.threshold:
+            known = pub[~np.isnan(pub)]
+            small = int(np.sum(threshold_rule(known, self.primary.threshold, self.primary.protect_zeros)))
+            if self.integer:
+                small += int(np.sum(np.abs(known - np.round(known)) > 1e-9) + np.sum(known < 0))
+            ctx.finding("table-threshold", small == 0,
+                        f"no published cell below the threshold {self.primary.threshold}" if not small else
+                        f"{small} published cell(s) below the threshold {self.primary.threshold} (or not a count)",
+                        figure=small, threshold=self.primary.threshold)
+        audit = attack(model, pub, integer=self.integer)
+        ctx.finding("table-additivity", audit.consistent,
+                    "published cells add up to their margins" if audit.consistent else
+                    "published values break the additivity of the table (edited file?)")
+        sw = audit.smallest_width()
+        ok = sw is None or sw >= required - 1e-6
+        ctx.finding("table-audit", ok,
+                    ("no suppressed cell; nothing to audit" if sw is None else
+                     f"LP attacker's smallest interval width {_num(sw)} >= required {_num(required)}") if ok else
+                    f"LP attacker narrows a suppressed cell to width {_num(sw)} < required {_num(required)}",
+                    figure=_num(sw), threshold=required)
+        sup = np.flatnonzero(audit.suppressed)
+        dims_all = tuple(dict.fromkeys(d for t in defs for d in t.dimensions))
+        figures: dict[str, Any] = {
+            "cells": model.n,
+            "suppressed_cells": int(len(sup)),
+            "smallest_interval": _num(sw),
+            "required_interval": required,
+            "audit": [{"cell": {d: dict(model.keys[j]).get(d, self.total_label) for d in dims_all
+                                if any(d in s.dims for s in shapes)},
+                       "lower": _num(audit.lower[j]), "upper": _num(audit.upper[j])} for j in sup],
+        }
+        run = _RUNS.pop((ctx.run.release_id, self.name), None) if ctx.run is not None else None
+        if run is not None:
+            prot: Protection = run["protection"]
+            figures["primary"] = int(prot.primary.sum())
+            figures["secondary"] = int(prot.secondary.sum())
+            figures["suppressed_at_source"] = int(prot.unknown.sum())
+            # Compare with true values: internal only, the message says how many, never which value.
+            model_run: TableModel = run["model"]
+            if model_run.keys == model.keys:
+                req = prot.required
+                pw = audit.width[prot.primary]
+                short = int(np.sum(pw < req[prot.primary] - 1e-6))
+                ctx.finding("table-primary-protection", short == 0,
+                            f"all {int(prot.primary.sum())} primary cell(s) keep their protection interval" if not short
+                            else f"{short} primary cell(s) can be narrowed below their protection interval")
+        return {"suppression": figures}
+
+
+def _num(x: float | None) -> float | int | None:
+    """JSON-friendly number; None for an unbounded interval end or no value."""
+    if x is None or np.isinf(x):
+        return None
+    xf = float(x)
+    return int(xf) if xf.is_integer() else round(xf, 6)
+
+
+def _parse_published(frame: pd.DataFrame, dims: tuple[str, ...], measure: str,
+                     total: str) -> tuple[tuple[tuple[str, ...], ...], np.ndarray, np.ndarray] | str:
+    """Structure (levels), values cube and marker flags from a published long table, or the fault."""
+    missing = [c for c in (*dims, measure, FLAG) if c not in frame.columns]
+    if missing:
+        return f"missing column(s) {missing}"
+    labels = [frame[d].astype("string") for d in dims]
+    if any(lab.isna().any() for lab in labels):
+        return "a dimension value is empty"
+    levels = tuple(tuple(x for x in pd.unique(lab) if x != total) for lab in labels)
+    shape = tuple(len(lv) + 1 for lv in levels)
+    if len(frame) != int(np.prod(shape)):
+        return f"{len(frame)} rows but a complete table with margins has {int(np.prod(shape))}"
+    idx = []
+    for lab, lv in zip(labels, levels, strict=True):
+        code = pd.Categorical(lab, categories=[*lv, total]).codes
+        idx.append(code)
+    flat = np.ravel_multi_index(tuple(idx), shape)
+    if len(np.unique(flat)) != len(flat):
+        return "a cell appears twice"
+    cube = np.full(int(np.prod(shape)), np.nan)
+    vals = pd.to_numeric(frame[measure], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    cube[flat] = vals
+    fl = np.zeros(len(cube), dtype=bool)
+    fl[flat] = frame[FLAG].astype("string").fillna("").to_numpy() == SUPPRESSED
+    return levels, cube.reshape(shape), fl
+
