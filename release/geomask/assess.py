@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -71,29 +72,42 @@ def _network_for_check(step: Any, actx: AssessContext) -> tuple[Network | None, 
     return net, str(path)
 
 
-def verify_snap(step: Any, table: pd.DataFrame, lat: str, lon: str, actx: AssessContext,
-                file: str | None) -> dict[str, Any]:
-    """Prove every published point is an eligible node (and in the row's own area with `within`)."""
-    net, where = _network_for_check(step, actx)
-    if net is None:
-        actx.finding("snap-network", False, where, file=file)
-        return {}
-    actx.finding("snap-network", True, f"network {where} matches the manifest sha256 ({len(net):,} nodes)")
-    la = table[lat].to_numpy(dtype=np.float64, na_value=np.nan)
-    lo = table[lon].to_numpy(dtype=np.float64, na_value=np.nan)
+def _published_views(actx: AssessContext, stem: str, csv: pd.DataFrame, lat: str, lon: str) -> list[tuple[str, pd.DataFrame]]:
+    """Every published file holding the points: the CSV read by the core, plus Parquet and GeoJSON.
+
+    The check proves each file, so a point moved in any one of them fails even re-hashed.
+    """
+    views = [(actx.files.get(stem, f"{stem}.csv"), csv)]
+    b = actx.bundle_dir
+    if b is None:
+        return views  # during the run every format is built from the same frame
+    pq = b / f"{stem}.parquet"
+    if pq.is_file():
+        try:
+            views.append((pq.name, pd.read_parquet(pq)))
+        except (OSError, ValueError) as e:
+            actx.finding("snap-points", False, f"{pq.name}: unreadable ({type(e).__name__})", file=pq.name)
+    gj = b / f"{stem}.geojson"
+    if gj.is_file():
+        try:
+            feats = json.loads(gj.read_text(encoding="utf-8"))["features"]
+            coords = np.array([f["geometry"]["coordinates"][:2] for f in feats], dtype=np.float64).reshape(-1, 2)
+            props = pd.DataFrame([f.get("properties") or {} for f in feats], index=range(len(feats)))
+            views.append((gj.name, props.assign(**{lat: coords[:, 1], lon: coords[:, 0]})))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            actx.finding("snap-points", False, f"{gj.name}: unreadable ({type(e).__name__})", file=gj.name)
+    return views
+
+
+def _point_check(step: Any, nodes: pd.DataFrame, frame: pd.DataFrame, lat: str, lon: str, actx: AssessContext,
+                 file: str) -> tuple[np.ndarray, np.ndarray]:
+    """Finding `snap-points` for one file; returns (row at an eligible node, node index per row)."""
+    la = pd.to_numeric(frame[lat], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    lo = pd.to_numeric(frame[lon], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     have = ~np.isnan(la) & ~np.isnan(lo)
     half = np.isnan(la) != np.isnan(lo)
-    try:
-        eligible = net.eligible(step.min_addresses)
-    except ReleaseError as e:
-        actx.finding("snap-points", False, e.message, file=file)
-        return {}
-    nodes = pd.DataFrame({"key": net.keys(), "node": np.arange(len(net)), "eligible": eligible})
-    # Two nodes may share a point at the published precision: the point is fine if either is eligible.
-    nodes = nodes.sort_values(["key", "eligible"], ascending=[True, False]).drop_duplicates("key")
     keys = coord_keys(la, lo)
-    pos = np.searchsorted(nodes["key"].to_numpy(), keys)
-    pos = np.clip(pos, 0, len(nodes) - 1)
+    pos = np.clip(np.searchsorted(nodes["key"].to_numpy(), keys), 0, len(nodes) - 1)
     found = have & (nodes["key"].to_numpy()[pos] == keys)
     ok_node = found & nodes["eligible"].to_numpy()[pos]
     node_of = np.where(found, nodes["node"].to_numpy()[pos], -1)
@@ -109,26 +123,54 @@ def verify_snap(step: Any, table: pd.DataFrame, lat: str, lon: str, actx: Assess
             if ineligible.any() else "",
             f"{int(half.sum())} row(s) with only one coordinate (rows {_rows(half)})" if half.any() else "") if x)
     actx.finding("snap-points", not bad.any(), msg, file=file, figure=int(bad.sum()), threshold=0)
+    return ok_node, node_of
+
+
+def verify_snap(step: Any, views: list[tuple[str, pd.DataFrame]], lat: str, lon: str,
+                actx: AssessContext) -> dict[str, Any]:
+    """Prove every published point is an eligible node (and in the row's own area with `within`).
+
+    Figures come from the first view (the CSV); every view gets its own findings.
+    """
+    net, where = _network_for_check(step, actx)
+    if net is None:
+        actx.finding("snap-network", False, where, file=views[0][0])
+        return {}
+    actx.finding("snap-network", True, f"network {where} matches the manifest sha256 ({len(net):,} nodes)")
+    try:
+        eligible = net.eligible(step.min_addresses)
+    except ReleaseError as e:
+        actx.finding("snap-points", False, e.message, file=views[0][0])
+        return {}
+    nodes = pd.DataFrame({"key": net.keys(), "node": np.arange(len(net)), "eligible": eligible})
+    # Two nodes may share a point at the published precision: the point is fine if either is eligible.
+    nodes = nodes.sort_values(["key", "eligible"], ascending=[True, False]).drop_duplicates("key")
     figures: dict[str, Any] = {}
-    used = node_of[ok_node]
-    figures.update(address_figures(net.counts, used))
-    if step.within is not None and step.within.column is not None and step.within.column in table.columns:
-        try:
-            p_node, p_area = node_areas(net, step.within, actx.options | _layer_options(actx), None)
-        except ReleaseError as e:
-            actx.finding("snap-within", False, f"area layer unavailable: {e.message}", file=file)
-            return figures
+    pairs = None
+    for n_view, (file, frame) in enumerate(views):
+        ok_node, node_of = _point_check(step, nodes, frame, lat, lon, actx, file)
+        if n_view == 0:
+            figures.update(address_figures(net.counts, node_of[ok_node]))
+        w = step.within
+        if w is None or w.column is None or w.column not in frame.columns:
+            continue
+        if pairs is None:
+            try:
+                pairs = node_areas(net, w, actx.options | _layer_options(actx), None)
+            except ReleaseError as e:
+                actx.finding("snap-within", False, f"area layer unavailable: {e.message}", file=file)
+                break
         rows = np.flatnonzero(ok_node)
-        row_area = area_text(table[step.within.column])[rows]
-        member = pd.DataFrame({"node": p_node, "area": p_area}).drop_duplicates()
-        probe = pd.DataFrame({"node": node_of[rows], "area": row_area, "r": np.arange(len(rows))})
+        member = pd.DataFrame({"node": pairs[0], "area": pairs[1]}).drop_duplicates()
+        probe = pd.DataFrame({"node": node_of[rows], "area": area_text(frame[w.column])[rows], "r": np.arange(len(rows))})
         hit = probe.merge(member, on=["node", "area"], how="left", indicator=True)
-        outside = np.zeros(len(table), dtype=bool)
+        outside = np.zeros(len(frame), dtype=bool)
         outside[rows[hit.loc[hit["_merge"] == "left_only", "r"].to_numpy()]] = True
-        figures["area_changed"] = int(outside.sum())
+        if n_view == 0:
+            figures["area_changed"] = int(outside.sum())
         actx.finding("snap-within", not outside.any(),
-                     f"every snapped point lies in its row's {step.within.column}" if not outside.any() else
-                     f"{int(outside.sum())} point(s) lie outside their row's {step.within.column} (rows {_rows(outside)})",
+                     f"every snapped point lies in its row's {w.column}" if not outside.any() else
+                     f"{int(outside.sum())} point(s) lie outside their row's {w.column} (rows {_rows(outside)})",
                      file=file, figure=int(outside.sum()), threshold=0)
     gate = actx.policy.gate.min_addresses
     if gate is not None:
@@ -136,7 +178,7 @@ def verify_snap(step: Any, table: pd.DataFrame, lat: str, lon: str, actx: Assess
         ok = got is not None and got >= gate
         actx.finding("min-addresses", ok,
                      f"fewest addresses at a published node: {got} (gate {gate})" if got is not None else
-                     "address counts unknown: the min_addresses gate cannot be proven", file=file,
+                     "address counts unknown: the min_addresses gate cannot be proven", file=views[0][0],
                      figure=got, threshold=gate)
     return figures
 
@@ -186,7 +228,6 @@ def location_figures(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
     if not geo or out.name not in tables:
         return {}
     t = tables[out.name]
-    file = actx.files.get(out.name)
     ev = _evidence(actx)
     masks = [(i, s) for i, s in geo if s.type in MASK_STEPS]
     mask_i, mask_step = masks[-1] if masks else (None, None)
@@ -224,10 +265,15 @@ def location_figures(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
             reasons[s.reason] = reasons.get(s.reason, 0) + int(e.get("had_coordinates", 0))
         elif s.type == "geomask-donut" and e.get("withheld"):
             reasons["donut fallback: outside its area"] = int(e["withheld"])
-    checked = _withheld_findings(policy, t, lat, lon, actx, file)
+    views = _published_views(actx, out.name, t, lat, lon)
+    checked: dict[str, int] = {}
+    for n_view, (vfile, vframe) in enumerate(views):
+        got = _withheld_findings(policy, vframe, lat, lon, actx, vfile)
+        if n_view == 0:
+            checked = got
     if not reasons:
         reasons = {**checked, **({"no coordinates": no_coords} if no_coords else {})}
     fig["withheld"] = {"count": no_coords, "reasons": reasons}
     if mask_step is not None and mask_step.type == "geomask-snap":
-        fig.update(verify_snap(mask_step, t, lat, lon, actx, file))
+        fig.update(verify_snap(mask_step, views, lat, lon, actx))
     return {"location": fig}

@@ -251,3 +251,32 @@ def test_acceptance_real_tps_points_jittered_150m_snap_back_to_nodes(tps_dir: Pa
         from release.check import check_bundle
 
         assert check_bundle(res.bundle, options=opts).ok
+
+
+def test_a_point_moved_in_the_geojson_or_parquet_alone_also_fails(snap_bundle: Path, city: dict[str, Path],
+                                                                  tmp_path: Path) -> None:
+    b = _copy(snap_bundle, tmp_path)
+    gj = json.loads((b / "occurrences.geojson").read_text())
+    gj["features"][3]["geometry"]["coordinates"][1] += 1 / 111_320
+    (b / "occurrences.geojson").write_text(json.dumps(gj))
+    _rehash(b, "occurrences.geojson")
+    t = pd.read_parquet(b / "occurrences.parquet")
+    row = int(np.flatnonzero(t.latitude.notna())[0])
+    t.loc[row, "longitude"] += 1 / 80_000
+    t.to_parquet(b / "occurrences.parquet", index=False)
+    _rehash(b, "occurrences.parquet")
+    code, output = _check(b, *_geo_args(city))
+    assert code == 1
+    assert "FAIL [snap-points] occurrences occurrences.geojson: 1 published point(s) are not nodes of the network (rows 4)" in output
+    assert f"FAIL [snap-points] occurrences occurrences.parquet: 1 published point(s) are not nodes of the network (rows {row + 1})" in output
+    assert "ok   [snap-points] occurrences occurrences.csv" in output
+
+
+def test_a_bad_network_fails_before_any_record_is_read(city: dict[str, Path], tmp_path: Path) -> None:
+    net = tmp_path / "nodes.csv"
+    pd.read_csv(city["nodes"]).iloc[:0].to_csv(net, index=False)
+    res = CliRunner().invoke(main, ["run", str(POLICIES / "crime-indicators.yaml"), "--input", str(tmp_path / "absent.csv"),
+                                    "--out", str(tmp_path / "out"), "--network", str(net), "-q"])
+    assert res.exit_code == 2
+    assert "holds no nodes" in res.output and "absent.csv" not in res.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("manifest.json"))
