@@ -198,6 +198,14 @@ class Problem:
         """The cached table below `node` with the fewest rows (roll-up instead of re-reading records)."""
         if not self._tables:
             return self.bottom
+        best: Table | None = None
+        for j, lv in enumerate(node):
+            if lv:
+                t = self._tables.get(node[:j] + (lv - 1,) + node[j + 1:])
+                if t is not None and (best is None or t.rows < best.rows):
+                    best = t
+        if best is not None:
+            return best
         m = len(self._tab_keys)
         below = np.all(self._tab_arr[:m] <= np.asarray(node, dtype=np.int64), axis=1)
         if not below.any():
@@ -208,7 +216,8 @@ class Problem:
     def rollup(self, node: tuple[int, ...], src: Table | None = None) -> tuple[Table, np.ndarray]:
         """The table at `node` and, per row of the source table, its row in the new table."""
         src = src or self._source(node)
-        qi = [self._step(j, a, b)[c] for j, (c, a, b) in enumerate(zip(src.qi, src.node, node, strict=True))]
+        qi = [c if a == b else self._step(j, a, b)[c]
+              for j, (c, a, b) in enumerate(zip(src.qi, src.node, node, strict=True))]
         qcards = [len(q.labels[b]) for q, b in zip(self.qis, node, strict=True)]
         cls, nc = classes_of(qi, qcards)[0], 0
         nc = int(cls.max()) + 1 if len(cls) else 0
@@ -331,6 +340,9 @@ class Problem:
         best: Evaluation | None = None
         best_key: tuple[float, int, tuple[int, ...]] | None = None
         evaluated_before = len(self._cache)
+        inc = self._incumbent()
+        if inc is not None:
+            best, best_key = inc, (round(inc.loss, 12), int(sum(inc.node)), inc.node)
         dyn_nodes: list[tuple[int, ...]] = []
         dyn_vals: list[float] = []
         for idx in order:
@@ -348,7 +360,7 @@ class Problem:
             dyn_nodes.append(node)
             dyn_vals.append(ev.loss_nosupp)
             if not ev.mono_ok:
-                top = self._climb_failing(node)
+                top = self._climb_failing(node, best_key[0] if best_key else None)
                 fails.append(np.asarray(top))
                 dead |= np.all(nodes <= np.asarray(top, dtype=np.int16), axis=1)
                 continue
@@ -360,6 +372,17 @@ class Problem:
                     dead |= np.all(nodes >= np.asarray(node, dtype=np.int16), axis=1)
         return SearchResult(node=best.node if best else None, evaluation=best,
                             evaluated=len(self._cache) - evaluated_before, lattice_size=size)
+
+    def _contributions(self) -> list[list[float]]:
+        """Per column and level, its share of the no-suppression loss (the bound is a sum of these)."""
+        if not hasattr(self, "_contrib"):
+            m = len(self.qis)
+            self._contrib = []
+            for j, q in enumerate(self.qis):
+                rows = np.zeros((q.height + 1, m), dtype=np.int64)
+                rows[:, j] = np.arange(q.height + 1)
+                self._contrib.append([float(x) for x in self.static_bound(rows)])
+        return self._contrib
 
     def _projection_bound(self, nodes: np.ndarray) -> np.ndarray:
         """Per node, a lower bound on the share suppressed by k / distinct-l, from one- and two-column
@@ -398,40 +421,70 @@ class Problem:
             bound = np.maximum(bound, tab[nodes[:, i], nodes[:, j]])
         return bound
 
-    def _climb_failing(self, node: tuple[int, ...]) -> tuple[int, ...]:
-        """A maximal node above `node` that still fails the monotone models: binary search up a greedy
-        chain, then raise each dimension while the node keeps failing."""
+    def _chain(self, node: tuple[int, ...], limit: float | None) -> list[tuple[int, ...]]:
+        """Greedy chain of generalizations from `node` (cheapest step first), while the bound stays <= limit."""
         chain = [node]
         cur = list(node)
+        contrib = self._contributions()
+        lb = float(self.static_bound(np.asarray([node]))[0])
         while True:
-            cand = [j for j in range(len(cur)) if cur[j] < self.heights[j]]
+            cand = [(contrib[j][cur[j] + 1] - contrib[j][cur[j]], j) for j in range(len(cur))
+                    if cur[j] < self.heights[j]]
             if not cand:
                 break
-            nxt = []
-            for j in cand:
-                c2 = list(cur)
-                c2[j] += 1
-                nxt.append((float(self.static_bound(np.asarray([c2]))[0]), j, c2))
-            cur = min(nxt)[2]
+            step, j = min(cand)
+            if limit is not None and lb + step > limit + 1e-12:
+                break
+            lb += step
+            cur[j] += 1
             chain.append(tuple(cur))
-        lo, hi = 0, len(chain) - 1
-        if not self.evaluate(chain[hi]).mono_ok:
-            return chain[hi]
-        # Invariant: chain[lo] fails, chain[hi] passes the monotone models.
+        return chain
+
+    def _incumbent(self) -> Evaluation | None:
+        """A satisfying node found cheaply (binary search up one chain from the bottom): its loss bounds
+        the walk from the start."""
+        chain = self._chain(tuple([0] * len(self.qis)), None)
+        if not self.evaluate(chain[-1]).ok:
+            return None
+        lo, hi = -1, len(chain) - 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self.evaluate(chain[mid]).mono_ok:
+            if self.evaluate(chain[mid]).ok:
                 hi = mid
             else:
                 lo = mid
-        top = list(chain[lo])
+        return self.evaluate(chain[hi])
+
+    def _climb_failing(self, node: tuple[int, ...], limit: float | None = None) -> tuple[int, ...]:
+        """A high node above `node` that still fails the monotone models, found by binary search up a
+        greedy chain, then raising each dimension while the node keeps failing. Only nodes whose bound
+        is within `limit` (the best loss so far) are tried: failing nodes there are the ones to tag."""
+        chain = self._chain(node, limit)
+        lo, hi = 0, len(chain) - 1
+        if not self.evaluate(chain[hi]).mono_ok:
+            top = list(chain[hi])
+        else:
+            # Invariant: chain[lo] fails, chain[hi] passes the monotone models.
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if self.evaluate(chain[mid]).mono_ok:
+                    hi = mid
+                else:
+                    lo = mid
+            top = list(chain[lo])
+        contrib = self._contributions()
+        lb = float(self.static_bound(np.asarray([top]))[0])
         for j in range(len(top)):
             while top[j] < self.heights[j]:
+                step = contrib[j][top[j] + 1] - contrib[j][top[j]]
+                if limit is not None and lb + step > limit + 1e-12:
+                    break
                 c2 = list(top)
                 c2[j] += 1
                 if self.evaluate(tuple(c2)).mono_ok:
                     break
                 top = c2
+                lb += step
         return tuple(top)
 
     def brute_force(self) -> tuple[tuple[int, ...] | None, float | None]:
