@@ -11,7 +11,14 @@ from typing import Any
 
 from release.errors import BlockedError, UsageError
 from release.governance.config import ApprovalConfig, load_approval_config
-from release.governance.keys import Keyring, key_id, load_private, public_from_b64, raw_public, verify
+from release.governance.keys import (
+    Keyring,
+    key_id,
+    load_private,
+    public_from_b64,
+    raw_public,
+    verify,
+)
 
 PURPOSE = "release-policy-approval/v1"
 SIGNED_FIELDS = ("purpose", "policy_sha256", "approver", "key_id", "signed_utc")

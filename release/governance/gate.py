@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from release.context import Finding
-from release.governance.approval import PURPOSE, ApprovalProblem, policy_content_sha256, verify_approval
+from release.governance.approval import (
+    PURPOSE,
+    ApprovalProblem,
+    policy_content_sha256,
+    verify_approval,
+)
 from release.governance.config import load_approval_config
 from release.governance.keys import Keyring
 

@@ -108,12 +108,12 @@ class Keyring:
         if not isinstance(entries, list):
             raise UsageError(f"keyring {path}: expected an object with a list \"keys\"")
         keys: dict[str, TrustedKey] = {}
-        for i, e in enumerate(entries):
-            if not isinstance(e, dict) or "public_key" not in e:
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "public_key" not in entry:
                 raise UsageError(f"keyring {path}: keys[{i}] needs \"public_key\"")
-            pub = public_from_b64(str(e["public_key"]), f"keyring {path}: keys[{i}].public_key")
+            pub = public_from_b64(str(entry["public_key"]), f"keyring {path}: keys[{i}].public_key")
             kid = key_id(pub)
-            keys[kid] = TrustedKey(kid, str(e.get("name", kid)), pub)
+            keys[kid] = TrustedKey(kid, str(entry.get("name", kid)), pub)
         return cls(path, keys)
 
     @staticmethod

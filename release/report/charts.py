@@ -13,7 +13,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
 # Figures are built with the object API (no pyplot): no global figure state, safe inside a library.
-_RC = {
+_RC: Any = {
     "svg.fonttype": "none",  # text stays text: searchable, selectable, small
     "svg.hashsalt": "release-report",  # deterministic element ids, so the same report renders the same bytes
     "font.family": "sans-serif",

@@ -9,9 +9,20 @@ from typing import Any
 import jinja2
 
 from release.report import charts
-from release.report.view import (Block, anonymity_block, budget_block, dp_block, fallback_chart, fmt,
-                                 generic_block, kv_facts, label, location_block, records_table,
-                                 suppression_block)
+from release.report.view import (
+    Block,
+    anonymity_block,
+    budget_block,
+    dp_block,
+    fallback_chart,
+    fmt,
+    generic_block,
+    kv_facts,
+    label,
+    location_block,
+    records_table,
+    suppression_block,
+)
 
 # Nothing may load: no script, no font, no image from anywhere; inline CSS and data: images only.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
@@ -38,7 +49,7 @@ def _pipeline(report: dict[str, Any]) -> Block:
             n -= excl
             labels.append("valid records")
             values.append(n)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in report.get("steps") or []:
         removed = sum(int(s.get(k) or 0) for k in ROW_KEYS if isinstance(s.get(k), (int, float)))
         detail = {k: v for k, v in s.items() if k not in ("index", "type", "seconds")}

@@ -147,7 +147,8 @@ def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
 
 def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Distinct published coordinates and records per point, from the output's GeoJSON (else its CSV)."""
-    lon = lat = None
+    lon: np.ndarray | None = None
+    lat: np.ndarray | None = None
     for p in paths:
         if p.endswith(".geojson") and p in files:
             doc = json.loads(files[p])
@@ -156,7 +157,7 @@ def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.n
             arr = np.asarray(coords, dtype=float).reshape(-1, 2)
             lon, lat = arr[:, 0], arr[:, 1]
             break
-    if lon is None:
+    if lon is None or lat is None:
         return None
     if not len(lon):
         return lon, lat, np.zeros(0)
@@ -303,9 +304,10 @@ def suppression_block(s: dict[str, Any], files: dict[str, bytes], paths: list[st
         b.facts.append(("policy smallest audited interval", fmt(gate["min_audit_interval"])))
     cells = s.get("cells")
     prim, sec = s.get("primary"), s.get("secondary")
-    if all(isinstance(x, (int, float)) for x in (cells, prim, sec)):
-        b.charts.append(charts.stacked_share({"published": max(float(cells) - prim - sec, 0), "primary": prim,
-                                              "secondary": sec}, "Cells published and suppressed"))
+    if isinstance(cells, (int, float)) and isinstance(prim, (int, float)) and isinstance(sec, (int, float)):
+        b.charts.append(charts.stacked_share({"published": max(float(cells) - prim - sec, 0.0),
+                                              "primary": float(prim), "secondary": float(sec)},
+                                             "Cells published and suppressed"))
     audit = s.get("audit")
     if isinstance(audit, list) and audit and all(isinstance(x, dict) for x in audit):
         b.tables.append(records_table("LP audit: interval an attacker can recompute for each suppressed cell", audit))

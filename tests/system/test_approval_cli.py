@@ -9,14 +9,27 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from release.cli import main
 from tests.conftest import POLICIES
 from tests.system.mini import mini_policy, mini_records, write_policy
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The `release` command in-process (click's runner, the same code path), run from `cwd`."""
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        r = CliRunner(env={"RELEASE_CONFIG": None, **(env or {})}).invoke(main, list(args))  # type: ignore[dict-item]
+    finally:
+        os.chdir(old)
+    return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
+
+
+def real_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed entry point in a fresh process, to prove the refusal end to end."""
     e = {k: v for k, v in os.environ.items() if k != "RELEASE_CONFIG"}
-    e.update(env or {})
     return subprocess.run([sys.executable, "-m", "release", *args], capture_output=True, text=True, env=e,
                           cwd=cwd, timeout=300)
 
@@ -65,7 +78,8 @@ def test_one_character_change_after_approval_is_refused(office: dict[str, Path])
                cwd=office["dir"]).returncode == 0
     text = office["policy"].read_text()
     office["policy"].write_text(text.replace("Mini test dataset", "Mini test dataseT", 1))
-    r = run(office)
+    r = real_cli("run", str(office["policy"]), "--input", str(office["input"]), "--out", str(office["out"]),
+                 cwd=office["dir"])
     assert r.returncode == 1
     assert f"policy {office['policy']} is not approved" in r.stderr
     assert "the policy changed after Dana Reyes approved it" in r.stderr

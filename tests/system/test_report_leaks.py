@@ -130,7 +130,7 @@ def test_suppressed_cells_never_shown(demo: dict[str, Any]) -> None:
                 sec = sec[:sec.index("</section>")]
                 rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", r)]
                         for r in re.findall(r"<tr>(.*?)</tr>", sec, re.S)]
-                for i, c in [(i, c) for c in t.columns for i in t.index[t[c].isna()]]:
+                for i, c in [(i, col) for col in t.columns for i in t.index[t[col].isna()]]:
                     assert pd.isna(par.loc[i, c]), f"{dataset}/{rel}: Parquet shows a cell the CSV suppresses"
                     key = [str(t.loc[i, k]) for k in keys]
                     shown = [r for r in rows if r[:len(key)] == key]

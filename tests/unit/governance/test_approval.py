@@ -10,8 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from release.errors import BlockedError, UsageError
-from release.governance.approval import (approve, candidate_paths, check_policy_approval, policy_content_sha256,
-                                         verify_approval)
+from release.governance.approval import (
+    approve,
+    candidate_paths,
+    check_policy_approval,
+    policy_content_sha256,
+    verify_approval,
+)
 from release.governance.config import load_approval_config
 from release.governance.keys import Keyring, generate, load_private
 from tests.system.mini import mini_policy, write_policy
