@@ -350,7 +350,7 @@ class TableOutput(OutputConfig):
                 ctx.finding("table-primary-protection", short == 0,
                             f"all {int(prot.primary.sum())} primary cell(s) keep their protection interval" if not short
                             else f"{short} primary cell(s) can be narrowed below their protection interval")
-        return {"suppression": figures}
+        return {"rows": int(sum(len(tables[self.stem(t)]) for t in defs)), "suppression": figures}
 
 
 def _num(x: float | None) -> float | int | None:
