@@ -11,8 +11,15 @@ import pandas as pd
 
 from release.context import AssessContext
 from release.errors import ReleaseError
-from release.geomask.common import point_stats
-from release.geomask.network import Network, area_text, coord_keys, file_sha256, load_network
+from release.geomask.common import NSA, point_stats
+from release.geomask.network import (
+    Network,
+    area_text,
+    areas_for,
+    coord_keys,
+    file_sha256,
+    load_network,
+)
 from release.geomask.projection import projector_for
 from release.geomask.snap import address_figures, node_areas
 from release.policy.base import Role
@@ -31,6 +38,10 @@ def _published_coords(policy: Any, table: pd.DataFrame) -> tuple[str, str] | Non
     lat = next((c for c in policy.input.role_columns(Role.latitude) if c in table.columns), None)
     lon = next((c for c in policy.input.role_columns(Role.longitude) if c in table.columns), None)
     return (lat, lon) if lat and lon else None
+
+
+def _manifest(actx: AssessContext) -> dict[str, Any]:
+    return actx.manifest if actx.run is None else actx.run.manifest
 
 
 def _evidence(actx: AssessContext) -> dict[int, dict[str, Any]]:
@@ -155,10 +166,17 @@ def verify_snap(step: Any, views: list[tuple[str, pd.DataFrame]], lat: str, lon:
         if w is None or w.column is None or w.column not in frame.columns:
             continue
         if pairs is None:
+            opts = actx.options | _layer_options(actx)
             try:
-                pairs = node_areas(net, w, actx.options | _layer_options(actx), None)
+                pairs = node_areas(net, w, opts, None)
+                layer = areas_for(w.areas, opts, None, net.projector) if w.areas is not None else None
             except ReleaseError as e:
                 actx.finding("snap-within", False, f"area layer unavailable: {e.message}", file=file)
+                break
+            recorded = (_manifest(actx).get("network") or {}).get("areas") or {}
+            if layer is not None and recorded.get("sha256") and recorded["sha256"] != layer.manifest["sha256"]:
+                actx.finding("snap-within", False, f"area layer {layer.manifest['path']}: sha256 differs from the"
+                             " manifest's (not the layer this bundle was snapped within)", file=file)
                 break
         rows = np.flatnonzero(ok_node)
         member = pd.DataFrame({"node": pairs[0], "area": pairs[1]}).drop_duplicates()
@@ -198,11 +216,21 @@ def _layer_options(actx: AssessContext) -> dict[str, Any]:
 
 def _withheld_findings(policy: Any, table: pd.DataFrame, lat: str, lon: str, actx: AssessContext,
                        file: str | None) -> dict[str, int]:
-    """Rows a withhold-location condition matches must carry no coordinates in the published file."""
+    """Rows a withhold-location condition matches, and NSA rows, must carry no coordinates."""
     counts: dict[str, int] = {}
-    la = table[lat].to_numpy(dtype=np.float64, na_value=np.nan)
-    lo = table[lon].to_numpy(dtype=np.float64, na_value=np.nan)
+    la = pd.to_numeric(table[lat], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    lo = pd.to_numeric(table[lon], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     have = ~np.isnan(la) | ~np.isnan(lo)
+    areas = [c for c in policy.input.role_columns(Role.area) if c in table.columns]
+    if areas:
+        nsa = np.zeros(len(table), dtype=bool)
+        for c in areas:
+            nsa |= (table[c].astype("string") == NSA).fillna(False).to_numpy(dtype=bool)
+        leak = nsa & have
+        actx.finding("nsa-no-coordinates", not leak.any(),
+                     f"{int(nsa.sum())} NSA row(s) carry no coordinates" if not leak.any() else
+                     f"{int(leak.sum())} NSA row(s) carry coordinates (rows {_rows(leak)})",
+                     file=file, figure=int(leak.sum()), threshold=0)
     steps: list[Any] = list(policy.steps)
     for s in steps:
         if s.type != "withhold-location":

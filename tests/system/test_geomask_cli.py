@@ -280,3 +280,15 @@ def test_a_bad_network_fails_before_any_record_is_read(city: dict[str, Path], tm
     assert res.exit_code == 2
     assert "holds no nodes" in res.output and "absent.csv" not in res.output
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("manifest.json"))
+
+
+def test_an_nsa_row_given_a_point_fails_the_check(snap_bundle: Path, city: dict[str, Path], tmp_path: Path) -> None:
+    b = _copy(snap_bundle, tmp_path)
+    t = pd.read_csv(b / "occurrences.csv", dtype=str, keep_default_na=False)
+    row = int(np.flatnonzero(t.hood_id == "NSA")[0])
+    donor = int(np.flatnonzero(t.latitude != "")[0])
+    t.loc[row, ["latitude", "longitude"]] = t.loc[donor, ["latitude", "longitude"]].to_numpy()
+    t.to_csv(b / "occurrences.csv", index=False, lineterminator="\n")
+    _rehash(b, "occurrences.csv")
+    code, output = _check(b, *_geo_args(city))
+    assert code == 1 and f"FAIL [nsa-no-coordinates] occurrences occurrences.csv: 1 NSA row(s) carry coordinates (rows {row + 1})" in output
