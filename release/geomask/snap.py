@@ -122,7 +122,7 @@ def snap_xy(net: Network, x: np.ndarray, y: np.ndarray, eligible: np.ndarray, ma
         if len(members) == 0:
             reason[rows] = "no-eligible-node-in-area"
             continue
-        akey = ("area-tree", cache_key, a, uniq[a])
+        akey = ("area-tree", cache_key, uniq[a])
         tree = net.cache.get(akey) if cache_key is not None else None
         if tree is None:
             tree = cKDTree(pts_of(net, members), balanced_tree=False, compact_nodes=True)
@@ -240,7 +240,7 @@ class SnapStep(StepConfig):
             else:
                 record_area = layer.locate(x, y)
         res = snap_xy(net, x, y, eligible, self.max_distance, record_area, pairs,
-                      cache_key=(self.min_addresses, self.within))
+                      cache_key=(self.min_addresses, self.within, (layer_manifest or {}).get("sha256")))
         reason = np.full(len(frame), "", dtype=object)
         reason[~ok] = "not-geocoded"
         reason[ok & ~inside] = "outside-jurisdiction"

@@ -238,6 +238,8 @@ def test_acceptance_real_tps_points_jittered_150m_snap_back_to_nodes(tps_dir: Pa
         keys = coord_keys(out.latitude[have].to_numpy(), out.longitude[have].to_numpy())
         assert np.isin(keys, coord_keys(nodes.lat.to_numpy(), nodes.lon.to_numpy())).all()
         loc = json.loads((res.bundle / "report.json").read_text())["outputs"][0]["figures"]["location"]
+        print(f"within={within}: {int(have.sum())}/{len(out)} snapped, displacement {loc['displacement_m']},"
+              f" withheld {loc['withheld']}, area_changed {loc.get('area_changed')}")
         assert loc["displacement_m"]["max"] < 2000 and loc["displacement_m"]["median"] < 150
         if within:
             # Independently: each snapped node lies in (or on the boundary street of) its record's neighbourhood.
