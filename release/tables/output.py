@@ -329,7 +329,8 @@ class TableOutput(OutputConfig):
         figures: dict[str, Any] = {
             "cells": model.n,
             "suppressed_cells": int(len(sup)),
-            "smallest_interval": _num(sw),
+            # "unbounded" when every suppressed cell is unbounded above; None when nothing is suppressed.
+            "smallest_interval": "unbounded" if sw is not None and np.isinf(sw) else _num(sw),
             "required_interval": required,
             "audit": [{"cell": {d: dict(model.keys[j]).get(d, self.total_label) for d in dims_all
                                 if any(d in s.dims for s in shapes)},
