@@ -25,8 +25,6 @@ class AreaStep(StepConfig):
     "Polygon layer (neighbourhoods, divisions) the points are located in."
     column: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     "Column receiving the area value (created, or replaced when it exists); NSA outside every polygon."
-    keep_coordinates: Literal[False] = False
-    "Coordinates are always removed: publishing them beside the area would undo the mask."
 
     def schema_after(self, schema: Schema) -> Schema:
         lat, lon = coord_columns(schema, "geomask-area")
