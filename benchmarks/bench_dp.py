@@ -92,7 +92,7 @@ def main() -> None:
             .join(pl.DataFrame({"category": CATEGORIES}), how="cross"))
 
     def polars_context() -> Any:
-        context = dp.Context.compositor(data=lf, privacy_unit=dp.unit_of(contributions=MAX_RECORDS,
+        context = dp.Context.compositor(data=lf, privacy_unit=dp.unit_of(contributions=1,  # one person id per person
                                                                          identifier=pl.col("person_id")),
                                         privacy_loss=dp.loss_of(epsilon=1.0), split_evenly_over=1)
         q = (context.query().truncate_per_group(MAX_RECORDS).group_by(["division", "month", "category"])
