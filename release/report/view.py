@@ -314,13 +314,17 @@ def suppression_block(s: dict[str, Any], files: dict[str, bytes], paths: list[st
     b.facts.extend(kv_facts({k: v for k, v in s.items() if k not in {"cells", "primary", "secondary",
                                                                      "suppressed_cells", "smallest_interval",
                                                                      "required_interval", "audit"}}))
-    got = read_table(files, paths)
-    if got is not None:
-        path, t = got
-        tab = records_table(f"{path} as published (suppressed cells are empty)",
-                            t.astype(object).where(t.notna(), None).to_dict("records"))
-        tab["rows"] = [["suppressed" if c == "—" else c for c in r] for r in tab["rows"]]
-        b.tables.append(tab)
+    for path in [p for p in paths if p.endswith(".csv")]:
+        got = read_table(files, [path])
+        if got is None:
+            continue
+        _, t = got
+        vcol = value_column(t)
+        rows = []
+        for rec in t.astype(object).where(t.notna(), None).to_dict("records"):
+            # An empty measure is a suppressed cell: say so, and never show anything in its place.
+            rows.append({c: ("suppressed" if c == vcol else "") if v is None else v for c, v in rec.items()})
+        b.tables.append(records_table(f"{path} as published (suppressed cells are empty in the file)", rows))
     return b
 
 

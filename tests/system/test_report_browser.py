@@ -87,7 +87,10 @@ def test_every_demo_report_renders_offline(driver: Any, demo: dict[str, Any], tm
                 assert svg.find_elements(By.CSS_SELECTOR, "path"), (dataset, o["name"])
         # The page loads nothing: no resource entries, no network request other than the file itself.
         assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
-        others = [u for u in _requests(driver) if u != page.as_uri()]
+        # Chrome's own pages (chrome://new-tab-page...) are the browser, not the report: only fetches that
+        # could leave the machine or read another file count.
+        others = [u for u in _requests(driver) if u != page.as_uri()
+                  and u.split(":", 1)[0] in ("http", "https", "ws", "wss", "ftp", "file")]
         assert others == [], others
         csp = driver.find_element(By.CSS_SELECTOR, "meta[http-equiv='Content-Security-Policy']")
         assert "default-src 'none'" in csp.get_attribute("content")
@@ -111,3 +114,13 @@ def test_report_fits_a_phone_and_prints(driver: Any, demo: dict[str, Any], tmp_p
         assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     finally:
         driver.set_window_size(1100, 900)
+
+
+def test_the_network_probe_sees_requests(driver: Any, tmp_path: Path) -> None:
+    """Control: a page that does fetch something is caught by both probes, so their silence above means something."""
+    page = tmp_path / "control.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/pixel.png" alt=""></body></html>')
+    driver.get_log("performance")
+    driver.get(page.resolve().as_uri())
+    assert "http://127.0.0.1:9/pixel.png" in _requests(driver)
+    assert driver.execute_script("return performance.getEntriesByType('resource').length") >= 1

@@ -16,7 +16,6 @@ import yaml
 from tests.system.report_demo import demo_run, internal_of
 
 DELIMS = re.compile(r'[,"\n\r:{}\[\]<>=;|\t]')
-VALUE_KEYS = ("true", "true_value", "value", "count", "true_count")
 
 
 @pytest.fixture(scope="module")
@@ -92,59 +91,75 @@ def test_suppressed_records_are_not_published(demo: dict[str, Any]) -> None:
         pytest.skip("no demo bundle suppresses records (k-anonymity policy absent)")
 
 
-def _suppressed_truths(internal: Any, columns: list[str]) -> list[dict[str, Any]]:
-    """Suppressed cells with their true values wherever the internal record lists them as dicts."""
-    found: list[dict[str, Any]] = []
+def released_frame(demo: dict[str, Any], bundle: Path) -> tuple[Any, pd.DataFrame]:
+    """The records as the run saw them before its outputs: the input, validated, through the policy's steps."""
+    from datetime import UTC, datetime
 
-    def walk(x: Any) -> None:
-        if isinstance(x, dict):
-            keys = [c for c in columns if c in x]
-            val = next((x[k] for k in VALUE_KEYS if isinstance(x.get(k), (int, float))), None)
-            if keys and val is not None:
-                found.append({"keys": {c: str(x[c]) for c in keys}, "value": val})
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
+    from release.context import StepContext
+    from release.plan import compile_plan
+    from release.policy.loader import load_policy
+    from release.validate import validate_records
 
-    walk(internal)
-    return found
+    policy = load_policy(bundle / "policy.yaml")
+    plan = compile_plan(policy)
+    now = datetime.now(UTC)
+    frame, _ = validate_records(input_of(demo, bundle), policy, now, "demo input")
+    ctx = StepContext(policy=policy, policy_path=bundle / "policy.yaml", schema=plan.schemas[0], release_id="truth",
+                      now=now, seed=1)
+    for i, step in enumerate(policy.steps):
+        frame, _ = step.apply(frame, ctx)
+        ctx.schema = plan.schemas[i + 1]
+    return policy, frame
 
 
 def test_suppressed_cells_never_shown(demo: dict[str, Any]) -> None:
-    tables = 0
+    """For every suppressed cell, its true count is absent from every public place that cell appears."""
+    checked = nonzero = 0
     for dataset, bundle in demo["bundles"].items():
         rep = json.loads((bundle / "report.json").read_text())
+        if not any(o["kind"] == "table" for o in rep["outputs"]):
+            continue
+        policy, frame = released_frame(demo, bundle)
         html = (bundle / "report.html").read_text()
-        internal = internal_of(bundle)
         for out in rep["outputs"]:
             if out["kind"] != "table":
                 continue
-            tables += 1
+            cfg = policy.output(out["name"])
+            if getattr(cfg, "value_column", None) is not None:
+                continue  # magnitude tables: truths are sums, checked by the tables' own tests
+            total = getattr(cfg, "total_label", "Total")
+            sec = html[html.index(f'id="output-{out["name"]}"'):]
+            sec = sec[:sec.index("</section>")]
+            html_rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", r)]
+                         for r in re.findall(r"<tr>(.*?)</tr>", sec, re.S)]
+            audit = {json.dumps(a["cell"], sort_keys=True): a for a in out["figures"]["suppression"].get("audit", [])}
             for rel in (f for f in out["files"] if f.endswith(".csv")):
                 t = pd.read_csv(bundle / rel, dtype=str, keep_default_na=False, na_values=[""])
                 par = pq.read_table(bundle / rel.replace(".csv", ".parquet")).to_pandas()
-                keys = [c for c in t.columns if t[c].notna().all()]
-                sec = html[html.index(f'id="output-{out["name"]}"'):]
-                sec = sec[:sec.index("</section>")]
-                rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td>(.*?)</td>", r)]
-                        for r in re.findall(r"<tr>(.*?)</tr>", sec, re.S)]
-                for i, c in [(i, col) for col in t.columns for i in t.index[t[col].isna()]]:
-                    assert pd.isna(par.loc[i, c]), f"{dataset}/{rel}: Parquet shows a cell the CSV suppresses"
-                    key = [str(t.loc[i, k]) for k in keys]
-                    shown = [r for r in rows if r[:len(key)] == key]
-                    for r in shown:
-                        assert r[t.columns.get_loc(c)] == "suppressed", (dataset, rel, key, r)
-                for cell in _suppressed_truths(internal.get("outputs", {}).get(out["name"], {}), list(t.columns)):
-                    m = pd.Series(True, index=t.index)
-                    for k, v in cell["keys"].items():
-                        m &= t[k].astype(str) == v
-                    for i in t.index[m]:
-                        vals = {str(t.loc[i, c]) for c in t.columns if c not in cell["keys"]}
-                        assert str(cell["value"]) not in vals or t.loc[i].isna().any(), (dataset, cell)
-    if not tables:
-        pytest.skip("no demo bundle has a suppressed `table` output yet (use-of-force-by-gender policy absent)")
+                measure = next(c for c in t.columns if c in ("count", "value", "n")) if \
+                    any(c in t.columns for c in ("count", "value", "n")) else t.columns[-2]
+                dims = [c for c in t.columns if c in frame.columns]
+                for i in t.index[t[measure].isna()]:
+                    keys = {d: str(t.loc[i, d]) for d in dims}
+                    m = pd.Series(True, index=frame.index)
+                    for d, v in keys.items():
+                        if v != total:
+                            m &= frame[d].astype(str) == v
+                    truth = int(m.sum())
+                    checked += 1
+                    nonzero += truth > 0
+                    assert pd.isna(par.loc[i, measure]), f"{dataset}/{rel}: Parquet reveals suppressed cell {keys}"
+                    row = [r for r in html_rows if r[:len(dims)] == [keys[d] for d in dims]
+                           and len(r) == len(t.columns)]
+                    assert row, f"{dataset}/{rel}: suppressed cell {keys} missing from report.html"
+                    for r in row:
+                        assert r[t.columns.get_loc(measure)] == "suppressed" and str(truth) not in r[len(dims):len(dims) + 1]
+                    a = next((a for k, a in audit.items() if all(a["cell"].get(d) == v for d, v in keys.items())), None)
+                    if a is not None:
+                        assert not (a["lower"] == a["upper"] == truth), f"{dataset}: audit discloses {keys}"
+    if not checked:
+        pytest.skip("no demo bundle has a suppressed count `table` output")
+    assert nonzero, "every suppressed cell had a true value of 0: the scan proves nothing"
 
 
 def test_internal_diagnostics_stay_internal(demo: dict[str, Any]) -> None:
