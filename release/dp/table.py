@@ -29,10 +29,10 @@ class DPTableOutput(OutputConfig):
     "Grouping columns; every published key is a combination of their key sets."
     keys: dict[str, K.KeySpec]
     "Key set per `by` column: values, 'categories', {from, to} months, or 'discover' (DP threshold)."
-    statistic: Literal["count", "sum"] = "count"
-    "count: records per key. sum: clipped integer sum of `column` per key."
+    statistic: Literal["count", "sum", "mean"] = "count"
+    "count: records per key. sum: clipped integer sum of `column`. mean: noisy clipped sum / noisy count."
     column: str | None = None
-    "Numeric column summed (statistic: sum)."
+    "Numeric column summed or averaged (statistic: sum or mean)."
     bounds: tuple[int, int] | None = None
     "Clipping bounds of `column` for sums: one record moves a sum by at most max(|lo|, |hi|)."
     margins: tuple[tuple[str, ...], ...] = ()
@@ -55,8 +55,10 @@ class DPTableOutput(OutputConfig):
     def _consistent(self) -> DPTableOutput:
         if set(self.keys) != set(self.by):
             raise ValueError(f"keys must declare exactly the `by` columns {list(self.by)}")
-        if self.statistic == "sum" and (self.column is None or self.bounds is None):
-            raise ValueError("statistic sum needs `column` and `bounds`")
+        if self.statistic in ("sum", "mean") and (self.column is None or self.bounds is None):
+            raise ValueError(f"statistic {self.statistic} needs `column` and `bounds`")
+        if self.statistic == "mean" and self.margins:
+            raise ValueError("margins are published for counts and sums, not means")
         if self.bounds is not None and self.bounds[0] > self.bounds[1]:
             raise ValueError("bounds: lower must not exceed upper")
         for m in self.margins:
@@ -86,13 +88,21 @@ class DPTableOutput(OutputConfig):
     def sensitivity(self) -> int:
         """L1 (and L2 bound) of one unit's contribution to one noised vector: the contribution bound."""
         m = int(self.share["max_records"])
-        if self.statistic == "sum":
+        if self.statistic in ("sum", "mean"):
             assert self.bounds is not None
-            return m * max(abs(self.bounds[0]), abs(self.bounds[1]))
+            return m * max(abs(self.bounds[0]), abs(self.bounds[1]), 1)
         return m
 
     def parts(self) -> int:
-        return 1 + len(self.margins)
+        """Noised vectors sharing the table's budget: cells and margins, or (means) sums and counts."""
+        return 2 if self.statistic == "mean" else 1 + len(self.margins)
+
+    def count_noise(self) -> tuple[float, dict[str, float]]:
+        """Means: scale of the noise on the count vector (half the budget, sensitivity = the record bound)."""
+        share = dict(self.share)
+        if self.discovers_keys():
+            share["epsilon"] = float(share["epsilon"]) * (1 - self.discovery_share)
+        return part_scale(share, 2, int(self.share["max_records"]))
 
     def noise(self) -> tuple[float, dict[str, float]]:
         """Scale of the noise on cells and margins (after the key-discovery part of the budget)."""
@@ -143,6 +153,11 @@ class DPTableOutput(OutputConfig):
                                **describe_accuracy(s["mechanism"], scale),
                                "key_source": "thresholded" if self.discovers_keys() else "public",
                                "threshold": None, "margins": [list(m) for m in self.margins]}
+        if self.statistic == "mean":
+            cscale = self.count_noise()[0]
+            fig.update(count_scale=cscale, count_accuracy_95=describe_accuracy(s["mechanism"], cscale)["accuracy_95"],
+                       accuracy_meaning="95% bounds of the noisy sum (accuracy_95) and of the noisy count"
+                       " (count_accuracy_95) per cell; the mean's error follows from both")
         if self.discovers_keys():
             fig["threshold"] = self.discovery_threshold()
             fig["discovery"] = {"columns": self.discover_columns(), "epsilon_per_column": self.discovery_epsilon(),
@@ -171,6 +186,10 @@ class DPTableOutput(OutputConfig):
         return out
 
     def post_processing(self) -> list[str]:
+        if self.statistic == "mean":
+            least = max(self.suppress_below or 1, 1)
+            return ["mean = noisy clipped sum / noisy count, clipped to the bounds",
+                    f"cells with noisy count below {least} blanked"]
         steps = []
         if self.margins:
             steps.append("least-squares consistency of cells with margins " + ", ".join(
@@ -219,7 +238,7 @@ class DPTableOutput(OutputConfig):
         return OutputBuild(tables=tables, evidence=evidence, internal=internal)
 
     def _values(self, frame: pd.DataFrame) -> np.ndarray | None:
-        if self.statistic != "sum":
+        if self.statistic == "count":
             return None
         assert self.bounds is not None and self.column is not None
         v = pd.to_numeric(frame[self.column], errors="coerce").fillna(0).to_numpy(dtype=float)
@@ -244,6 +263,8 @@ class DPTableOutput(OutputConfig):
         flat = K.grid_codes(frame, list(self.by), key_lists)
         inside = (flat >= 0) & keep
         vals = self._values(frame)
+        if self.statistic == "mean":
+            return self._build_mean(flat[inside], vals[inside], key_lists, n, scale, mech, internal)  # type: ignore[index]
         weights = None if vals is None else vals[inside]
         true = np.bincount(flat[inside], weights=weights, minlength=n)
         true = np.rint(true).astype(np.int64)
@@ -270,6 +291,21 @@ class DPTableOutput(OutputConfig):
             tables[self.margin_stem(m)] = mt
         return tables
 
+    def _build_mean(self, cells: np.ndarray, vals: np.ndarray, key_lists: list[list[str]], n: int, scale: float,
+                    mech: str, internal: dict[str, Any]) -> dict[str, pd.DataFrame]:
+        assert self.bounds is not None
+        true_sum = np.bincount(cells, weights=vals, minlength=n).astype(np.int64)
+        true_count = np.bincount(cells, minlength=n).astype(np.int64)
+        noisy_sum = noisy_vector(true_sum, mech, scale)
+        noisy_count = noisy_vector(true_count, mech, self.count_noise()[0])
+        blank = noisy_count < max(self.suppress_below or 1, 1)
+        mean = np.clip(noisy_sum / np.maximum(noisy_count, 1), self.bounds[0], self.bounds[1])
+        internal["true_total"] = int(true_count.sum())
+        table = K.grid_frame(list(self.by), key_lists)
+        table[self.value_column] = pd.array(np.round(mean, 3), dtype="Float64")
+        table.loc[blank, self.value_column] = pd.NA
+        return {self.name: table}
+
     # -- the assessment (published files only) -------------------------------------------------
     def assess(self, tables: dict[str, pd.DataFrame], ctx: AssessContext) -> dict[str, Any]:
         from release.plan import compile_plan
@@ -295,12 +331,19 @@ class DPTableOutput(OutputConfig):
         v = pd.to_numeric(t[vcol], errors="coerce")
         blanks = int(v.isna().sum())
         figs["cells_suppressed"] = blanks
-        nonint = bool(((v.dropna() % 1) != 0).any())
+        if self.statistic == "mean":
+            assert self.bounds is not None
+            out = int(((v.dropna() < self.bounds[0]) | (v.dropna() > self.bounds[1])).sum())
+            ctx.finding("dp-bounds", out == 0, "published means lie within the clipping bounds" if not out
+                        else f"{out} published mean(s) outside the clipping bounds {list(self.bounds)}", file=file)
+        nonint = self.statistic != "mean" and bool(((v.dropna() % 1) != 0).any())
         negative = bool((v.dropna() < 0).any()) and "non-negative (clipped at 0)" in figs["post_processing"]
         ctx.finding("dp-integers", not nonint and not negative,
                     "published values are non-negative integers" if not (nonint or negative) else
                     "published values include " + ("non-integers" if nonint else "negative values"), file=file)
-        if blanks and self.suppress_below is None:
+        if self.statistic == "mean":
+            pass  # blanks are cells whose noisy count is below the threshold: not checkable from the means
+        elif blanks and self.suppress_below is None:
             ctx.finding("dp-suppression", False, f"{blanks} blank cell(s) but the policy suppresses none", file=file)
         elif self.suppress_below is not None:
             low = int((v.dropna() < self.suppress_below).sum())

@@ -133,3 +133,21 @@ def test_sums_and_margins_and_suppression() -> None:
     wrong = m.copy()
     wrong.loc[0, "total"] = int(wrong.loc[0, "total"]) - 1000
     assert not assess(p, out, {"c": t, "c_by_g": wrong})[1]["dp-margins"]
+
+
+def test_means_from_noisy_sums_and_counts() -> None:
+    p = policy("  - {name: c, kind: dp-table, by: [g], keys: {g: categories}, statistic: mean, column: v,"
+               " bounds: [0, 6], value_column: mean_v, suppress_below: 30}")
+    out, b = build(p, frame(4000))
+    t = b.tables["c"]
+    assert t["mean_v"].isna().tolist() == [False, False, True]  # C has no record: its noisy count stays under 30
+    assert ((t["mean_v"].dropna() >= 0) & (t["mean_v"].dropna() <= 6)).all()
+    assert abs(float(t["mean_v"][0]) - 3.0) < 0.5  # v cycles 0..6: true mean 3
+    figs, ok = assess(p, out, b.tables)
+    assert all(ok.values()), ok
+    d = figs["dp"]
+    assert d["statistic"] == "mean" and d["noised_parts"] == 2
+    assert d["scale"] == pytest.approx(2 * 6 / 0.5) and d["count_scale"] == pytest.approx(2 / 0.5)
+    bad = t.copy()
+    bad.loc[0, "mean_v"] = 9.5
+    assert not assess(p, out, {"c": bad})[1]["dp-bounds"]
