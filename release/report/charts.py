@@ -90,13 +90,33 @@ def displacement(disp: dict[str, Any]) -> str:
         if vals:
             ax.hlines(0, min(vals), max(vals), color=MUTED, linewidth=2)
             ax.scatter(vals, [0] * len(vals), s=45, color=ACCENT, zorder=3)
-            for k, v in zip(keys, vals, strict=True):
-                ax.annotate(f"{k}\n{v:,.0f} m", (v, 0), textcoords="offset points", xytext=(0, 9),
+            for i, (k, v) in enumerate(zip(keys, vals, strict=True)):
+                # Alternate above/below so close values (min and median) stay legible.
+                ax.annotate(f"{k} {v:,.0f} m", (v, 0), textcoords="offset points", xytext=(0, 9 if i % 2 == 0 else -16),
                             ha="center", fontsize=8)
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
         ax.set_ylim(-0.4, 0.9)
         ax.set_xlabel("distance between true and published location (m)")
+        ax.set_title("Displacement")
+        return to_svg(fig, "Displacement of published locations")
+
+
+def displacement_histogram(edges: Sequence[float], counts: Sequence[float], disp: dict[str, Any]) -> str:
+    """Records by displacement band (bands as the assessment defined them), with the median and p95 marked."""
+    with matplotlib.rc_context(_RC):
+        fig = _fig(6.4, 2.6)
+        ax = fig.axes[0]
+        # n+1 edges close every band; n edges leave the last band open ("5,000+").
+        labels = [f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}" if i + 1 < len(edges) else f"{edges[i]:,.0f}+"
+                  for i in range(len(counts))]
+        ax.bar(labels, counts, color=ACCENT)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        notes = [f"{k} {float(disp[k]):,.0f} m" for k in ("median", "p95", "max") if isinstance(disp.get(k), (int, float))]
+        if notes:
+            ax.text(0.99, 0.95, " · ".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.set_xlabel("distance between true and published location (m)")
+        ax.set_ylabel("records")
         ax.set_title("Displacement")
         return to_svg(fig, "Displacement of published locations")
 

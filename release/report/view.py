@@ -190,8 +190,18 @@ def location_block(loc: dict[str, Any] | None, files: dict[str, bytes], paths: l
     elif w is not None:
         b.facts.append(("withheld", fmt(w)))
     disp = loc.get("displacement_m")
+    hist = loc.get("displacement_histogram")
     if isinstance(disp, dict) and disp:
         b.facts.extend((f"displacement {k} (m)", fmt(v)) for k, v in disp.items())
+    edges = hist.get("edges_m") if isinstance(hist, dict) else None
+    counts = hist.get("counts") if isinstance(hist, dict) else None
+    if isinstance(edges, list) and isinstance(counts, list) and counts and \
+            len(edges) in (len(counts), len(counts) + 1):
+        # Drop empty bands at the far end so the chart shows where records are.
+        last = max((i for i, c in enumerate(counts) if c), default=len(counts) - 1)
+        b.charts.append(charts.displacement_histogram(edges[:last + 2], counts[:last + 1],
+                                                      disp if isinstance(disp, dict) else {}))
+    elif isinstance(disp, dict) and disp:
         b.charts.append(charts.displacement(disp))
     pts = _points(files, paths)
     if pts is not None:
@@ -201,7 +211,7 @@ def location_block(loc: dict[str, Any] | None, files: dict[str, bytes], paths: l
         if areas is None:
             b.notes.append("no area boundaries were given (--neighbourhoods): the points are shown alone")
     known = {"method", "distinct_points", "units_per_point", "min_addresses_per_node", "area_changed",
-             "records_per_point", "share_records_below", "withheld", "displacement_m"}
+             "records_per_point", "share_records_below", "withheld", "displacement_m", "displacement_histogram"}
     b.facts.extend(kv_facts({k: v for k, v in loc.items() if k not in known}))
     return b
 

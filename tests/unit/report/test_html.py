@@ -142,3 +142,12 @@ def test_any_figures_render_without_error(anonymity: Any, location: Any, dp: Any
     html = build_page(rep, files())
     for name in ("arrests", "force", "gender", "odd"):
         assert f'id="output-{name}"' in html
+
+
+def test_displacement_histogram_with_open_last_band() -> None:
+    rep = full_report()
+    rep["outputs"][0]["figures"]["location"]["displacement_histogram"] = {
+        "edges_m": [0.0, 10.0, 50.0, 100.0], "counts": [3, 40, 2, 0]}
+    html = build_page(rep, files())
+    assert "10–50" in html and "50–100" in html and "100+" not in html  # empty open band trimmed
+    assert "records" in html and "median 40 m" in html
