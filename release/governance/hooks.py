@@ -38,7 +38,8 @@ def demo_setup(work: Path, policies: list[Path], options: dict[str, Any]) -> Non
 
 
 if pre_run not in registry.PRE_RUN:
-    registry.PRE_RUN.append(pre_run)
+    # First of all pre-run hooks: an unapproved policy must not even have its network or ledger opened.
+    registry.PRE_RUN.insert(0, pre_run)
 if pre_output not in registry.PRE_OUTPUT:
     registry.PRE_OUTPUT.append(pre_output)
 if approval_bundle_check not in registry.BUNDLE_CHECKS:
