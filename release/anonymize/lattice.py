@@ -41,7 +41,7 @@ def radix(cards: list[int]) -> int:
 def factorize_keys(key: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     """Dense ids (in key order) for int64 keys below `span`: a bincount pass when the span is small,
     a sort otherwise."""
-    if 0 < span <= max(4 * len(key), 1 << 16):
+    if 0 < span <= 8 * len(key) + (1 << 17):
         present = np.zeros(span, dtype=bool)
         present[key] = True
         ids = np.cumsum(present) - 1
@@ -453,7 +453,18 @@ class Problem:
                 hi = mid
             else:
                 lo = mid
-        return self.evaluate(chain[hi])
+        best = self.evaluate(chain[hi])
+        # Greedy descent: lower one column at a time while the node still satisfies and loses less.
+        improved = True
+        while improved:
+            improved = False
+            for j in range(len(best.node)):
+                if best.node[j] == 0:
+                    continue
+                cand = self.evaluate(best.node[:j] + (best.node[j] - 1,) + best.node[j + 1:])
+                if cand.ok and cand.loss < best.loss:
+                    best, improved = cand, True
+        return best
 
     def _climb_failing(self, node: tuple[int, ...], limit: float | None = None) -> tuple[int, ...]:
         """A high node above `node` that still fails the monotone models, found by binary search up a

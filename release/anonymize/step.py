@@ -146,19 +146,24 @@ class KAnonymityStep(StepConfig):
             out[q.name] = pd.array(lab, dtype="string")
         fallback = False
         if self.suppression == "cells" and failed.any():
+            starred = out.copy()
             for q in prob.qis:
-                out.loc[failed, q.name] = STAR
-            if not self._star_class_safe(out.loc[failed]):
+                starred.loc[failed, q.name] = STAR
+            # The '*' rows form a class of their own: publish them only if it meets every model.
+            if self._violations(starred):
                 fallback = True
+            else:
+                out = starred
         if self.suppression == "records" or fallback:
             out = out.loc[~failed]
-        # Verify on the result itself, as `release check` will.
-        from release.anonymize.assess import measure
-
-        fig = measure(out, list(self.quasi_identifiers), self.sensitive_missing(), self.sensitive, None,
-                      self.risk_threshold)
-        if len(out) and fig["k"] < self.k:
-            raise InternalError(f"{where}: result has a class of {fig['k']} < k={self.k} (this is a bug)")
+        # Verify on the result itself, as `release check` will. Suppression changes the published
+        # distribution that t-closeness is measured against, so t can fail here though the search met it.
+        broken = self._violations(out)
+        if broken:
+            if any(b.startswith("k") for b in broken):
+                raise InternalError(f"{where}: result breaks {broken} (this is a bug)")
+            raise BlockedError(f"{where}: after suppression the published table breaks {', '.join(broken)};"
+                               " nothing was published", details=["raise t, or lower max_suppression"])
         ctx.internal.setdefault("anonymize", {})[",".join(self.quasi_identifiers)] = {
             q.name: {str(k): str(v) for k, v in zip(
                 (str(x) for x in q.labels[0]), q.labels[lv][q.maps[lv][np.arange(len(q.labels[0]))]], strict=True)}
@@ -179,14 +184,17 @@ class KAnonymityStep(StepConfig):
     def sensitive_missing(self) -> dict[str, str]:
         return {c: h.missing for c, h in self.quasi_identifiers.items()}
 
-    def _star_class_safe(self, starred: pd.DataFrame) -> bool:
-        if len(starred) < self.k:
-            return False
+    def _violations(self, table: pd.DataFrame) -> list[str]:
+        """Models the table breaks, measured as `release check` measures them."""
+        if not len(table):
+            return []
         from release.anonymize.assess import measure
 
-        fig = measure(starred, list(self.quasi_identifiers), {c: "category" for c in self.quasi_identifiers},
-                      self.sensitive, None, self.risk_threshold)
-        return all(_l_ok(fig, c, s) for c, s in self.sensitive.items())
+        fig = measure(table, list(self.quasi_identifiers), self.sensitive_missing(), self.sensitive, None,
+                      self.risk_threshold)
+        out = [f"k={self.k} (smallest class {fig['k']})"] if fig["k"] < self.k else []
+        out += [f"the l/t model on {c}" for c, sp in self.sensitive.items() if not _l_ok(fig, c, sp)]
+        return out
 
 
 def _l_ok(fig: dict[str, Any], col: str, spec: SensitiveSpec) -> bool:

@@ -59,8 +59,10 @@ def test_published_classes_meet_every_model_or_release_is_blocked(case, suppress
     s = step(**cfg, suppression=suppression)
     try:
         out, ev, _ = apply(s, frame)
-    except BlockedError:
-        assert s.build_problem(frame).brute_force()[0] is None
+    except BlockedError as e:
+        # Either no node satisfies the models, or suppression shifted the published distribution
+        # so that t-closeness (measured on the published table) no longer holds.
+        assert s.build_problem(frame).brute_force()[0] is None or "after suppression" in e.message
         return
     assert ev["suppressed_share"] <= cfg["max_suppression"] + 1e-12
     if not len(out):
@@ -78,9 +80,9 @@ def test_published_classes_meet_every_model_or_release_is_blocked(case, suppress
         assert fig["t"]["sens"] <= sp.t + 1e-9
     if suppression == "records":
         assert len(out) == len(frame) - ev["suppressed_records"]
-    else:
+    elif "fell back" not in ev["suppression"]:
         starred = (out[["num", "cat", "flag"]] == "*").all(axis=1)
-        assert int(starred.sum()) in (0, ev["suppressed_records"]) or len(out) < len(frame)
+        assert len(out) == len(frame) and int(starred.sum()) >= ev["suppressed_records"]
 
 
 def test_blocked_when_nothing_satisfies():
