@@ -90,7 +90,7 @@ def measure(frame: pd.DataFrame, qis: list[str], missing: dict[str, str], sensit
                    "marketer": {"average": round(jour["average"], 6)}}
     uniq = int((size_rec == 1).sum())
     fig["sample_uniques"] = {"records": uniq, "share": round(uniq / n, 6) if n else 0.0}
-    if population is not None and n:
+    if population is not None and pi is not None and n:
         fig["population_uniqueness"] = population_uniqueness(sizes, max(int(round(n / pi)), n))
     return fig
 
@@ -109,9 +109,14 @@ def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
     if table is None:
         return {}
     cols = list(table.columns)
-    steps = [s for s in policy.steps if isinstance(s, KAnonymityStep) and set(s.quasi_identifiers) & set(cols)]
+    steps: list[KAnonymityStep] = []
+    for st in policy.steps:
+        ka: Any = st
+        if isinstance(ka, KAnonymityStep) and set(ka.quasi_identifiers) & set(cols):
+            steps.append(ka)
     gate = policy.gate
     step = steps[-1] if steps else None
+    missing: dict[str, str] = {}
     if step is not None:
         qis = [c for c in step.quasi_identifiers if c in cols]
         missing = step.sensitive_missing()
@@ -123,7 +128,7 @@ def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
         qis = [c for c in policy.input.role_columns(Role.quasi_identifier) if c in cols]
         if not qis:
             return {}
-        missing, sensitive, population, threshold = {}, {}, None, gate.max_prosecutor_risk or 0.2
+        sensitive, population, threshold = {}, None, gate.max_prosecutor_risk or 0.2
     for c in policy.input.role_columns(Role.sensitive):
         if c in cols and c not in sensitive and c not in qis:
             sensitive[c] = None

@@ -155,7 +155,10 @@ class Problem:
         self.any_missing = any(q.any_missing for q in qis)
         cols = [q.codes0.astype(np.int64) for q in qis] + [s.codes.astype(np.int64) for s in sensitive]
         cards = [len(q.labels[0]) for q in qis] + [s.card for s in sensitive]
-        self.record_row, first = classes_of(cols, cards) if self.n else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self.record_row: np.ndarray
+        first: np.ndarray
+        self.record_row, first = classes_of(cols, cards) if self.n else (np.zeros(0, np.int64),
+                                                                         np.zeros(0, np.int64))
         w = np.bincount(self.record_row, minlength=len(first)).astype(float)
         self.bottom = Table(node=tuple([0] * len(qis)), qi=[c[first] for c in cols[:len(qis)]],
                             sens=[c[first] for c in cols[len(qis):]], w=w)
@@ -401,7 +404,7 @@ class Problem:
             bad = sizes < self.k
             for s, i in distinct:
                 pc, _, _ = group_pairs(cls, t.sens[i], t.w, s.card)
-                bad |= np.bincount(pc, minlength=len(first)) < s.spec.l
+                bad |= np.bincount(pc, minlength=len(first)) < float(s.spec.l or 0)
             return float(sizes[bad].sum()) / self.n
 
         lv0 = [[q.maps[a][t.qi[j]] for a in range(q.height + 1)] for j, q in enumerate(self.qis)]
