@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from release.dp.postprocess import group_index, least_squares, margin_of, round_within_groups, suppress
+from release.dp.postprocess import (
+    group_index,
+    least_squares,
+    margin_of,
+    round_within_groups,
+    suppress,
+)
 
 shapes = st.tuples(st.integers(1, 5), st.integers(1, 5), st.integers(1, 3))
 
