@@ -36,7 +36,7 @@ def to_svg(fig: Figure, label: str) -> str:
     """The figure as an <svg> element sized by CSS (viewBox kept), labelled for screen readers."""
     with matplotlib.rc_context(_RC):
         buf = io.StringIO()
-        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+        fig.savefig(buf, format="svg", bbox_inches="tight", dpi=150, metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = _SVG_SIZE.sub(r"<svg\1", text, count=1)
@@ -148,7 +148,7 @@ def point_map(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, areas: dict[
         if len(lon):
             size = 2 + 10 * np.sqrt(counts / max(counts.max(), 1))
             # Thousands of markers would make a heavy page: draw them as one embedded image layer.
-            ax.scatter(lon, lat, s=size, color=ACCENT, alpha=0.6, linewidths=0, rasterized=len(lon) > 2500)
+            ax.scatter(lon, lat, s=size, color=ACCENT, alpha=0.6, linewidths=0, rasterized=len(lon) > 800)
         xs = np.concatenate([lon] + [r[:, 0] for r in rings]) if rings or len(lon) else np.array([0.0, 1.0])
         ys = np.concatenate([lat] + [r[:, 1] for r in rings]) if rings or len(lat) else np.array([0.0, 1.0])
         if len(xs):
