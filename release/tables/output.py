@@ -90,6 +90,8 @@ class TableOutput(OutputConfig):
     "What the LP attacker must not be able to narrow a suppressed cell to."
     secondary: Literal["lp", "naive"] = "lp"
     "lp: cheapest complementary cells by linear programming; naive: smallest cell per line (baseline)."
+    lp_search: Literal["auto", "whole-table"] = "auto"
+    "auto: large single tables search complements in a sub-table around each cell (fast); whole-table: fewest cells."
     cost: Literal["cells", "value"] = "cells"
     "Minimise the number of suppressed cells, or the total value they hide."
     margin_weight: float = Field(default=2.0, ge=1)
@@ -222,7 +224,8 @@ class TableOutput(OutputConfig):
         absolute = self.required_interval(ctx.policy.gate.min_audit_interval)
         if self.secondary == "lp":
             prot = protect_lp(model, values, primary, absolute=absolute, relative=self.protection.relative,
-                              integer=self.integer, cost=self.cost, margin_weight=self.margin_weight)
+                              integer=self.integer, cost=self.cost, margin_weight=self.margin_weight,
+                              local=0 if self.lp_search == "whole-table" else None)
         else:
             prot = protect_naive(model, values, primary, absolute=absolute, relative=self.protection.relative,
                                  integer=self.integer)
@@ -319,18 +322,19 @@ class TableOutput(OutputConfig):
                     "published values break the additivity of the table (edited file?)")
         sw = audit.smallest_width()
         ok = sw is None or sw >= required - 1e-6
+        shown = "unbounded" if sw is not None and np.isinf(sw) else _num(sw)
         ctx.finding("table-audit", ok,
                     ("no suppressed cell; nothing to audit" if sw is None else
-                     f"LP attacker's smallest interval width {_num(sw)} >= required {_num(required)}") if ok else
-                    f"LP attacker narrows a suppressed cell to width {_num(sw)} < required {_num(required)}",
-                    figure=_num(sw), threshold=required)
+                     f"LP attacker's smallest interval width {shown} >= required {_num(required)}") if ok else
+                    f"LP attacker narrows a suppressed cell to width {shown} < required {_num(required)}",
+                    figure=shown, threshold=required)
         sup = np.flatnonzero(audit.suppressed)
         dims_all = tuple(dict.fromkeys(d for t in defs for d in t.dimensions))
         figures: dict[str, Any] = {
             "cells": model.n,
             "suppressed_cells": int(len(sup)),
             # "unbounded" when every suppressed cell is unbounded above; None when nothing is suppressed.
-            "smallest_interval": "unbounded" if sw is not None and np.isinf(sw) else _num(sw),
+            "smallest_interval": shown,
             "required_interval": required,
             "audit": [{"cell": {d: dict(model.keys[j]).get(d, self.total_label) for d in dims_all
                                 if any(d in s.dims for s in shapes)},
