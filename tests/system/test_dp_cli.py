@@ -120,3 +120,15 @@ def test_seed_refused_outside_test_mode(tmp_path: Path, uof: Path) -> None:
     assert r.returncode == 2
     assert "refused outside test mode" in r.stderr
     assert not (tmp_path / "o").exists() and not (tmp_path / "l.sqlite").exists()  # no bundle, no spend
+
+
+def test_bad_input_spends_no_budget(tmp_path: Path, uof: Path) -> None:
+    """Malformed input is refused (exit 2) before the ledger is touched: no spend, no bundle."""
+    bad = pd.read_parquet(uof).rename(columns={"division": "div"})
+    p = tmp_path / "bad.parquet"
+    write_records(bad, p)
+    ledger = tmp_path / "l.sqlite"
+    code, text = _run(["run", str(POLICY), "--input", str(p), "--out", str(tmp_path / "o"), "--ledger", str(ledger)])
+    assert code == 2
+    assert "division" in text
+    assert not ledger.exists() and not (tmp_path / "o").exists()
