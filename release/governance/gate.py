@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -17,6 +18,13 @@ from release.governance.approval import (
 from release.governance.config import load_approval_config
 from release.governance.keys import Keyring
 
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _x(text: Any) -> str:
+    """Text safe for XML 1.0: characters it cannot hold become U+FFFD (a message must never break the report)."""
+    return _XML_INVALID.sub("\ufffd", str(text))
+
 
 def _case_name(f: Finding) -> str:
     where = " ".join(x for x in (f.output, f.file) if x)
@@ -28,7 +36,7 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
     root = ET.Element("testsuites", name="release check")
     total = failures = 0
     for bundle, findings in results:
-        suite = ET.SubElement(root, "testsuite", name=str(bundle), tests=str(len(findings)),
+        suite = ET.SubElement(root, "testsuite", name=_x(bundle), tests=str(len(findings)),
                               failures=str(sum(not f.ok for f in findings)), errors="0", skipped="0")
         seen: dict[str, int] = {}
         for f in findings:
@@ -37,16 +45,16 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
             if seen[name] > 1:
                 # CI tools merge test cases of the same name; keep every finding visible.
                 name = f"{name} #{seen[name]}"
-            case = ET.SubElement(suite, "testcase", classname=f"{Path(str(bundle)).name}.{f.output or 'bundle'}",
-                                 name=name)
+            case = ET.SubElement(suite, "testcase", classname=_x(f"{Path(str(bundle)).name}.{f.output or 'bundle'}"),
+                                 name=_x(name))
             if not f.ok:
-                fail = ET.SubElement(case, "failure", message=f.message, type=f.check)
+                fail = ET.SubElement(case, "failure", message=_x(f.message), type=_x(f.check))
                 detail = [f"bundle: {bundle}", f"check: {f.check}", f"message: {f.message}"]
                 detail += [f"{k}: {getattr(f, k)}" for k in ("output", "file", "figure", "threshold")
                            if getattr(f, k) is not None]
-                fail.text = "\n".join(detail)
+                fail.text = _x("\n".join(detail))
             else:
-                ET.SubElement(case, "system-out").text = f.message
+                ET.SubElement(case, "system-out").text = _x(f.message)
         total += len(findings)
         failures += sum(not f.ok for f in findings)
     root.set("tests", str(total))

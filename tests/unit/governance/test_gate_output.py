@@ -5,6 +5,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from release.context import Finding
 from release.governance.gate import find_bundles, github_annotations, junit_xml
 
@@ -45,3 +48,17 @@ def test_find_bundles_skips_hidden_and_staging(tmp_path: Path) -> None:
     got = [str(p.relative_to(tmp_path)) for p in find_bundles(tmp_path)]
     assert got == ["ds/r1", "ds/r2", "other/r9"]
     assert find_bundles(tmp_path / "ds" / "r1") == [tmp_path / "ds" / "r1"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.booleans(), st.text(max_size=40),
+                          st.none() | st.text(max_size=8), st.none() | st.text(max_size=12)), max_size=6),
+       st.text(min_size=1, max_size=10))
+def test_junit_always_parses_and_counts(raw: list[tuple[str, bool, str, str | None, str | None]], bundle: str) -> None:
+    fs = [Finding(c, ok, m, output=o, file=f) for c, ok, m, o, f in raw]
+    root = ET.fromstring(junit_xml([(bundle, fs)]))
+    suite = root.find("testsuite")
+    assert suite is not None and len(suite.findall("testcase")) == len(fs)
+    assert int(root.get("failures", -1)) == sum(not f.ok for f in fs) == len(list(root.iter("failure")))
+    for line in github_annotations(bundle, fs):
+        assert line.startswith("::error ") and "\n" not in line and "\r" not in line
