@@ -62,7 +62,7 @@ def main(methods: tuple[str, ...] = ("lp", "lp-whole", "naive")) -> list[dict[st
             print(f"{r['table']:>10} {r['cells']:>6} {r['primary']:>7} {m:>8} {r['secondary']:>9} {r['seconds']:>9} "
                   f"{r['audit_s']:>7} {r['smallest']!s:>8} {r['passes']!s:>6}", flush=True)
         if "lp" in got and "naive" in got:
-            lp, nv = got["lp"], got["naive"]
+            _lp, nv = got["lp"], got["naive"]
             for name in ("lp", "lp-whole"):
                 if name in got:
                     r = got[name]

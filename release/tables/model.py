@@ -125,7 +125,7 @@ def cube_with_margins(interior: np.ndarray) -> np.ndarray:
     cube = np.zeros(shape, dtype=float)
     cube[tuple(slice(0, -1) for _ in shape)] = interior
     for ax in range(len(shape)):
-        sl_total = [slice(None)] * len(shape)
+        sl_total: list[slice | int] = [slice(None)] * len(shape)
         sl_parts = [slice(None)] * len(shape)
         sl_total[ax] = -1
         sl_parts[ax] = slice(0, -1)

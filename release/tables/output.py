@@ -13,7 +13,13 @@ from release.errors import InputError, PolicyError
 from release.policy.base import ColumnType, OutputConfig, Schema, StrictModel
 from release.registry import register_output
 from release.tables.audit import attack
-from release.tables.model import TableModel, TableShape, build_model, cube_with_margins, global_values
+from release.tables.model import (
+    TableModel,
+    TableShape,
+    build_model,
+    cube_with_margins,
+    global_values,
+)
 from release.tables.primary import contributions, dominance_rule, p_percent_rule, threshold_rule
 from release.tables.secondary import Protection, protect_lp, protect_naive
 

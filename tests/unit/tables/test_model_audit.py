@@ -10,7 +10,7 @@ from release.tables.model import TableShape, build_model, cube_with_margins, glo
 
 def _table(inner: np.ndarray, name: str = "t", dims: tuple[str, ...] | None = None):
     dims = dims or tuple(f"d{i}" for i in range(inner.ndim))
-    shape = TableShape(name, dims, tuple(tuple(f"{d}{j}" for j in range(s)) for d, s in zip(dims, inner.shape)))
+    shape = TableShape(name, dims, tuple(tuple(f"{d}{j}" for j in range(s)) for d, s in zip(dims, inner.shape, strict=False)))
     model = build_model([shape])
     return model, global_values(model, [cube_with_margins(inner.astype(float))])
 
