@@ -30,6 +30,7 @@ from release.geomask.network import (
     NetworkConfig,
     WithinConfig,
     address_points,
+    area_changed,
     area_text,
     areas_for,
     network_for,
@@ -68,6 +69,8 @@ class DonutStep(StepConfig):
     "Address points (for target_k) and nodes (for the snap fallback)."
     within: WithinConfig | None = None
     "Keep displaced points inside the record's own area (redrawn, then the fallback)."
+    measure_area: WithinConfig | None = None
+    "Without `within`: the area whose changes the evidence counts (records displaced out of their area)."
     max_redraws: int = Field(default=20, ge=0, le=1000)
     "Redraws for points displaced out of their area before the fallback applies."
     fallback: Literal["withhold", "snap"] = "withhold"
@@ -85,8 +88,9 @@ class DonutStep(StepConfig):
 
     def referenced_columns(self) -> list[str]:
         cols = list(self.area_columns or ())
-        if self.within is not None and self.within.column is not None:
-            cols.append(self.within.column)
+        for w in (self.within, self.measure_area):
+            if w is not None and w.column is not None:
+                cols.append(w.column)
         return cols
 
     def schema_after(self, schema: Schema) -> Schema:
@@ -193,6 +197,11 @@ class DonutStep(StepConfig):
             raise BlockedError(f"geomask-donut: {int(broken.sum())} displacement(s) outside"
                                f" [{self.min_distance:g}, {self.max_distance:g}] m (widened up to {r_max.max():.0f} m);"
                                " nothing was published")
+        measured = None
+        m = self.measure_area
+        if self.within is None and m is not None and m.areas is not None and m.column is not None:
+            layer_m = areas_for(m.areas, ctx.options, ctx.policy_path, proj)
+            measured = area_changed(layer_m, qx, qy, area_text(frame[m.column])[rows], 0.0)
         new_lat = np.full(len(frame), np.nan)
         new_lon = np.full(len(frame), np.nan)
         new_lat[rows], new_lon[rows] = plat, plon
@@ -219,7 +228,7 @@ class DonutStep(StepConfig):
             "nsa": {"count": int(nsa.sum()),
                     "reasons": {r: int((reason == r).sum()) for r in ("not-geocoded", "outside-jurisdiction")
                                 if (reason == r).any()}},
-            "area_changed": 0 if self.within is not None else None,
+            "area_changed": 0 if self.within is not None else measured,
             "randomness": "test-mode seed (SHAKE-256)" if ctx.seed is not None else "os.urandom",
             **point_stats(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx)),
         }

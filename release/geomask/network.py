@@ -424,6 +424,17 @@ class WithinConfig(StrictModel):
         return self
 
 
+def area_changed(layer: AreaPolygons, x: np.ndarray, y: np.ndarray, record_area: np.ndarray,
+                 tolerance: float) -> int:
+    """Records whose published point lies in none of the polygons of their own area."""
+    if len(x) == 0:
+        return 0
+    pi, vals = layer.membership(x, y, tolerance)
+    inside = np.zeros(len(x), dtype=bool)
+    inside[pi[vals == record_area[pi]]] = True
+    return int((~inside).sum())
+
+
 def resolve_path(value: str | None, option: str | None, options: dict[str, Any], policy_path: Path | None) -> Path | None:
     """Run option (CLI/demo) first, then the policy's path relative to the policy file."""
     if option and options.get(option):

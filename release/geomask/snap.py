@@ -29,6 +29,7 @@ from release.geomask.network import (
     Network,
     NetworkConfig,
     WithinConfig,
+    area_changed,
     area_text,
     areas_for,
     network_for,
@@ -188,6 +189,8 @@ class SnapStep(StepConfig):
     "A node serving fewer addresses is never used: it would point at one home (police.uk uses 8)."
     within: WithinConfig | None = None
     "Snap only to nodes in the record's own area, so published area counts are not changed by the snap."
+    measure_area: WithinConfig | None = None
+    "Without `within`: the area whose changes the evidence counts (records snapped out of their area)."
     max_distance: float | None = Field(default=None, gt=0)
     "Metres: a point farther than this from every eligible node loses its coordinates (area NSA)."
     area_columns: tuple[str, ...] | None = None
@@ -195,8 +198,9 @@ class SnapStep(StepConfig):
 
     def referenced_columns(self) -> list[str]:
         cols = list(self.area_columns or ())
-        if self.within is not None and self.within.column is not None:
-            cols.append(self.within.column)
+        for w in (self.within, self.measure_area):
+            if w is not None and w.column is not None:
+                cols.append(w.column)
         return cols
 
     def schema_after(self, schema: Schema) -> Schema:
@@ -216,6 +220,16 @@ class SnapStep(StepConfig):
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         return {"min_addresses": self.min_addresses, "max_distance_m": self.max_distance,
                 "within": self.within.model_dump(exclude_none=True) if self.within else None}
+
+    def _measured(self, ctx: StepContext, frame: pd.DataFrame, rows: np.ndarray, res: SnapResult,
+                  net: Network) -> int | None:
+        m = self.measure_area
+        if m is None or m.areas is None or m.column is None:
+            return None
+        layer = areas_for(m.areas, ctx.options, ctx.policy_path, net.projector)
+        got = res.node >= 0
+        rec = area_text(frame[m.column])[rows[got]]
+        return area_changed(layer, net.x[res.node[got]], net.y[res.node[got]], rec, m.tolerance)
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         lat_c, lon_c = coord_columns(ctx.schema, "geomask-snap")
@@ -272,7 +286,7 @@ class SnapStep(StepConfig):
             "nsa": {"count": int(nsa.sum()),
                     "reasons": {r: int((reason == r).sum()) for r in REASONS if (reason == r).any()}},
             # Within an area by construction; counted so the report can show it is zero.
-            "area_changed": 0 if self.within is not None else None,
+            "area_changed": 0 if self.within is not None else self._measured(ctx, frame, rows, res, net),
             **address_figures(net.counts, used),
             **point_stats(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx)),
         }

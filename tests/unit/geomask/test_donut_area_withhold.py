@@ -99,6 +99,10 @@ def test_donut_keeps_points_inside_their_area_or_falls_back(tmp_path: Path) -> N
     assert (out.longitude[have] < -79.40).all()
     assert ev["redraws"] > 0 and ev["area_changed"] == 0
     assert ev["withheld"] == int((~have).sum())
+    # Without `within`, measure_area counts the points displaced out of their area.
+    polm = policy([{"type": "geomask-donut", "min_distance": 50, "max_distance": 300, "measure_area": steps[0]["within"]}])
+    outm, evm = polm.steps[0].apply(frame, ctx(polm, {"hoods": str(layer)}))
+    assert evm["area_changed"] == int((outm.longitude > -79.40).sum()) > 0
     # With no redraws allowed some points fall back and are withheld (their area is kept).
     pol0 = policy([{**steps[0], "max_redraws": 0}])
     out0, ev0 = pol0.steps[0].apply(frame, ctx(pol0, {"hoods": str(layer)}))

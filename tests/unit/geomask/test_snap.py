@@ -102,9 +102,10 @@ def test_within_a_polygon_layer_keeps_the_record_in_its_area(tmp_path: Path) -> 
     assert out.longitude[0] < mid < out.longitude[1]
     assert ev["area_changed"] == 0
     # Without `within` both go to the same (nearest) node, across the boundary for one of them.
-    pol2 = policy([{"type": "geomask-snap"}])
-    out2, _ = pol2.steps[0].apply(frame, ctx(pol2, {"network": str(path)}))
+    pol2 = policy([{"type": "geomask-snap", "measure_area": steps[0]["within"]}])
+    out2, ev2 = pol2.steps[0].apply(frame, ctx(pol2, {"network": str(path), "hoods": str(layer)}))
     assert out2.longitude[0] == out2.longitude[1]
+    assert ev2["area_changed"] == 1  # the evidence counts the record snapped out of its area
 
 
 def test_min_addresses_without_counts_is_a_usage_error(tmp_path: Path) -> None:
