@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from release import registry
+from release.report.audit import report_html_check
 from release.report.html import build_page
 
 
@@ -20,9 +21,21 @@ def _areas(path: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _area_layer(options: dict[str, Any]) -> dict[str, Any] | None:
+def _area_layer(options: dict[str, Any], ctx: Any = None) -> dict[str, Any] | None:
+    """Boundaries for the map: the `neighbourhoods` run option, else the first area layer a step names."""
     p = options.get("neighbourhoods")
-    return _areas(str(p)) if p else None
+    if p:
+        return _areas(str(p))
+    policy = getattr(ctx, "policy", None)
+    for step in getattr(policy, "steps", []) or []:
+        for name in type(step).model_fields:
+            layer = getattr(step, name, None)
+            if not (hasattr(layer, "layer") and hasattr(layer, "path")):
+                continue
+            given = options.get(layer.layer) or (ctx.resolve(layer.path) if layer.path else None)
+            if given:
+                return _areas(str(given))
+    return None
 
 
 def _versions() -> dict[str, str]:
@@ -33,7 +46,7 @@ def _versions() -> dict[str, str]:
 
 def render_report(report: dict[str, Any], files: dict[str, bytes], ctx: Any) -> dict[str, bytes]:
     """RENDERERS hook: the public report, from report.json and the published files only."""
-    page = build_page(report, files, areas=_area_layer(ctx.options), approval=ctx.manifest.get("approval"),
+    page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=ctx.manifest.get("approval"),
                       versions=_versions())
     return {"report.html": page.encode("utf-8")}
 
@@ -57,7 +70,7 @@ def write_internal_report(policy: Any, ctx: Any, bundle: Path) -> None:
         for p in o.get("files") or []:
             if (bundle / p).is_file() and not p.endswith(".parquet"):
                 files[p] = (bundle / p).read_bytes()
-    page = build_page(report, files, areas=_area_layer(ctx.options), approval=ctx.manifest.get("approval"),
+    page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=ctx.manifest.get("approval"),
                       versions=_versions(), internal=internal)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(page.encode("utf-8"))
@@ -67,3 +80,5 @@ if render_report not in registry.RENDERERS:
     registry.RENDERERS.append(render_report)
 if write_internal_report not in registry.POST_BUNDLE:
     registry.POST_BUNDLE.append(write_internal_report)
+if report_html_check not in registry.BUNDLE_CHECKS:
+    registry.BUNDLE_CHECKS.append(report_html_check)

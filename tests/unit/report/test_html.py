@@ -151,3 +151,19 @@ def test_displacement_histogram_with_open_last_band() -> None:
     html = build_page(rep, files())
     assert "10–50" in html and "50–100" in html and "100+" not in html  # empty open band trimmed
     assert "records" in html and "median 40 m" in html
+
+
+def test_bundle_check_of_report_html(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from release.report.audit import report_html_check
+
+    good = build_page(full_report(), files(), areas=AREAS)
+    (tmp_path / "report.html").write_text(good)
+    [f] = report_html_check(None, tmp_path, {}, {})
+    assert f.ok, f.message
+    for bad, why in [(good.replace("</main>", '<img src="https://tracker.example/p.gif"></main>'), "src="),
+                     (good.replace("</main>", "<script>fetch('x')</script></main>"), "<script>"),
+                     (good.replace("default-src &#39;none&#39;", "default-src *"), "Content-Security-Policy"),
+                     (good.replace("<strong>PASS</strong>", "<strong>BLOCKED</strong>"), "verdict")]:
+        (tmp_path / "report.html").write_text(bad)
+        [f] = report_html_check(None, tmp_path, {}, {})
+        assert not f.ok and why in f.message, (why, f.message)
