@@ -180,6 +180,8 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
         "outputs": outputs_report,
         "gate": plan.gate,
         "budget": ctx.manifest.get("budget"),
+        "approval": {k: v for k, v in (ctx.manifest.get("approval") or {"required": False}).items()
+                     if k in ("required", "approver", "key_id", "key_name", "signed_utc", "policy_sha256")},
     }
     if verdict == "blocked":
         failed = [f for f in findings if not f.ok]

@@ -118,6 +118,7 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
     """The report as HTML. With `internal`, an internal diagnostics section is added (never published)."""
     gate = report.get("gate") or {}
     budget = report.get("budget")
+    approval = approval if approval is not None else report.get("approval")
     sizes = {p: len(b) for p, b in files.items()}
     findings = report.get("findings") or []
     failed = [f for f in findings if not f.get("ok")]

@@ -37,6 +37,7 @@ def test_manifest_without_required_approval(mini: tuple[Path, Path, Path]) -> No
     assert man["outputs"] == [{"name": "records", "kind": "records",
                                "mechanism": ["record selection and generalization"], "budget": []}]
     assert "report.html" in man["files"]
+    assert json.loads((res.bundle / "report.json").read_text())["approval"] == {"required": False}
     # The internal report sits beside the bundles, never inside one.
     internal = out / ".internal" / "mini" / f"{res.bundle.name}.report.html"
     assert internal.is_file() and "INTERNAL REPORT" in internal.read_text()
@@ -62,4 +63,6 @@ def test_manifest_records_who_approved(mini: tuple[Path, Path, Path], tmp_path: 
     man = json.loads((res.bundle / "manifest.json").read_text())  # type: ignore[operator]
     assert man["approver"] == "Dana Reyes" and man["approval"]["key_id"] == kid
     assert man["features"]["approval_required"] is True
+    rep = json.loads((res.bundle / "report.json").read_text())  # type: ignore[operator]
+    assert rep["approval"]["approver"] == "Dana Reyes" and "signature" not in rep["approval"]
     assert "Dana Reyes" in (res.bundle / "report.html").read_text()  # type: ignore[operator]
