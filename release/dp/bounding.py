@@ -56,13 +56,15 @@ def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
 
 
 def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, cell_cols: list[str],
-                        max_records: int, max_groups: int | None, key: Scores) -> tuple[np.ndarray, dict[str, int]]:
+                        max_records: int, max_groups: int | None, key: Scores,
+                        rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Boolean mask of the rows kept so no unit has more than max_records rows in max_groups cells.
 
     A unit over a bound keeps a uniformly random subset: its distinct cells ranked by a random
     score per (unit, cell), then its rows by a random score per row. A null unit is its own unit
     per row (it cannot be linked to anything else). Only units over a bound draw scores, so the
-    common case costs one factorize.
+    common case costs one factorize. `rows` (optional) marks the rows that can count at all
+    (inside the key sets); only they take a unit's slots, the others are never kept.
     """
     n = len(frame)
     if n == 0:
@@ -72,15 +74,16 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     nulls = codes < 0
     if nulls.any():
         codes[nulls] = codes.max(initial=-1) + 1 + np.arange(int(nulls.sum()))
-    per_unit = np.bincount(codes)
+    eligible = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+    per_unit = np.bincount(codes[eligible], minlength=int(codes.max()) + 1)
     limit = min(max_records, max_groups if max_groups is not None and cell_cols else max_records)
-    sub = np.flatnonzero(per_unit[codes] > limit)
-    keep = np.ones(n, dtype=bool)
+    sub = np.flatnonzero(eligible & (per_unit[codes] > limit))
+    keep = eligible.copy()
     if len(sub):
         cells = frame[cell_cols].iloc[sub] if (max_groups is not None and cell_cols) else None
         keep[sub] = _bound_rows(cells, codes[sub], max_records, max_groups, key)
-    return keep, {"rows_in": int(n), "rows_kept": int(keep.sum()), "units": int(len(per_unit)),
-                  "units_truncated": int((np.bincount(codes[~keep], minlength=len(per_unit)) > 0).sum())}
+    return keep, {"rows_in": int(eligible.sum()), "rows_kept": int(keep.sum()), "units": int((per_unit > 0).sum()),
+                  "units_truncated": int((np.bincount(codes[eligible & ~keep], minlength=len(per_unit)) > 0).sum())}
 
 
 def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int, max_groups: int | None,

@@ -61,22 +61,32 @@ def as_text(values: pd.Series) -> pd.Series:
     return values.astype("string")
 
 
+def column_codes(values: pd.Series, keys: list[str]) -> np.ndarray:
+    """Position of each value in the key list, -1 when outside it (or null)."""
+    # Factorize once, then look up only the distinct values in the key set.
+    vals, uniq = pd.factorize(as_text(values), use_na_sentinel=True)
+    pos = np.r_[pd.Index(keys, dtype=object).get_indexer(pd.Index(uniq, dtype=object)), -1].astype(np.int64)
+    return pos[vals]
+
+
+def combine_codes(codes: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """Row-major flat cell index from per-column codes; -1 where any column is outside its key set."""
+    flat = np.zeros(len(codes[0]) if codes else 0, dtype=np.int64)
+    outside = np.zeros(len(flat), dtype=bool)
+    for c, k in zip(codes, sizes, strict=True):
+        outside |= c < 0
+        flat = flat * k + c
+    flat[outside] = -1
+    return flat
+
+
 def grid_codes(frame: pd.DataFrame, by: list[str], keys: list[list[str]]) -> np.ndarray:
     """Flat cell index of each row in the full key grid (row-major), -1 where a value is outside its key set.
 
     A value outside the public key set never creates a key: its row counts nowhere.
     """
-    flat = np.zeros(len(frame), dtype=np.int64)
-    outside = np.zeros(len(frame), dtype=bool)
-    for col, ks in zip(by, keys, strict=True):
-        # Factorize once, then look up only the distinct values in the key set.
-        vals, uniq = pd.factorize(as_text(frame[col]), use_na_sentinel=True)
-        pos = np.r_[pd.Index(ks, dtype=object).get_indexer(pd.Index(uniq, dtype=object)), -1].astype(np.int64)
-        codes = pos[vals]
-        outside |= codes < 0
-        flat = flat * len(ks) + codes
-    flat[outside] = -1
-    return flat
+    return combine_codes([column_codes(frame[c], ks) for c, ks in zip(by, keys, strict=True)],
+                         [len(ks) for ks in keys])
 
 
 def grid_frame(by: list[str], keys: list[list[str]]) -> pd.DataFrame:

@@ -14,7 +14,13 @@ from release.dp.accuracy import describe_accuracy, part_scale
 from release.dp.bounding import bound_contributions, bounding_key
 from release.dp.config import dp_outputs
 from release.dp.noise import noisy_threshold, noisy_vector, threshold_for
-from release.dp.postprocess import group_index, least_squares, margin_of, round_within_groups, suppress
+from release.dp.postprocess import (
+    group_index,
+    least_squares,
+    margin_of,
+    round_within_groups,
+    suppress,
+)
 from release.errors import PolicyError
 from release.policy.base import OutputConfig, Schema
 from release.registry import register_output
@@ -206,8 +212,9 @@ class DPTableOutput(OutputConfig):
         return f"{self.name}_by_{'_'.join(m)}"
 
     # -- the run -------------------------------------------------------------------------------
-    def _bounded(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[np.ndarray, dict[str, Any]]:
-        """Mask of the rows kept by contribution bounding (no copy of the frame)."""
+    def _bounded(self, frame: pd.DataFrame, ctx: StepContext,
+                 eligible: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """Mask of the rows kept by contribution bounding among the eligible rows (no copy of the frame)."""
         s = self.share
         unit = ctx.policy.budget.privacy_unit  # type: ignore[union-attr]
         if unit not in frame.columns:
@@ -215,15 +222,26 @@ class DPTableOutput(OutputConfig):
                               " keep it (drop it after no step needs it) so contributions can be bounded")
         if unit == ctx.policy.input.record_id:
             # Record ids are validated unique: each unit has one row, within any bound.
-            return np.ones(len(frame), dtype=bool), {"rows_in": len(frame), "rows_kept": len(frame),
-                                                     "units": len(frame), "units_truncated": 0}
+            n = int(eligible.sum())
+            return eligible, {"rows_in": n, "rows_kept": n, "units": n, "units_truncated": 0}
         key = bounding_key(ctx.seed)
         keep, stats = bound_contributions(frame, unit, None, list(self.by), int(s["max_records"]),
-                                          s["max_groups"], key)
+                                          s["max_groups"], key, rows=eligible)
         return keep, stats
 
     def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
-        keep, stats = self._bounded(frame, ctx)
+        # Codes of the public key columns first: rows outside a key set (or null) never count, so
+        # they must not take a unit's bounded slots either.
+        codes: dict[str, np.ndarray] = {}
+        eligible = np.ones(len(frame), dtype=bool)
+        for c in self.by:
+            ks = K.public_keys(self.keys[c], c, ctx.schema)
+            if ks is None:
+                eligible &= frame[c].notna().to_numpy()
+            else:
+                codes[c] = K.column_codes(frame[c], ks)
+                eligible &= codes[c] >= 0
+        keep, stats = self._bounded(frame, ctx, eligible)
         figs = self.dp_figures(ctx.schema)
         scale = float(figs["scale"])
         mech = self.share["mechanism"]
@@ -232,9 +250,12 @@ class DPTableOutput(OutputConfig):
                     "seed": ("contribution bounding derived from the test seed; OpenDP's noise cannot be seeded"
                              if ctx.seed is not None else None)}
         internal: dict[str, Any] = {"bounding": stats}
-        found = (self._discover(frame.loc[keep], int(figs["threshold"]), internal) if self.discovers_keys()
-                 else None)
-        tables = self._build_grid(frame, keep, ctx, scale, mech, internal, found)
+        found = None
+        if self.discovers_keys():
+            found = self._discover(frame.loc[keep, self.discover_columns()], int(figs["threshold"]), internal)
+            for c in self.discover_columns():
+                codes[c] = K.column_codes(frame[c], found[c])
+        tables = self._build_grid(frame, keep, codes, ctx, scale, mech, internal, found)
         return OutputBuild(tables=tables, evidence=evidence, internal=internal)
 
     def _values(self, frame: pd.DataFrame) -> np.ndarray | None:
@@ -255,12 +276,13 @@ class DPTableOutput(OutputConfig):
                                                        "values_released": len(found[c])}
         return found
 
-    def _build_grid(self, frame: pd.DataFrame, keep: np.ndarray, ctx: StepContext, scale: float, mech: str,
+    def _build_grid(self, frame: pd.DataFrame, keep: np.ndarray, codes: dict[str, np.ndarray], ctx: StepContext,
+                    scale: float, mech: str,
                     internal: dict[str, Any], found: dict[str, list[str]] | None = None) -> dict[str, pd.DataFrame]:
         key_lists = self.key_lists(ctx.schema, found)
         shape = tuple(len(k) for k in key_lists)
         n = int(np.prod(shape))
-        flat = K.grid_codes(frame, list(self.by), key_lists)
+        flat = K.combine_codes([codes[c] for c in self.by], list(shape))
         inside = (flat >= 0) & keep
         vals = self._values(frame)
         if self.statistic == "mean":

@@ -52,3 +52,12 @@ def test_fresh_keys_pick_different_rows() -> None:
     picks = {tuple(f.loc[bound_contributions(f, "pid", "rid", [], 5, None, bounding_key(None))[0], "rid"])
              for _ in range(5)}
     assert len(picks) > 1  # not the first rows of the input, not fixed across runs
+
+
+def test_rows_outside_the_key_sets_take_no_slot() -> None:
+    f = pd.DataFrame({"rid": [f"r{i}" for i in range(5)], "pid": "p", "cell": ["Z", "Z", "Z", "Z", "A"]})
+    eligible = (f["cell"] == "A").to_numpy()
+    for _ in range(5):
+        keep, stats = bound_contributions(f, "pid", None, ["cell"], 1, None, bounding_key(None), rows=eligible)
+        assert keep.tolist() == eligible.tolist()
+        assert stats["rows_in"] == 1 and stats["units_truncated"] == 0
