@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -150,4 +149,4 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
     return _ENV.get_template("report.html.j2").render(
         csp=CSP, r=report, verdict=report.get("verdict", "?"), findings=findings, failed=failed,
         outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {},
-        internal=internal is not None, internal_blocks=internal_blocks, json=json)
+        internal=internal is not None, internal_blocks=internal_blocks)

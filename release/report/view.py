@@ -242,6 +242,14 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
     rest = {k: v for k, v in dp.items() if k not in {"mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95",
                                                      "key_source", "threshold", "cells", "post_processing"}}
     b.facts.extend(kv_facts(rest))
+    if isinstance(budget, dict):
+        before = budget.get("spent_in_period_before") or {}
+        after = budget.get("spent_in_period_after") or {}
+        for m in ("epsilon", "rho"):
+            if isinstance(after.get(m), (int, float)) and after.get(m):
+                b.facts.append((f"ledger {m} in period: before → after this release",
+                                f"{fmt(before.get(m))} → {fmt(after.get(m))}"))
+        b.notes.append("The whole ledger, with its caps, is charted under 'Privacy budget and ledger' below.")
     got = read_table(files, paths)
     if got is not None:
         path, t = got

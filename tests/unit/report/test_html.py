@@ -83,6 +83,7 @@ def test_every_output_has_a_section_with_a_chart() -> None:
     assert 'id="verdict"' in html and "PASS" in html
     assert "Equivalence classes by size" in html and "Displacement" in html and "Published points (2 distinct)" in html
     assert "published values with 95% intervals" in html and "[11.0, 23.0]" in html  # 17 ± 6
+    assert "ledger epsilon in period: before → after this release" in html and "1 → 2" in html
     assert "Cells published and suppressed" in html
     assert "mystery" in html and "42" in html  # unknown figures: generic table
     assert "epsilon: ledger before and after this release" in html
