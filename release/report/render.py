@@ -29,8 +29,8 @@ def _area_layer(options: dict[str, Any], ctx: Any = None) -> dict[str, Any] | No
     policy = getattr(ctx, "policy", None)
     for step in getattr(policy, "steps", []) or []:
         for name in type(step).model_fields:
-            layer = getattr(step, name, None)
-            if not (hasattr(layer, "layer") and hasattr(layer, "path")):
+            layer: Any = getattr(step, name, None)
+            if layer is None or not (hasattr(layer, "layer") and hasattr(layer, "path")):
                 continue
             given = options.get(layer.layer) or (ctx.resolve(layer.path) if layer.path else None)
             if given:
