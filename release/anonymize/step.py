@@ -81,8 +81,12 @@ class KAnonymityStep(StepConfig):
 
     def schema_after(self, schema: Schema) -> Schema:
         out = dict(schema)
-        for c in self.quasi_identifiers:
+        for c, h in self.quasi_identifiers.items():
             old = out[c]
+            if h.time is not None and old.type not in (ColumnType.datetime, ColumnType.date):
+                raise ValueError(f"quasi-identifier {c!r} has a time hierarchy but is declared {old.type.value}")
+            if (h.widths is not None or h.age) and old.type not in (ColumnType.integer, ColumnType.float):
+                raise ValueError(f"quasi-identifier {c!r} has a numeric hierarchy but is declared {old.type.value}")
             out[c] = ColumnSpec(type=ColumnType.string, role=Role.quasi_identifier, required=False,
                                 description=(old.description + "; " if old.description else "")
                                 + f"generalized for {self.k}-anonymity ('*' = suppressed)")
