@@ -41,11 +41,13 @@ def radix(cards: list[int]) -> int:
 def factorize_keys(key: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     """Dense ids (in key order) for int64 keys below `span`: a bincount pass when the span is small,
     a sort otherwise."""
-    if 0 < span <= 8 * len(key) + (1 << 17):
+    if 0 < span <= 16 * len(key) + (1 << 17):
         present = np.zeros(span, dtype=bool)
         present[key] = True
-        ids = np.cumsum(present) - 1
-        return ids[key], int(ids[-1]) + 1 if span else 0
+        uniq = np.flatnonzero(present)
+        lut = np.empty(span, dtype=np.int64)
+        lut[uniq] = np.arange(len(uniq))
+        return lut[key], len(uniq)
     # Hash factorization: ids need not follow key order, only be consistent.
     inv, uniq = pd.factorize(key)
     return np.asarray(inv, dtype=np.int64), len(uniq)
