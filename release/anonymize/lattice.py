@@ -53,14 +53,19 @@ def factorize_keys(key: np.ndarray, span: int) -> tuple[np.ndarray, int]:
     return np.asarray(inv, dtype=np.int64), len(uniq)
 
 
+def first_rows(ids: np.ndarray, n_ids: int) -> np.ndarray:
+    """Index of one row per id (any row will do: the rows of an id agree on what is kept)."""
+    first = np.empty(n_ids, dtype=np.int64)
+    first[ids] = np.arange(len(ids))
+    return first
+
+
 def classes_of(cols: list[np.ndarray], cards: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """class id per row and the index of one row per class (classes in key order)."""
     key = combine(cols, cards)
     span = radix(cards)
     ids, nc = factorize_keys(key, span if span < _LIMIT else 0)
-    first = np.zeros(nc, dtype=np.int64)
-    first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)
-    return ids, first
+    return ids, first_rows(ids, nc)
 
 
 def compatible_sizes(cols: list[np.ndarray], cards: list[int], miss: list[int], w: np.ndarray) -> np.ndarray:
@@ -224,8 +229,8 @@ class Problem:
         qi = [c if a == b else self._step(j, a, b)[c]
               for j, (c, a, b) in enumerate(zip(src.qi, src.node, node, strict=True))]
         qcards = [len(q.labels[b]) for q, b in zip(self.qis, node, strict=True)]
-        cls, nc = classes_of(qi, qcards)[0], 0
-        nc = int(cls.max()) + 1 if len(cls) else 0
+        span_q = radix(qcards)
+        cls, nc = factorize_keys(combine(qi, qcards), span_q if span_q < _LIMIT else 0)
         if self.sensitive:
             scards = [s.card for s in self.sensitive]
             skey = combine(src.sens, scards)
@@ -235,8 +240,7 @@ class Problem:
             inv, nrows = factorize_keys(cls * span + skey, nc * span)
         else:
             inv, nrows = cls, nc
-        first = np.zeros(nrows, dtype=np.int64)
-        first[inv[::-1]] = np.arange(len(inv) - 1, -1, -1)
+        first = first_rows(inv, nrows)
         w = np.bincount(inv, weights=src.w, minlength=nrows)
         return Table(node=node, qi=[c[first] for c in qi], sens=[s[first] for s in src.sens], w=w,
                      row_class=cls[first], n_classes=nc), inv
@@ -261,8 +265,7 @@ class Problem:
         qcards = [len(q.labels[b]) for q, b in zip(self.qis, node, strict=True)]
         if table.row_class is not None:
             row_class, nc = table.row_class, table.n_classes
-            first = np.zeros(nc, dtype=np.int64)
-            first[row_class[::-1]] = np.arange(len(row_class) - 1, -1, -1)
+            first = first_rows(row_class, nc)
         else:
             row_class, first = classes_of(table.qi, qcards)
             nc = len(first)
