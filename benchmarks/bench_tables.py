@@ -34,7 +34,7 @@ def run_one(shape: tuple[int, ...], method: str) -> dict[str, object]:
     if method == "lp":
         prot = protect_lp(model, v, primary, absolute=WIDTH)
     elif method == "lp-whole":
-        prot = protect_lp(model, v, primary, absolute=WIDTH, local=0)
+        prot = protect_lp(model, v, primary, absolute=WIDTH, local=max(shape))
     else:
         prot = protect_naive(model, v, primary, absolute=WIDTH)
     t2 = time.perf_counter()

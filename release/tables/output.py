@@ -97,7 +97,7 @@ class TableOutput(OutputConfig):
     secondary: Literal["lp", "naive"] = "lp"
     "lp: cheapest complementary cells by linear programming; naive: smallest cell per line (baseline)."
     lp_search: Literal["auto", "whole-table"] = "auto"
-    "auto: large single tables search complements in a sub-table around each cell (fast); whole-table: fewest cells."
+    "auto: complements searched in a sub-table of at most 5,000 cells around each cell; whole-table: all cells (slower)."
     cost: Literal["cells", "value"] = "cells"
     "Minimise the number of suppressed cells, or the total value they hide."
     margin_weight: float = Field(default=2.0, ge=1)
@@ -228,10 +228,11 @@ class TableOutput(OutputConfig):
         values = global_values(model, cubes)
         primary = self._primary(model, values, cubes, codes_per, frame, w, shapes)
         absolute = self.required_interval(ctx.policy.gate.min_audit_interval)
+        whole = max(max(t.shape) for t in model.tables)
         if self.secondary == "lp":
             prot = protect_lp(model, values, primary, absolute=absolute, relative=self.protection.relative,
                               integer=self.integer, cost=self.cost, margin_weight=self.margin_weight,
-                              local=0 if self.lp_search == "whole-table" else None)
+                              local=whole if self.lp_search == "whole-table" else None)
         else:
             prot = protect_naive(model, values, primary, absolute=absolute, relative=self.protection.relative,
                                  integer=self.integer)

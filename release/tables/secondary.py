@@ -59,7 +59,7 @@ class _Local:
     """Perturbations searched in a small sub-table around the cell (its own level, the Total
     and the k most promising other levels on each axis). A perturbation of a sub-table with
     its margins is one of the whole table (zero elsewhere), so what it proves still holds;
-    it only may cost a little more than the global optimum. Large single tables only."""
+    it only may cost a little more than the global optimum. Single tables only."""
 
     def __init__(self, model: TableModel, k: int) -> None:
         t = model.tables[0]
@@ -92,6 +92,26 @@ class _Local:
         if sub_shape not in self._lines:
             self._lines[sub_shape] = cube_lines(sub_shape)
         return self._lines[sub_shape]
+
+
+SUB_TABLE_CELLS = 5000
+"Largest sub-table searched per perturbation by default (measured in benchmarks/README.md)."
+
+
+def auto_local(model: TableModel, budget: int = SUB_TABLE_CELLS) -> int:
+    """Extra levels per axis so the sub-table around a cell holds at most `budget` cells.
+
+    Tables within the budget are searched whole. Each search is a fresh small LP: on these
+    models a cold dual simplex beat re-optimising one warm-started whole-table LP whose costs
+    change after every suppression (about 50x on the 3-D benchmark).
+    """
+    if len(model.tables) != 1:
+        return 0
+    sizes = model.tables[0].shape
+    k = max(sizes)
+    while k > 1 and int(np.prod([min(s, k + 2) for s in sizes])) > budget:
+        k -= 1
+    return k
 
 
 def _splits(a: float, w: float, integer: bool) -> tuple[float, float]:
@@ -147,10 +167,7 @@ def protect_lp(model: TableModel, values: np.ndarray, primary: np.ndarray, *, ab
     # Largest requirements first: their cycles tend to cover smaller cells' needs.
     todo = todo[np.argsort(-(req[todo] - a[todo]), kind="stable")]
     if local is None:
-        # Measured on the benchmark tables: these sizes stay within ~10% of the whole-table LP's
-        # suppressions at a fraction of its time (benchmarks/README.md).
-        dims = len(model.tables[0].dims)
-        local = (24 if dims <= 2 else 6) if len(model.tables) == 1 and n > 3000 else 0
+        local = auto_local(model)
     loc = _Local(model, local) if local and len(model.tables) == 1 else None
     rounds = 0
     audit = None

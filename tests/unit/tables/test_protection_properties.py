@@ -27,11 +27,11 @@ def _cells(shape):
     return arrays(np.int64, shape, elements=st.one_of(st.integers(0, 6), st.integers(5, 60)))
 
 
-def _check(inner: np.ndarray, absolute: float, relative: float, method: str) -> None:
+def _check(inner: np.ndarray, absolute: float, relative: float, method: str, local: int | None = None) -> None:
     model, v = _model(inner)
     primary = threshold_rule(v, THRESHOLD, protect_zeros=False)
     if method == "lp":
-        prot = protect_lp(model, v, primary, absolute=absolute, relative=relative)
+        prot = protect_lp(model, v, primary, absolute=absolute, relative=relative, local=local)
     else:
         prot = protect_naive(model, v, primary, absolute=absolute, relative=relative)
     assert prot.suppressed[primary].all()
@@ -51,16 +51,18 @@ def _check(inner: np.ndarray, absolute: float, relative: float, method: str) -> 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inner=st.tuples(st.integers(2, 7), st.integers(2, 6)).flatmap(_cells),
-       absolute=st.sampled_from([1.0, 5.0, 8.0]), relative=st.sampled_from([0.0, 0.5]))
-def test_lp_protection_2d(inner: np.ndarray, absolute: float, relative: float) -> None:
-    _check(inner, absolute, relative, "lp")
+       absolute=st.sampled_from([1.0, 5.0, 8.0]), relative=st.sampled_from([0.0, 0.5]),
+       local=st.sampled_from([None, 0, 1]))
+def test_lp_protection_2d(inner: np.ndarray, absolute: float, relative: float, local: int | None) -> None:
+    """None: sub-tables sized automatically (here the whole table); 0: one warm-started LP; 1: tiny sub-tables."""
+    _check(inner, absolute, relative, "lp", local)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(inner=st.tuples(st.integers(2, 4), st.integers(2, 4), st.integers(2, 3)).flatmap(_cells),
-       absolute=st.sampled_from([1.0, 5.0]))
-def test_lp_protection_3d(inner: np.ndarray, absolute: float) -> None:
-    _check(inner, absolute, 0.0, "lp")
+       absolute=st.sampled_from([1.0, 5.0]), local=st.sampled_from([None, 0, 1]))
+def test_lp_protection_3d(inner: np.ndarray, absolute: float, local: int | None) -> None:
+    _check(inner, absolute, 0.0, "lp", local)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
