@@ -97,7 +97,7 @@ class TableOutput(OutputConfig):
     secondary: Literal["lp", "naive"] = "lp"
     "lp: cheapest complementary cells by linear programming; naive: smallest cell per line (baseline)."
     lp_search: Literal["auto", "whole-table"] = "auto"
-    "auto: complements searched in a sub-table of at most 5,000 cells around each cell; whole-table: all cells (slower)."
+    "auto: complements searched in a sub-table (at most 2,600 cells in 2-D, 5,000 else) around each cell; whole-table: all cells."
     cost: Literal["cells", "value"] = "cells"
     "Minimise the number of suppressed cells, or the total value they hide."
     margin_weight: float = Field(default=2.0, ge=1)

@@ -94,11 +94,12 @@ class _Local:
         return self._lines[sub_shape]
 
 
-SUB_TABLE_CELLS = 5000
-"Largest sub-table searched per perturbation by default (measured in benchmarks/README.md)."
+SUB_TABLE_CELLS = {2: 2600}
+"""Largest sub-table searched per perturbation by number of dimensions (else 5,000); measured
+on the benchmark tables (benchmarks/README.md): beyond these, time grew with no fewer cells."""
 
 
-def auto_local(model: TableModel, budget: int = SUB_TABLE_CELLS) -> int:
+def auto_local(model: TableModel, budget: int | None = None) -> int:
     """Extra levels per axis so the sub-table around a cell holds at most `budget` cells.
 
     Tables within the budget are searched whole. Each search is a fresh small LP: on these
@@ -108,6 +109,7 @@ def auto_local(model: TableModel, budget: int = SUB_TABLE_CELLS) -> int:
     if len(model.tables) != 1:
         return 0
     sizes = model.tables[0].shape
+    budget = budget or SUB_TABLE_CELLS.get(len(sizes), 5000)
     k = max(sizes)
     while k > 1 and int(np.prod([min(s, k + 2) for s in sizes])) > budget:
         k -= 1
