@@ -206,8 +206,22 @@ class TableOutput(OutputConfig):
                              " non-negative magnitudes only")
         return w
 
+    def _shared_margins(self, policy: Any) -> None:
+        """Tables of one measure sharing a dimension must be protected together (one output)."""
+        mine = {d for t in self.table_defs() for d in t.dimensions}
+        for o in policy.outputs:
+            if o is self or getattr(o, "kind", None) != "table" or o.name == self.name:
+                continue
+            same = (o.count_column, o.value_column) == (self.count_column, self.value_column)
+            shared = mine & {d for t in o.table_defs() for d in t.dimensions}
+            if same and shared:
+                raise PolicyError(f"outputs {self.name} and {o.name} both tabulate {sorted(shared)}: their shared"
+                                  " margins would be protected separately and could be recomputed across them;"
+                                  " declare both under one table output's `tables:` to protect them together")
+
     def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
         self.plan_info(ctx.schema)
+        self._shared_margins(ctx.policy)
         levels = self._levels(frame, ctx.schema)
         w = self._weights(frame)
         defs = self.table_defs()

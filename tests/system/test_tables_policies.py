@@ -120,3 +120,16 @@ def test_bundled_table_policies_plan() -> None:
         plan = json.loads(out[out.index("{"):])
         tab = next(o for o in plan["outputs"] if o["kind"] == "table")
         assert tab["columns"][-2:] == ["count", "flag"] and tab["required_interval"] == 5
+
+
+def test_tables_sharing_margins_in_two_outputs_refused(tmp_path: Path) -> None:
+    """Shared margins protected separately could be recomputed across outputs: the run refuses, exit 2."""
+    pol = json.loads(json.dumps(BASE))
+    second = dict(pol["outputs"][0], name="turnover-by-region", dimensions=["region"])
+    pol["outputs"].append(second)
+    inp = tmp_path / "firms.csv"
+    _records().to_csv(inp, index=False)
+    out_dir = tmp_path / "out"
+    code, out = _exit_and_output(["run", str(_write(tmp_path, pol)), "--input", str(inp), "--out", str(out_dir)])
+    assert code == 2 and "protected separately" in out and "Traceback" not in out
+    assert not (out_dir / "firms").exists()
