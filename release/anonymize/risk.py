@@ -8,7 +8,7 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special, stats
+import scipy  # submodules load on first use: `release --help` stays fast
 
 
 def prosecutor(sizes_per_record: np.ndarray, threshold: float) -> dict[str, float]:
@@ -30,9 +30,9 @@ def expected_inverse_population(f: np.ndarray, pi: float) -> np.ndarray:
         elif v > 50:
             r = pi / (v - 1)
         else:
-            hi = int(stats.nbinom.ppf(1 - 1e-12, v, pi)) + 1
+            hi = int(scipy.stats.nbinom.ppf(1 - 1e-12, v, pi)) + 1
             j = np.arange(hi + 1)
-            r = float((stats.nbinom.pmf(j, v, pi) / (v + j)).sum())
+            r = float((scipy.stats.nbinom.pmf(j, v, pi) / (v + j)).sum())
         out[f == v] = r
     return out
 
@@ -55,8 +55,8 @@ def zayatz(hist: dict[int, int], n: int, population: int) -> float:
     if c1 == 0:
         return 0.0
     classes = sum(hist.values())
-    temp = sum(cnt / classes * stats.hypergeom.pmf(1, population, size, n) for size, cnt in hist.items())
-    cond = (c1 / classes * stats.hypergeom.pmf(1, population, 1, n)) / temp
+    temp = sum(cnt / classes * scipy.stats.hypergeom.pmf(1, population, size, n) for size, cnt in hist.items())
+    cond = (c1 / classes * scipy.stats.hypergeom.pmf(1, population, 1, n)) / temp
     return float(c1 * cond / (n / population))
 
 
@@ -78,10 +78,10 @@ def pitman(hist: dict[int, int], n: int, population: int) -> float:
         t, a = x
         if a <= 0 or a >= 1 or t <= -a:
             return [1e6, 1e6]
-        s1 = (special.digamma(t / a + u) - special.digamma(t / a + 1)) / a
-        o1 = s1 - (special.digamma(t + n) - special.digamma(t + 1))
+        s1 = (scipy.special.digamma(t / a + u) - scipy.special.digamma(t / a + 1)) / a
+        o1 = s1 - (scipy.special.digamma(t + n) - scipy.special.digamma(t + 1))
         o3 = ((u - 1) - t * s1) / a
-        o4 = float((counts * (special.digamma(sizes - a) - special.digamma(1 - a))).sum())
+        o4 = float((counts * (scipy.special.digamma(sizes - a) - scipy.special.digamma(1 - a))).sum())
         return [float(o1), float(o3 - o4)]
 
     with warnings.catch_warnings():
@@ -89,10 +89,10 @@ def pitman(hist: dict[int, int], n: int, population: int) -> float:
         starts = [(t0, a0)] if 0 < a0 < 1 and t0 > -a0 else []
         starts += [(max(t0, 1.0), 0.5), (1.0, 0.5), (10.0, 0.3)]
         for start in starts:
-            sol = optimize.root(eqs, np.asarray(start, dtype=float), method="hybr")
+            sol = scipy.optimize.root(eqs, np.asarray(start, dtype=float), method="hybr")
             t, a = sol.x
             if sol.success and 0 < a < 1 and t > -a:
-                val = math.exp(special.gammaln(t + 1) - special.gammaln(t + a) + a * math.log(population))
+                val = math.exp(scipy.special.gammaln(t + 1) - scipy.special.gammaln(t + a) + a * math.log(population))
                 if 0 <= val <= population:
                     return float(val)
     return float("nan")
@@ -127,7 +127,7 @@ def snb(hist: dict[int, int], n: int, population: int) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for start in ((1.0, 0.5), (0.5, 0.1), (2.0, 0.9), (0.1, 0.01)):
-            sol = optimize.root(eqs, np.asarray(start), method="hybr")
+            sol = scipy.optimize.root(eqs, np.asarray(start), method="hybr")
             a, b = sol.x
             if sol.success and a > 0 and 0 < b < 1:
                 val = big_k * b ** a

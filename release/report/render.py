@@ -9,7 +9,6 @@ from typing import Any
 
 from release import registry
 from release.report.audit import report_html_check
-from release.report.html import build_page
 
 
 @lru_cache(maxsize=4)
@@ -46,6 +45,8 @@ def _versions() -> dict[str, str]:
 
 def render_report(report: dict[str, Any], files: dict[str, bytes], ctx: Any) -> dict[str, bytes]:
     """RENDERERS hook: the public report, from report.json and the published files only."""
+    from release.report.html import build_page  # matplotlib: loaded only when a page is drawn
+
     page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=ctx.manifest.get("approval"),
                       versions=_versions())
     return {"report.html": page.encode("utf-8")}
@@ -70,6 +71,8 @@ def write_internal_report(policy: Any, ctx: Any, bundle: Path) -> None:
         for p in o.get("files") or []:
             if (bundle / p).is_file() and not p.endswith(".parquet"):
                 files[p] = (bundle / p).read_bytes()
+    from release.report.html import build_page  # matplotlib: loaded only when a page is drawn
+
     page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=ctx.manifest.get("approval"),
                       versions=_versions(), internal=internal)
     target.parent.mkdir(parents=True, exist_ok=True)
