@@ -18,8 +18,15 @@ import pandas as pd
 from release import registry
 from release.context import AssessContext, Finding, OutputBuild, StepContext, test_mode
 from release.errors import BlockedError, UsageError
-from release.io.bundle import (canonical_json, read_published_csv, sha256_bytes, table_to_csv, table_to_geojson,
-                               table_to_parquet, write_bundle)
+from release.io.bundle import (
+    canonical_json,
+    read_published_csv,
+    sha256_bytes,
+    table_to_csv,
+    table_to_geojson,
+    table_to_parquet,
+    write_bundle,
+)
 from release.io.readers import file_sha256, read_table
 from release.plan import Plan, compile_plan
 from release.policy.base import Role, Schema

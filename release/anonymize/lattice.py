@@ -351,12 +351,23 @@ class Problem:
         inc = self._incumbent()
         if inc is not None:
             best, best_key = inc, (round(inc.loss, 12), int(sum(inc.node)), inc.node)
+        top_down = best_key is not None and self.loss_name != "discernibility"
+        if top_down:
+            # With an incumbent, only nodes whose bound is within its loss can win. Visiting them from
+            # the top of that region down makes the first failing nodes met the highest ones, so each
+            # tags the largest down-set: about one evaluation per maximal failing node.
+            assert best_key is not None
+            region = np.flatnonzero((lb <= best_key[0] + 1e-12) & ~dead)
+            order = region[np.lexsort(tuple(nodes[region, j] for j in range(nodes.shape[1] - 1, -1, -1))
+                                      + (lb[region], -height[region]))]
         dyn_nodes: list[tuple[int, ...]] = []
         dyn_vals: list[float] = []
         for idx in order:
             if dead[idx]:
                 continue
             if best_key is not None and lb[idx] > best_key[0] + 1e-12:
+                if top_down:
+                    continue
                 break
             node = tuple(int(x) for x in nodes[idx])
             if best_key is not None and self.loss_name == "discernibility" and dyn_nodes:
@@ -368,7 +379,7 @@ class Problem:
             dyn_nodes.append(node)
             dyn_vals.append(ev.loss_nosupp)
             if not ev.mono_ok:
-                top = self._climb_failing(node, best_key[0] if best_key else None)
+                top = node if top_down else self._climb_failing(node, best_key[0] if best_key else None)
                 fails.append(np.asarray(top))
                 dead |= np.all(nodes <= np.asarray(top, dtype=np.int16), axis=1)
                 continue

@@ -36,6 +36,28 @@ def bounding_key(seed: int | None) -> Scores:
     return Scores(seed)
 
 
+def unit_codes(values: pd.Series) -> np.ndarray:
+    """Dense code per row identifying its privacy unit, -1 for a null unit.
+
+    Text ids are reduced to their 64-bit Python hash (SipHash, keyed per process) before the
+    factorize: hashing 4M short strings costs a fraction of factorizing them, and the integer
+    factorize is cheap. Two ids with the same hash become one unit. That only ever makes
+    bounding stricter (the merged unit keeps at most the bound, so each of the two keeps at
+    most the bound too), never looser; at 2**-64 per pair it is also vanishingly rare.
+    Integer ids are used as they are (no merging at all).
+    """
+    nulls = values.isna().to_numpy()
+    if pd.api.types.is_integer_dtype(values.dtype):
+        ids = values.to_numpy(dtype=np.int64, na_value=0)
+    else:
+        obj = values.to_numpy(dtype=object)
+        ids = np.fromiter(map(hash, obj), dtype=np.int64, count=len(obj))
+    codes, _ = pd.factorize(ids)
+    codes = codes.astype(np.int64, copy=False)
+    codes[nulls] = -1
+    return codes
+
+
 def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Rank of each row among the rows of its unit, by score (0 = first kept)."""
     if len(unit_codes) == 0:
@@ -69,8 +91,7 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     n = len(frame)
     if n == 0:
         return np.zeros(0, dtype=bool), {"rows_in": 0, "rows_kept": 0, "units": 0, "units_truncated": 0}
-    codes, _ = pd.factorize(frame[unit], use_na_sentinel=True)
-    codes = codes.astype(np.int64)
+    codes = unit_codes(frame[unit])
     nulls = codes < 0
     if nulls.any():
         codes[nulls] = codes.max(initial=-1) + 1 + np.arange(int(nulls.sum()))
@@ -99,8 +120,27 @@ def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
         rank_of_pair = np.empty(npairs, dtype=np.int64)
         rank_of_pair[pair[first]] = _rank_within(codes[first], key.draw(len(first)))
         keep &= rank_of_pair[pair] < max_groups
-    score = key.draw(n)
-    # Rows already dropped by the cell bound sort last so they never take a record slot.
-    score[~keep] = np.iinfo(np.uint64).max
-    keep &= _rank_within(codes, score) < max_records
+    # The record bound, among the rows the cell bound left: only units still over it draw scores.
+    idx = np.flatnonzero(keep)
+    u = codes[idx]
+    count = np.bincount(u)
+    over = count[u] > max_records
+    idx, u = idx[over], u[over]
+    if not len(idx):
+        return keep
+    score = key.draw(len(idx))
+    # A unit keeps the max_records rows of least score. Those are always among its rows scoring
+    # below a per-unit cut that about SLOTS rows pass, so only those rows are sorted (a unit with
+    # 500k rows sorts ~SLOTS). A unit with fewer than max_records rows under its cut sorts all its
+    # rows: the selection stays exactly "max_records of least score", uniform over subsets.
+    slots = 2 * max_records + 16
+    frac = slots / count[u]
+    cut = np.where(frac >= 1, np.iinfo(np.uint64).max,
+                   (np.minimum(frac, 0.5) * 2.0**64).astype(np.uint64))
+    cand = score < cut
+    short = np.bincount(u[cand], minlength=len(count))[u] < max_records
+    cand |= short
+    ci = np.flatnonzero(cand)
+    keep[idx] = False
+    keep[idx[ci[_rank_within(u[ci], score[ci]) < max_records]]] = True
     return keep

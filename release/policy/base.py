@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pandas as pd
@@ -18,7 +18,7 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     string = "string"
     category = "category"
     integer = "integer"
@@ -28,7 +28,7 @@ class ColumnType(str, Enum):
     date = "date"
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     direct_identifier = "direct-identifier"
     quasi_identifier = "quasi-identifier"
     sensitive = "sensitive"

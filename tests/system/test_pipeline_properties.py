@@ -91,9 +91,9 @@ def _corrupt() -> st.SearchStrategy[Any]:
        dup=st.booleans())
 def test_random_malformed_records_exit_2(tmp_path: Path, corruptions: list[Any], drop: str | None, dup: bool) -> None:
     df = mini_records(30).astype(str)
-    df.loc[0, "latitude"] = ""  # a half coordinate pair, always invalid
     for (col, value), row in corruptions:
         df.loc[row, col] = value if value is not None else ""
+    df.loc[0, "latitude"] = ""  # a half coordinate pair: every case holds at least one invalid row
     if drop:
         df = df.drop(columns=[drop])
     if dup:
@@ -108,7 +108,7 @@ def test_random_malformed_records_exit_2(tmp_path: Path, corruptions: list[Any],
     assert "Traceback" not in res.output and "internal error" not in res.output
     assert "rule(s) broken" in res.output
     # Raw values never appear in the message, only rules, columns and row numbers.
-    for (col, value), _ in corruptions:
+    for (_col, value), _ in corruptions:
         if value and value not in ("inf",) and not value.replace(".", "").replace("-", "").isdigit():
             assert value not in res.output.replace("value not readable", "")
     assert not out.exists()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+import yaml
 
 from release.errors import InputError
 from release.io.readers import read_table
 from release.policy.loader import parse_policy
 from release.validate import validate_records
 from tests.system.mini import mini_policy, mini_records
-
-import yaml
 
 
 def policy(**kw: object):
