@@ -13,6 +13,7 @@ from release.anonymize.models import ClassVerdict, SensitiveColumn, group_pairs,
 
 Loss = Literal["precision", "discernibility", "entropy"]
 _LIMIT = 1 << 62
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: odd multiplier, keep the high bits
 
 
 def combine(cols: list[np.ndarray], cards: list[int]) -> np.ndarray:
@@ -183,6 +184,8 @@ class Problem:
         self._tab_keys: list[tuple[int, ...]] = []
         self._tab_arr = np.zeros((4096, len(qis)), dtype=np.int64)
         self._tab_rows = np.zeros(4096, dtype=np.int64)
+        self._fast_fail: set[tuple[int, ...]] = set()
+        self._fast_groups: list[tuple[list[int], dict[tuple[int, ...], tuple[np.ndarray, int]]]] | None = None
 
     # --- encoding helpers -------------------------------------------------------------------------
 
@@ -244,6 +247,74 @@ class Problem:
         w = np.bincount(inv, weights=src.w, minlength=nrows)
         return Table(node=node, qi=[c[first] for c in qi], sens=[s[first] for s in src.sens], w=w,
                      row_class=cls[first], n_classes=nc), inv
+
+    # --- quick k test ------------------------------------------------------------------------------
+
+    def _fast_setup(self) -> None:
+        """Per pair of columns and pair of levels, the pair's code on each bottom row, so a node's class
+        key is a few multiply-adds with no lookups."""
+        t = self.bottom
+        self._fast_groups = []
+        m = len(self.qis)
+        j = 0
+        while j < m:
+            pair = j + 1 < m and (self.heights[j] + 1) * (self.heights[j + 1] + 1) * t.rows <= 1 << 24
+            g = [j, j + 1] if pair else [j]
+            per_col = [[(self.qis[c].maps[a][t.qi[c]].astype(np.uint64), len(self.qis[c].labels[a]))
+                        for a in range(self.qis[c].height + 1)] for c in g]
+            tab: dict[tuple[int, ...], tuple[np.ndarray, int]] = {}
+            if pair:
+                for a, (ca, na) in enumerate(per_col[0]):
+                    for b, (cb, nb) in enumerate(per_col[1]):
+                        tab[(a, b)] = (ca * np.uint64(nb) + cb, na * nb)
+            else:
+                for a, (ca, na) in enumerate(per_col[0]):
+                    tab[(a,)] = (ca, na)
+            self._fast_groups.append((g, tab))
+            j += len(g)
+
+    def _fast_fails(self, node: tuple[int, ...]) -> bool:
+        """True when `node` surely fails k under the suppression limit (so it fails the monotone models).
+
+        Keys wider than a small table are hashed into it; a collision merges classes, which can only
+        hide small classes, so the suppressed share found is a lower bound and 'fails' is never wrong.
+        """
+        if self.any_missing or not self.qis or self.n == 0:
+            return False
+        if self._fast_groups is None:
+            self._fast_setup()
+        assert self._fast_groups is not None
+        key: np.ndarray | None = None
+        span = 1
+        for g, tab in self._fast_groups:
+            codes, card = tab[tuple(node[j] for j in g)]
+            key = codes if key is None else key * np.uint64(card) + codes
+            span *= card
+        assert key is not None
+        t = self.bottom
+        bits = max((4 * t.rows).bit_length(), 10)
+        if span <= 1 << (bits + 1):
+            bucket, nb = key.view(np.int64), span
+        else:
+            bucket, nb = (key * _GOLDEN >> np.uint64(64 - bits)).view(np.int64), 1 << bits
+        sizes = np.bincount(bucket, weights=t.w, minlength=nb)
+        small = float(t.w[sizes[bucket] < self.k].sum())
+        return small / self.n > self.max_suppression + 1e-12
+
+    def _mono_fails(self, node: tuple[int, ...]) -> bool:
+        """Whether `node` fails the monotone models, by the quick test when it settles it."""
+        ev = self._cache.get(node)
+        if ev is not None:
+            return not ev.mono_ok
+        if node in self._fast_fail:
+            return True
+        if self._fast_fails(node):
+            self._fast_fail.add(node)
+            return True
+        return not self.evaluate(node).mono_ok
+
+    def _checked(self) -> int:
+        return len(self._cache) + len(self._fast_fail)
 
     # --- evaluation -------------------------------------------------------------------------------
 
@@ -347,7 +418,7 @@ class Problem:
         fails: list[np.ndarray] = []
         best: Evaluation | None = None
         best_key: tuple[float, int, tuple[int, ...]] | None = None
-        evaluated_before = len(self._cache)
+        evaluated_before = self._checked()
         inc = self._incumbent()
         if inc is not None:
             best, best_key = inc, (round(inc.loss, 12), int(sum(inc.node)), inc.node)
@@ -375,14 +446,14 @@ class Problem:
                 below = np.all(arr <= np.asarray(node), axis=1)
                 if below.any() and max(np.asarray(dyn_vals)[below]) > best_key[0] + 1e-12:
                     continue
-            ev = self.evaluate(node)
-            dyn_nodes.append(node)
-            dyn_vals.append(ev.loss_nosupp)
-            if not ev.mono_ok:
+            if self._mono_fails(node):
                 top = node if top_down else self._climb_failing(node, best_key[0] if best_key else None)
                 fails.append(np.asarray(top))
                 dead |= np.all(nodes <= np.asarray(top, dtype=np.int16), axis=1)
                 continue
+            ev = self.evaluate(node)
+            dyn_nodes.append(node)
+            dyn_vals.append(ev.loss_nosupp)
             if ev.ok:
                 key = (round(ev.loss, 12), int(sum(node)), node)
                 if best_key is None or key < best_key:
@@ -390,7 +461,7 @@ class Problem:
                 if ev.suppressed == 0:
                     dead |= np.all(nodes >= np.asarray(node, dtype=np.int16), axis=1)
         return SearchResult(node=best.node if best else None, evaluation=best,
-                            evaluated=len(self._cache) - evaluated_before, lattice_size=size)
+                            evaluated=self._checked() - evaluated_before, lattice_size=size)
 
     def _contributions(self) -> list[list[float]]:
         """Per column and level, its share of the no-suppression loss (the bound is a sum of these)."""
@@ -463,12 +534,12 @@ class Problem:
         """A satisfying node found cheaply (binary search up one chain from the bottom): its loss bounds
         the walk from the start."""
         chain = self._chain(tuple([0] * len(self.qis)), None)
-        if not self.evaluate(chain[-1]).ok:
+        if self._mono_fails(chain[-1]) or not self.evaluate(chain[-1]).ok:
             return None
         lo, hi = -1, len(chain) - 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
-            if self.evaluate(chain[mid]).ok:
+            if not self._mono_fails(chain[mid]) and self.evaluate(chain[mid]).ok:
                 hi = mid
             else:
                 lo = mid
@@ -480,7 +551,10 @@ class Problem:
             for j in range(len(best.node)):
                 if best.node[j] == 0:
                     continue
-                cand = self.evaluate(best.node[:j] + (best.node[j] - 1,) + best.node[j + 1:])
+                lower = best.node[:j] + (best.node[j] - 1,) + best.node[j + 1:]
+                if self._mono_fails(lower):
+                    continue
+                cand = self.evaluate(lower)
                 if cand.ok and cand.loss < best.loss:
                     best, improved = cand, True
         return best
@@ -491,13 +565,13 @@ class Problem:
         is within `limit` (the best loss so far) are tried: failing nodes there are the ones to tag."""
         chain = self._chain(node, limit)
         lo, hi = 0, len(chain) - 1
-        if not self.evaluate(chain[hi]).mono_ok:
+        if self._mono_fails(chain[hi]):
             top = list(chain[hi])
         else:
             # Invariant: chain[lo] fails, chain[hi] passes the monotone models.
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if self.evaluate(chain[mid]).mono_ok:
+                if not self._mono_fails(chain[mid]):
                     hi = mid
                 else:
                     lo = mid
@@ -511,7 +585,7 @@ class Problem:
                     break
                 c2 = list(top)
                 c2[j] += 1
-                if self.evaluate(tuple(c2)).mono_ok:
+                if not self._mono_fails(tuple(c2)):
                     break
                 top = c2
                 lb += step
