@@ -46,12 +46,17 @@ def unit_codes(values: pd.Series) -> np.ndarray:
     most the bound too), never looser; at 2**-64 per pair it is also vanishingly rare.
     Integer ids are used as they are (no merging at all).
     """
-    nulls = values.isna().to_numpy()
     if pd.api.types.is_integer_dtype(values.dtype):
+        nulls = values.isna().to_numpy()
         ids = values.to_numpy(dtype=np.int64, na_value=0)
     else:
-        obj = values.to_numpy(dtype=object)
+        obj = np.asarray(values.array, dtype=object)  # no copy for pandas' NumPy-backed strings
         ids = np.fromiter(map(hash, obj), dtype=np.int64, count=len(obj))
+        # A null hashes like the null markers: only rows with such a hash need the (costly) null test.
+        # A null missed here would merge with other nulls into one unit: stricter, never looser.
+        maybe = np.flatnonzero(np.isin(ids, [hash(x) for x in (pd.NA, None, np.nan, pd.NaT)]))
+        nulls = np.zeros(len(obj), dtype=bool)
+        nulls[maybe] = pd.isna(obj[maybe])
     codes, _ = pd.factorize(ids)
     codes = codes.astype(np.int64, copy=False)
     codes[nulls] = -1
