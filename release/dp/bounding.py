@@ -36,31 +36,25 @@ def bounding_key(seed: int | None) -> Scores:
     return Scores(seed)
 
 
-def unit_codes(values: pd.Series) -> np.ndarray:
-    """Dense code per row identifying its privacy unit, -1 for a null unit.
+def unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """An int64 id per row naming its privacy unit, and the mask of null units.
 
-    Text ids are reduced to their 64-bit Python hash (SipHash, keyed per process) before the
-    factorize: hashing 4M short strings costs a fraction of factorizing them, and the integer
-    factorize is cheap. Two ids with the same hash become one unit. That only ever makes
-    bounding stricter (the merged unit keeps at most the bound, so each of the two keeps at
-    most the bound too), never looser; at 2**-64 per pair it is also vanishingly rare.
-    Integer ids are used as they are (no merging at all).
+    Text ids are reduced to their 64-bit Python hash (SipHash, keyed per process): hashing 4M
+    short strings costs a fraction of factorizing them. Two ids with the same hash become one
+    unit. That only ever makes bounding stricter (the merged unit keeps at most the bound, so
+    each of the two keeps at most the bound too), never looser; at 2**-64 per pair it is also
+    vanishingly rare. Integer ids are used as they are (no merging at all).
     """
     if pd.api.types.is_integer_dtype(values.dtype):
-        nulls = values.isna().to_numpy()
-        ids = values.to_numpy(dtype=np.int64, na_value=0)
-    else:
-        obj = np.asarray(values.array, dtype=object)  # no copy for pandas' NumPy-backed strings
-        ids = np.fromiter(map(hash, obj), dtype=np.int64, count=len(obj))
-        # A null hashes like the null markers: only rows with such a hash need the (costly) null test.
-        # A null missed here would merge with other nulls into one unit: stricter, never looser.
-        maybe = np.flatnonzero(np.isin(ids, [hash(x) for x in (pd.NA, None, np.nan, pd.NaT)]))
-        nulls = np.zeros(len(obj), dtype=bool)
-        nulls[maybe] = pd.isna(obj[maybe])
-    codes, _ = pd.factorize(ids)
-    codes = codes.astype(np.int64, copy=False)
-    codes[nulls] = -1
-    return codes
+        return values.to_numpy(dtype=np.int64, na_value=0), values.isna().to_numpy()
+    obj = np.asarray(values.array, dtype=object)  # no copy for pandas' NumPy-backed strings
+    ids = np.fromiter(map(hash, obj), dtype=np.int64, count=len(obj))
+    # A null hashes like the null markers: only rows with such a hash need the (costly) null test.
+    # A null missed here would merge with other nulls into one unit: stricter, never looser.
+    maybe = np.flatnonzero(np.isin(ids, [hash(x) for x in (pd.NA, None, np.nan, pd.NaT)]))
+    nulls = np.zeros(len(obj), dtype=bool)
+    nulls[maybe] = pd.isna(obj[maybe])
+    return ids, nulls
 
 
 def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -89,31 +83,46 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
 
     A unit over a bound keeps a uniformly random subset: its distinct cells ranked by a random
     score per (unit, cell), then its rows by a random score per row. A null unit is its own unit
-    per row (it cannot be linked to anything else). Only units over a bound draw scores, so the
-    common case costs one factorize. `rows` (optional) marks the rows that can count at all
+    per row (it cannot be linked to anything else). Only units over a bound draw scores, and only
+    rows whose hash bucket is over the bound are factorized into units. `rows` (optional) marks the rows that can count at all
     (inside the key sets); only they take a unit's slots, the others are never kept.
     """
     n = len(frame)
     if n == 0:
-        return np.zeros(0, dtype=bool), {"rows_in": 0, "rows_kept": 0, "units": 0, "units_truncated": 0}
-    codes = unit_codes(frame[unit])
-    nulls = codes < 0
-    if nulls.any():
-        codes[nulls] = codes.max(initial=-1) + 1 + np.arange(int(nulls.sum()))
+        return np.zeros(0, dtype=bool), {"rows_in": 0, "rows_kept": 0, "units_over_bound": 0, "units_truncated": 0}
+    ids, nulls = unit_ids(frame[unit])
     eligible = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
-    per_unit = np.bincount(codes[eligible], minlength=int(codes.max()) + 1)
-    limit = min(max_records, max_groups if max_groups is not None and cell_cols else max_records)
-    sub = np.flatnonzero(eligible & (per_unit[codes] > limit))
+    # A null unit is one row: always within the bounds, always kept when eligible.
+    counted = eligible & ~nulls if nulls.any() else eligible
+    all_rows = bool(counted.all())
+    cell_bound = max_groups is not None and bool(cell_cols)
+    limit = min(max_records, max_groups if cell_bound else max_records)  # type: ignore[type-var]
+    # Cheap pre-pass: rows per hash bucket bound rows per unit from above, so a row in a bucket
+    # within the limit is in a unit within it. Only the other rows are factorized into units.
+    bits = min(23, max(8, (2 * n).bit_length()))
+    bucket = (ids & ((1 << bits) - 1)).astype(np.intp)
+    per_bucket = np.bincount(bucket if all_rows else bucket[counted], minlength=1 << bits)
+    over = per_bucket[bucket] > limit
+    sub = np.flatnonzero(over if all_rows else counted & over)
+    codes, _ = pd.factorize(ids[sub])
+    codes = codes.astype(np.int64, copy=False)
+    per_unit = np.bincount(codes)
+    over_unit = per_unit[codes] > limit
+    sub, codes = sub[over_unit], codes[over_unit]
     keep = eligible.copy()
+    truncated = 0
     if len(sub):
-        cells = frame[cell_cols].iloc[sub] if (max_groups is not None and cell_cols) else None
-        keep[sub] = _bound_rows(cells, codes[sub], max_records, max_groups, key)
-    return keep, {"rows_in": int(eligible.sum()), "rows_kept": int(keep.sum()), "units": int((per_unit > 0).sum()),
-                  "units_truncated": int((np.bincount(codes[eligible & ~keep], minlength=len(per_unit)) > 0).sum())}
+        cells = frame[cell_cols].iloc[sub] if cell_bound else None
+        kept = _bound_rows(cells, codes, max_records, max_groups, key, count=None if cell_bound else per_unit)
+        keep[sub] = kept
+        truncated = len(np.unique(codes[~kept]))
+    return keep, {"rows_in": int(eligible.sum()), "rows_kept": int(keep.sum()),
+                  "units_over_bound": int(np.count_nonzero(per_unit > limit)), "units_truncated": truncated}
 
 
 def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int, max_groups: int | None,
-                key: Scores) -> np.ndarray:
+                key: Scores, count: np.ndarray | None = None) -> np.ndarray:
+    """Rows kept among the rows of units over a bound (`count`: rows per unit, when no cell bound applies)."""
     n = len(codes)
     keep = np.ones(n, dtype=bool)
     if cells is not None and max_groups is not None:
@@ -126,11 +135,14 @@ def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
         rank_of_pair[pair[first]] = _rank_within(codes[first], key.draw(len(first)))
         keep &= rank_of_pair[pair] < max_groups
     # The record bound, among the rows the cell bound left: only units still over it draw scores.
-    idx = np.flatnonzero(keep)
-    u = codes[idx]
-    count = np.bincount(u)
-    over = count[u] > max_records
-    idx, u = idx[over], u[over]
+    if count is None:
+        idx = np.flatnonzero(keep)
+        u = codes[idx]
+        count = np.bincount(u)
+        over = count[u] > max_records
+        idx, u = idx[over], u[over]
+    else:  # every row given is in a unit over the record bound
+        idx, u = np.arange(n), codes
     if not len(idx):
         return keep
     score = key.draw(len(idx))

@@ -223,7 +223,7 @@ class DPTableOutput(OutputConfig):
         if unit == ctx.policy.input.record_id:
             # Record ids are validated unique: each unit has one row, within any bound.
             n = int(eligible.sum())
-            return eligible, {"rows_in": n, "rows_kept": n, "units": n, "units_truncated": 0}
+            return eligible, {"rows_in": n, "rows_kept": n, "units_over_bound": 0, "units_truncated": 0}
         key = bounding_key(ctx.seed)
         keep, stats = bound_contributions(frame, unit, None, list(self.by), int(s["max_records"]),
                                           s["max_groups"], key, rows=eligible)
