@@ -151,12 +151,15 @@ def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
     # 500k rows sorts ~SLOTS). A unit with fewer than max_records rows under its cut sorts all its
     # rows: the selection stays exactly "max_records of least score", uniform over subsets.
     slots = 2 * max_records + 16
-    frac = slots / count[u]
-    cut = np.where(frac >= 1, np.iinfo(np.uint64).max,
-                   (np.minimum(frac, 0.5) * 2.0**64).astype(np.uint64))
-    cand = score < cut
-    short = np.bincount(u[cand], minlength=len(count))[u] < max_records
-    cand |= short
+    # Per-unit cut (computed once per unit, not per row): all rows when the unit has few, else a
+    # score quantile about `slots` rows pass.
+    frac = slots / np.maximum(count, 1)
+    cut_unit = np.where(frac >= 1, np.iinfo(np.uint64).max, (np.minimum(frac, 0.5) * 2.0**64).astype(np.uint64))
+    cand = score <= cut_unit[u]
+    short = np.bincount(u[cand], minlength=len(count)) < max_records
+    short &= cut_unit != np.iinfo(np.uint64).max
+    if short.any():  # rare: too few rows under the cut, so the unit sorts all its rows
+        cand |= short[u]
     ci = np.flatnonzero(cand)
     keep[idx] = False
     keep[idx[ci[_rank_within(u[ci], score[ci]) < max_records]]] = True

@@ -61,3 +61,29 @@ def test_rows_outside_the_key_sets_take_no_slot() -> None:
         keep, stats = bound_contributions(f, "pid", None, ["cell"], 1, None, bounding_key(None), rows=eligible)
         assert keep.tolist() == eligible.tolist()
         assert stats["rows_in"] == 1 and stats["units_truncated"] == 0
+
+
+def test_large_units_keep_exactly_the_bound_uniformly() -> None:
+    # Units far over the bound only sort the rows under a per-unit score cut: still exactly the
+    # bound per unit, and every row equally likely to be kept (not the first ones in the input).
+    n = 3000
+    f = pd.DataFrame({"rid": [f"r{i}" for i in range(n)], "pid": ["big"] * 2000 + [f"q{i % 100}" for i in range(1000)],
+                      "cell": "a"})
+    hits = np.zeros(n)
+    runs = 200
+    for _ in range(runs):
+        keep, stats = bound_contributions(f, "pid", "rid", [], 4, None, bounding_key(None))
+        kept = f.loc[keep].groupby("pid").size()
+        assert kept["big"] == 4 and (kept.drop("big") == 4).all() and stats["units_truncated"] == 101
+        hits += keep
+    big = hits[:2000].reshape(10, 200).sum(axis=1)  # 10 blocks of 200 rows: each expects 200*4/2000*runs = 80
+    assert big.min() > 40 and big.max() < 130
+    assert hits[2000:].sum() == 100 * 4 * runs
+
+
+def test_null_units_are_one_row_each_and_integer_ids_work() -> None:
+    for pid in (pd.Series([None] * 6 + ["a"] * 4, dtype="string"), pd.Series([None] * 6 + ["a"] * 4, dtype=object),
+                pd.Series([pd.NA] * 6 + [7] * 4, dtype="Int64")):
+        f = pd.DataFrame({"pid": pid, "cell": "a"})
+        keep, _ = bound_contributions(f, "pid", None, [], 2, None, bounding_key(None))
+        assert keep[:6].all() and keep[6:].sum() == 2
