@@ -64,7 +64,13 @@ def as_text(values: pd.Series) -> pd.Series:
 def column_codes(values: pd.Series, keys: list[str]) -> np.ndarray:
     """Position of each value in the key list, -1 when outside it (or null)."""
     # Factorize once, then look up only the distinct values in the key set.
-    vals, uniq = pd.factorize(as_text(values), use_na_sentinel=True)
+    text = as_text(values)
+    if isinstance(text.dtype, pd.CategoricalDtype):
+        vals, uniq = pd.factorize(text, use_na_sentinel=True)
+    else:
+        # The bare object array (no copy for pandas' NumPy-backed strings): factorizing it skips
+        # the string array's NA-normalizing copy, half the cost; nulls still get the -1 sentinel.
+        vals, uniq = pd.factorize(np.asarray(text.array, dtype=object), use_na_sentinel=True)
     pos = np.r_[pd.Index(keys, dtype=object).get_indexer(pd.Index(uniq, dtype=object)), -1].astype(np.int64)
     return pos[vals]
 
