@@ -185,6 +185,8 @@ class Problem:
         self._tab_arr = np.zeros((4096, len(qis)), dtype=np.int64)
         self._tab_rows = np.zeros(4096, dtype=np.int64)
         self._fast_fail: set[tuple[int, ...]] = set()
+        self.fast_bits: int | None = None
+        "log2 of the quick test's hash table (None: sized to the data; tests shrink it to force collisions)"
         self._fast_groups: list[tuple[list[int], dict[tuple[int, ...], tuple[np.ndarray, int]]]] | None = None
 
     # --- encoding helpers -------------------------------------------------------------------------
@@ -286,19 +288,27 @@ class Problem:
         assert self._fast_groups is not None
         key: np.ndarray | None = None
         span = 1
-        for g, tab in self._fast_groups:
+        for i, (g, tab) in enumerate(self._fast_groups):
             codes, card = tab[tuple(node[j] for j in g)]
-            key = codes if key is None else key * np.uint64(card) + codes
+            if key is None:
+                key = codes
+            elif i == 1:
+                key = key * np.uint64(card) + codes  # a new array: the first group's codes stay intact
+            else:
+                key *= np.uint64(card)
+                key += codes
             span *= card
         assert key is not None
         t = self.bottom
-        bits = max((4 * t.rows).bit_length(), 10)
+        bits = self.fast_bits or max((4 * t.rows).bit_length(), 10)
         if span <= 1 << (bits + 1):
             bucket, nb = key.view(np.int64), span
         else:
-            bucket, nb = (key * _GOLDEN >> np.uint64(64 - bits)).view(np.int64), 1 << bits
+            h = key * _GOLDEN
+            h >>= np.uint64(64 - bits)
+            bucket, nb = h.view(np.int64), 1 << bits
         sizes = np.bincount(bucket, weights=t.w, minlength=nb)
-        small = float(t.w[sizes[bucket] < self.k].sum())
+        small = float(t.w[sizes[bucket] < self.k].sum())  # not np.dot: BLAS threads fight the other cores
         return small / self.n > self.max_suppression + 1e-12
 
     def _mono_fails(self, node: tuple[int, ...]) -> bool:
@@ -429,8 +439,22 @@ class Problem:
             # tags the largest down-set: about one evaluation per maximal failing node.
             assert best_key is not None
             region = np.flatnonzero((lb <= best_key[0] + 1e-12) & ~dead)
-            order = region[np.lexsort(tuple(nodes[region, j] for j in range(nodes.shape[1] - 1, -1, -1))
-                                      + (lb[region], -height[region]))]
+            nodes, lb, height, dead = nodes[region], lb[region], height[region], dead[region]
+            order = np.lexsort(tuple(nodes[:, j] for j in range(nodes.shape[1] - 1, -1, -1)) + (lb, -height))
+        # Column-wise copies: tagging a down-set or up-set is a few comparisons of contiguous arrays.
+        cols = [np.ascontiguousarray(nodes[:, j]) for j in range(nodes.shape[1])]
+
+        def down_set(top: tuple[int, ...]) -> np.ndarray:
+            m = np.ones(len(nodes), dtype=bool)
+            for c, v in zip(cols, top, strict=True):
+                m &= c <= v
+            return m
+
+        def up_set(low: tuple[int, ...]) -> np.ndarray:
+            m = np.ones(len(nodes), dtype=bool)
+            for c, v in zip(cols, low, strict=True):
+                m &= c >= v
+            return m
         dyn_nodes: list[tuple[int, ...]] = []
         dyn_vals: list[float] = []
         for idx in order:
@@ -449,7 +473,7 @@ class Problem:
             if self._mono_fails(node):
                 top = node if top_down else self._climb_failing(node, best_key[0] if best_key else None)
                 fails.append(np.asarray(top))
-                dead |= np.all(nodes <= np.asarray(top, dtype=np.int16), axis=1)
+                dead |= down_set(top)
                 continue
             ev = self.evaluate(node)
             dyn_nodes.append(node)
@@ -459,7 +483,7 @@ class Problem:
                 if best_key is None or key < best_key:
                     best, best_key = ev, key
                 if ev.suppressed == 0:
-                    dead |= np.all(nodes >= np.asarray(node, dtype=np.int16), axis=1)
+                    dead |= up_set(node)
         return SearchResult(node=best.node if best else None, evaluation=best,
                             evaluated=self._checked() - evaluated_before, lattice_size=size)
 

@@ -3,6 +3,8 @@ suppression stays within max_suppression; the search's node is optimal (brute fo
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,6 +52,44 @@ def test_search_matches_brute_force(case):
     assert got.node == want_node
     if want_node is not None:
         assert got.evaluation is not None and round(got.evaluation.loss, 12) == want_loss
+
+
+@SETTINGS
+@given(cases(), st.integers(1, 3))
+def test_quick_k_test_with_hash_collisions_never_wrongly_fails_and_search_stays_optimal(case, bits):
+    # A 2-8 bucket hash table forces collisions the full-size table only has on large files.
+    frame, cfg = case
+    want = step(**cfg).build_problem(frame).brute_force()
+    prob = step(**cfg).build_problem(frame)
+    prob.fast_bits = bits
+    got = prob.search()
+    assert got.node == want[0]
+    check = step(**cfg).build_problem(frame)
+    check.fast_bits = bits
+    for node in itertools.product(*[range(h + 1) for h in check.heights]):
+        if check._fast_fails(node):
+            assert not check.evaluate(node).mono_ok, node
+
+
+def test_top_down_search_matches_brute_force_on_a_wider_lattice():
+    # Five columns (a 3*4*3*2*3 lattice) and enough records for the quick test's hashed path.
+    rng = np.random.default_rng(7)
+    n = 3000
+    frame = pd.DataFrame({"num": rng.integers(0, 40, n), "cat": rng.choice(list("abcd"), n),
+                          "flag": rng.choice(list("xy"), n), "other": rng.choice(list("abcd"), n, p=[.4, .3, .2, .1]),
+                          "num2": rng.integers(0, 30, n)})
+    for k, supp, loss in [(5, 0.02, "precision"), (10, 0.05, "entropy"), (3, 0.0, "precision"),
+                          (5, 0.02, "discernibility")]:
+        cfg = dict(k=k, max_suppression=supp, loss=loss,
+                   quasi_identifiers={"num": {"widths": [5, 10]}, "cat": {"tree": TREE}, "flag": {},
+                                      "other": {"tree": TREE}, "num2": {"widths": [10]}})
+        want = step(**cfg).build_problem(frame).brute_force()
+        for bits in (None, 4):
+            prob = step(**cfg).build_problem(frame)
+            prob.fast_bits = bits
+            got = prob.search()
+            assert got.node == want[0], (k, supp, loss, bits)
+            assert got.evaluated < got.lattice_size
 
 
 @SETTINGS
