@@ -151,3 +151,18 @@ def test_means_from_noisy_sums_and_counts() -> None:
     bad = t.copy()
     bad.loc[0, "mean_v"] = 9.5
     assert not assess(p, out, {"c": bad})[1]["dp-bounds"]
+
+
+def test_column_codes_map_nulls_and_outside_values_to_minus_one() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from release.dp.keys import column_codes
+
+    keys = ["b", "a", "true", "1"]
+    for s, want in [(pd.Series(["a", None, "b", "z"], dtype="string"), [1, -1, 0, -1]),
+                    (pd.Series(["a", None, "b", "z", np.nan], dtype=object), [1, -1, 0, -1, -1]),
+                    (pd.Series(["a", None, "b"], dtype="category"), [1, -1, 0]),
+                    (pd.Series([True, False, None], dtype="boolean"), [2, -1, -1]),
+                    (pd.Series([1, 2, None], dtype="Int64"), [3, -1, -1])]:
+        assert column_codes(s, keys).tolist() == want
