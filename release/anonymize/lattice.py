@@ -143,6 +143,8 @@ class SearchResult:
     evaluated: int
     lattice_size: int
     optimal: bool = True
+    quick: int = 0
+    "of the nodes evaluated, those refuted by the quick k test alone (no class table built)"
     trace: list[tuple[tuple[int, ...], bool, float]] = field(default_factory=list)
 
 
@@ -411,8 +413,12 @@ class Problem:
     def search(self) -> SearchResult:
         """The satisfying node of least loss (ties: lower height, then lexicographically smaller).
 
-        Nodes are visited in order of their no-suppression loss, a lower bound of their loss, so the
-        walk stops once that bound exceeds the best loss found. Predictive tagging skips the rest:
+        With an incumbent (and a loss whose static bound is not trivial), only the nodes whose bound
+        is within the incumbent's loss are visited, highest first, so that the failing nodes met are
+        the maximal ones and each tags its whole down-set; failures are mostly settled by the quick
+        hashed k test. Otherwise nodes are visited in order of their no-suppression loss, a lower
+        bound of their loss, so the walk stops once that bound exceeds the best loss found.
+        Predictive tagging skips the rest:
         a node below a node failing k / distinct-l (monotone under suppression) fails too; a node
         above a node satisfying every model with no suppression cannot have less loss. When a node
         fails, a binary search up a chain of its generalizations finds a high failing node to tag
@@ -429,6 +435,7 @@ class Problem:
         best: Evaluation | None = None
         best_key: tuple[float, int, tuple[int, ...]] | None = None
         evaluated_before = self._checked()
+        quick_before = len(self._fast_fail)
         inc = self._incumbent()
         if inc is not None:
             best, best_key = inc, (round(inc.loss, 12), int(sum(inc.node)), inc.node)
@@ -485,7 +492,8 @@ class Problem:
                 if ev.suppressed == 0:
                     dead |= up_set(node)
         return SearchResult(node=best.node if best else None, evaluation=best,
-                            evaluated=self._checked() - evaluated_before, lattice_size=size)
+                            evaluated=self._checked() - evaluated_before, lattice_size=size,
+                            quick=len(self._fast_fail) - quick_before)
 
     def _contributions(self) -> list[list[float]]:
         """Per column and level, its share of the no-suppression loss (the bound is a sum of these)."""
