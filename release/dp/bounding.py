@@ -99,7 +99,7 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     limit = min(max_records, max_groups if cell_bound else max_records)  # type: ignore[type-var]
     # Cheap pre-pass: rows per hash bucket bound rows per unit from above, so a row in a bucket
     # within the limit is in a unit within it. Only the other rows are factorized into units.
-    bits = min(23, max(8, (2 * n).bit_length()))
+    bits = min(22, max(8, (2 * n).bit_length()))  # 4M buckets: 32 MB of counts, few false alarms
     bucket = (ids & ((1 << bits) - 1)).astype(np.intp)
     per_bucket = np.bincount(bucket if all_rows else bucket[counted], minlength=1 << bits)
     over = per_bucket[bucket] > limit
@@ -115,7 +115,7 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
         cells = frame[cell_cols].iloc[sub] if cell_bound else None
         kept = _bound_rows(cells, codes, max_records, max_groups, key, count=None if cell_bound else per_unit)
         keep[sub] = kept
-        truncated = len(np.unique(codes[~kept]))
+        truncated = int(np.count_nonzero(np.bincount(codes[~kept], minlength=len(per_unit))))
     return keep, {"rows_in": int(eligible.sum()), "rows_kept": int(keep.sum()),
                   "units_over_bound": int(np.count_nonzero(per_unit > limit)), "units_truncated": truncated}
 
