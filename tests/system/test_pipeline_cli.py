@@ -234,3 +234,20 @@ def test_policy_schema_is_json_schema() -> None:
     assert res.exit_code == 0
     schema = json.loads(res.output)
     assert schema["additionalProperties"] is False and "steps" in schema["properties"]
+
+
+def test_demo_runs_checks_and_summarizes_skipping_policies_without_input(tmp_path: Path) -> None:
+    import shutil
+
+    pols = tmp_path / "policies"
+    pols.mkdir()
+    shutil.copy(POLICIES / "crime-indicators.yaml", pols)
+    write_policy(pols / "mini.yaml", mini_policy())
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["demo", "--out", str(out), "--work", str(tmp_path / "work"), "--records", "500",
+                                    "--policies", str(pols), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "crime-indicators.yaml" in res.output and "skipped" in res.output
+    [bundle] = bundles(out)
+    assert bundle.parent.name == "crime-indicators" and (bundle / "report.html").is_file()
+    assert not any(p.suffix == ".parquet" and "crimes" in p.name for p in out.rglob("*"))
