@@ -20,15 +20,16 @@ class Scores:
         self._xof = hashlib.shake_256(f"dp-bounding:{seed}".encode()) if seed is not None else None
         self._used = 0
 
-    def draw(self, n: int) -> np.ndarray:
+    def draw(self, n: int, dtype: type = np.uint64) -> np.ndarray:
+        width = np.dtype(dtype).itemsize
         if n == 0:
-            return np.zeros(0, dtype=np.uint64)
+            return np.zeros(0, dtype=dtype)
         if self._xof is None:
-            raw = os.urandom(8 * n)
+            raw = os.urandom(width * n)
         else:
-            raw = self._xof.digest(8 * (self._used + n))[8 * self._used:]
-            self._used += n
-        return np.frombuffer(raw, dtype=np.uint64).copy()
+            raw = self._xof.digest(self._used + width * n)[self._used:]
+            self._used += width * n
+        return np.frombuffer(raw, dtype=dtype)
 
 
 def bounding_key(seed: int | None) -> Scores:
@@ -115,7 +116,9 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
         cells = frame[cell_cols].iloc[sub] if cell_bound else None
         kept = _bound_rows(cells, codes, max_records, max_groups, key, count=None if cell_bound else per_unit)
         keep[sub] = kept
-        truncated = int(np.count_nonzero(np.bincount(codes[~kept], minlength=len(per_unit))))
+        # Without a cell bound every unit here is over the record bound, so each loses rows.
+        truncated = (int(np.count_nonzero(np.bincount(codes[~kept], minlength=len(per_unit)))) if cell_bound
+                     else int(np.count_nonzero(per_unit > limit)))
     return keep, {"rows_in": int(eligible.sum()), "rows_kept": int(keep.sum()),
                   "units_over_bound": int(np.count_nonzero(per_unit > limit)), "units_truncated": truncated}
 
@@ -145,22 +148,24 @@ def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
         idx, u = np.arange(n), codes
     if not len(idx):
         return keep
-    score = key.draw(len(idx))
-    # A unit keeps the max_records rows of least score. Those are always among its rows scoring
-    # below a per-unit cut that about SLOTS rows pass, so only those rows are sorted (a unit with
-    # 500k rows sorts ~SLOTS). A unit with fewer than max_records rows under its cut sorts all its
-    # rows: the selection stays exactly "max_records of least score", uniform over subsets.
+    # A unit keeps its max_records rows of least score, the score being a 32-bit coarse part
+    # then a 64-bit fine part (both uniform, so the order is a uniformly random one). Those rows
+    # always lie among its rows whose coarse part is under a per-unit cut that about `slots`
+    # rows pass, so only those rows draw a fine part and are sorted (a unit with 500k rows sorts
+    # ~slots). A unit with fewer than max_records rows under its cut sorts all its rows: the
+    # selection stays exactly "max_records of least score", uniform over subsets.
+    coarse = key.draw(len(idx), np.uint32)
     slots = 2 * max_records + 16
-    # Per-unit cut (computed once per unit, not per row): all rows when the unit has few, else a
-    # score quantile about `slots` rows pass.
-    frac = slots / np.maximum(count, 1)
-    cut_unit = np.where(frac >= 1, np.iinfo(np.uint64).max, (np.minimum(frac, 0.5) * 2.0**64).astype(np.uint64))
-    cand = score <= cut_unit[u]
+    full = np.uint32(np.iinfo(np.uint32).max)
+    frac = slots / np.maximum(count, 1)  # once per unit, not per row
+    cut_unit = np.where(frac >= 1, full, (np.minimum(frac, 0.5) * 2.0**32).astype(np.uint32))
+    cand = coarse <= cut_unit[u]
     short = np.bincount(u[cand], minlength=len(count)) < max_records
-    short &= cut_unit != np.iinfo(np.uint64).max
+    short &= cut_unit != full
     if short.any():  # rare: too few rows under the cut, so the unit sorts all its rows
         cand |= short[u]
     ci = np.flatnonzero(cand)
+    score = (coarse[ci].astype(np.uint64) << np.uint64(32)) | (key.draw(len(ci)) >> np.uint64(32))
     keep[idx] = False
-    keep[idx[ci[_rank_within(u[ci], score[ci]) < max_records]]] = True
+    keep[idx[ci[_rank_within(u[ci], score) < max_records]]] = True
     return keep
