@@ -77,6 +77,21 @@ def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
     return rank
 
 
+def _least_within(unit_codes: np.ndarray, score: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k rows of least score in each unit (all of a unit's rows when it has at most k)."""
+    if len(unit_codes) == 0:
+        return np.zeros(0, dtype=np.intp)
+    ubits = max(int(unit_codes.max()).bit_length(), 1)
+    if ubits > 40:  # pragma: no cover - more than 2**40 units
+        return np.flatnonzero(_rank_within(unit_codes, score) < k)
+    order = np.argsort((unit_codes.astype(np.uint64) << np.uint64(64 - ubits)) | (score >> np.uint64(ubits)))
+    su = unit_codes[order]
+    # In unit order, a row is among its unit's first k unless the row k places earlier is the same unit.
+    first = np.ones(len(order), dtype=bool)
+    first[k:] = su[k:] != su[:-k]
+    return order[first]
+
+
 def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, cell_cols: list[str],
                         max_records: int, max_groups: int | None, key: Scores,
                         rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
@@ -167,5 +182,5 @@ def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
     ci = np.flatnonzero(cand)
     score = (coarse[ci].astype(np.uint64) << np.uint64(32)) | (key.draw(len(ci)) >> np.uint64(32))
     keep[idx] = False
-    keep[idx[ci[_rank_within(u[ci], score) < max_records]]] = True
+    keep[idx[ci[_least_within(u[ci], score, max_records)]]] = True
     return keep
