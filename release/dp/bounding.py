@@ -112,7 +112,7 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     counted = eligible & ~nulls if nulls.any() else eligible
     all_rows = bool(counted.all())
     cell_bound = max_groups is not None and bool(cell_cols)
-    limit = min(max_records, max_groups if cell_bound else max_records)  # type: ignore[type-var]
+    limit = min(max_records, max_groups) if max_groups is not None and cell_bound else max_records
     # Cheap pre-pass: rows per hash bucket bound rows per unit from above, so a row in a bucket
     # within the limit is in a unit within it. Only the other rows are factorized into units.
     bits = min(22, max(8, (2 * n).bit_length()))  # 4M buckets: 32 MB of counts, few false alarms
