@@ -46,7 +46,7 @@ def unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     each of the two keeps at most the bound too), never looser; at 2**-64 per pair it is also
     vanishingly rare. Integer ids are used as they are (no merging at all).
     """
-    if pd.api.types.is_integer_dtype(values.dtype):
+    if pd.api.types.is_signed_integer_dtype(values.dtype):
         return values.to_numpy(dtype=np.int64, na_value=0), values.isna().to_numpy()
     obj = np.asarray(values.array, dtype=object)  # no copy for pandas' NumPy-backed strings
     ids = np.fromiter(map(hash, obj), dtype=np.int64, count=len(obj))
@@ -100,8 +100,9 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     A unit over a bound keeps a uniformly random subset: its distinct cells ranked by a random
     score per (unit, cell), then its rows by a random score per row. A null unit is its own unit
     per row (it cannot be linked to anything else). Only units over a bound draw scores, and only
-    rows whose hash bucket is over the bound are factorized into units. `rows` (optional) marks the rows that can count at all
-    (inside the key sets); only they take a unit's slots, the others are never kept.
+    rows whose hash bucket is over the bound are factorized into units. `rows` (optional) marks
+    the rows that can count at all (inside the key sets); only they take a unit's slots, the
+    others are never kept. Statistics: rows_in, rows_kept, units_over_bound, units_truncated.
     """
     n = len(frame)
     if n == 0:
