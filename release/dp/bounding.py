@@ -13,7 +13,7 @@ class Scores:
     """Random 64-bit scores ranking a unit's rows: from the OS's secure source, or (test mode) a seeded SHAKE stream.
 
     Which rows survive then depends neither on input order nor on anything an outsider can
-    predict; never numpy.random or random.
+    predict; never a NumPy or stdlib pseudo-random generator.
     """
 
     def __init__(self, seed: int | None) -> None:

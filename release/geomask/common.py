@@ -143,3 +143,21 @@ def privacy_unit(schema: Schema, ctx: StepContext) -> str | None:
     if ctx.policy.budget is not None and ctx.policy.budget.privacy_unit in schema:
         return str(ctx.policy.budget.privacy_unit)
     return next((c for c, s in schema.items() if s.role == Role.privacy_unit), None)
+
+
+class PointMaskColumns:
+    """Columns a point mask (snap, donut) reads and rewrites: its area settings and the coordinates.
+
+    Mixed into the step configs, which declare `type`, `within`, `measure_area` and `area_columns`.
+    """
+
+    def referenced_columns(self) -> list[str]:
+        cols = list(self.area_columns or ())  # type: ignore[attr-defined]
+        for w in (self.within, self.measure_area):  # type: ignore[attr-defined]
+            if w is not None and w.column is not None:
+                cols.append(w.column)
+        return cols
+
+    def schema_after(self, schema: Schema) -> Schema:
+        coord_columns(schema, self.type)  # type: ignore[attr-defined]
+        return schema_with_text_areas(schema, area_columns(schema, self.area_columns))  # type: ignore[attr-defined]

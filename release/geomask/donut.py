@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 from release.context import StepContext
 from release.errors import BlockedError, UsageError
 from release.geomask.common import (
+    PointMaskColumns,
     area_columns,
     coord_columns,
     coordinates,
@@ -21,7 +22,6 @@ from release.geomask.common import (
     point_stats,
     privacy_unit,
     quantiles,
-    schema_with_text_areas,
     set_nsa,
     uniforms,
 )
@@ -53,7 +53,7 @@ def annulus(u_r: np.ndarray, u_t: np.ndarray, r_min: np.ndarray | float, r_max: 
 
 
 @register_step
-class DonutStep(StepConfig):
+class DonutStep(PointMaskColumns, StepConfig):
     """Displace every point by a random distance in [min_distance, max_distance] in a random direction."""
 
     type: Literal["geomask-donut"] = "geomask-donut"
@@ -85,17 +85,6 @@ class DonutStep(StepConfig):
         if self.max_widened is not None and self.max_widened < self.max_distance:
             raise ValueError("max_widened must be at least max_distance")
         return self
-
-    def referenced_columns(self) -> list[str]:
-        cols = list(self.area_columns or ())
-        for w in (self.within, self.measure_area):
-            if w is not None and w.column is not None:
-                cols.append(w.column)
-        return cols
-
-    def schema_after(self, schema: Schema) -> Schema:
-        coord_columns(schema, "geomask-donut")
-        return schema_with_text_areas(schema, area_columns(schema, self.area_columns))
 
     def describe(self) -> str:
         s = f"displace points {self.min_distance:g}-{self.max_distance:g} m at random (donut)"

@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 
 from release.context import StepContext
 from release.geomask.common import (
+    PointMaskColumns,
     area_columns,
     coord_columns,
     coordinates,
@@ -21,7 +22,6 @@ from release.geomask.common import (
     point_stats,
     privacy_unit,
     quantiles,
-    schema_with_text_areas,
     set_nsa,
 )
 from release.geomask.network import (
@@ -179,7 +179,7 @@ def address_figures(counts: np.ndarray | None, used_nodes: np.ndarray) -> dict[s
 
 
 @register_step
-class SnapStep(StepConfig):
+class SnapStep(PointMaskColumns, StepConfig):
     """Offset every point to the nearest eligible road intersection node."""
 
     type: Literal["geomask-snap"] = "geomask-snap"
@@ -195,17 +195,6 @@ class SnapStep(StepConfig):
     "Metres: a point farther than this from every eligible node loses its coordinates (area NSA)."
     area_columns: tuple[str, ...] | None = None
     "Columns set to NSA when a point cannot be published (default: every column with role area)."
-
-    def referenced_columns(self) -> list[str]:
-        cols = list(self.area_columns or ())
-        for w in (self.within, self.measure_area):
-            if w is not None and w.column is not None:
-                cols.append(w.column)
-        return cols
-
-    def schema_after(self, schema: Schema) -> Schema:
-        coord_columns(schema, "geomask-snap")
-        return schema_with_text_areas(schema, area_columns(schema, self.area_columns))
 
     def describe(self) -> str:
         parts = ["snap points to the nearest intersection node"]
