@@ -188,13 +188,7 @@ def protect_lp(model: TableModel, values: np.ndarray, primary: np.ndarray, *, ab
                     y = _local_solve(loc, p, direction, amount, suppressed, c, a, dn_hi, eps)
                     solves += 1
                     if y is not None:
-                        _update_caps(caps, y, dn_hi)
-                        new = (y != 0) & ~suppressed
-                        if new.any():
-                            suppressed |= new
-                            idx = np.flatnonzero(new)
-                            h.changeColsCost(len(idx), idx.astype(np.int32), np.full(len(idx), eps))
-                            h.changeColsCost(len(idx), (idx + n).astype(np.int32), np.full(len(idx), eps))
+                        _absorb(h, y, suppressed, caps, dn_hi, eps)
                         continue
                 col = p + direction * n
                 other = p + (1 - direction) * n
@@ -207,13 +201,7 @@ def protect_lp(model: TableModel, values: np.ndarray, primary: np.ndarray, *, ab
                     x = np.asarray(h.getSolution().col_value)
                     y = x[:n] - x[n:]
                     y[np.abs(y) <= _SUPPORT] = 0.0
-                    _update_caps(caps, y, dn_hi)
-                    new = (y != 0) & ~suppressed
-                    if new.any():
-                        suppressed |= new
-                        idx = np.flatnonzero(new)
-                        h.changeColsCost(len(idx), idx.astype(np.int32), np.full(len(idx), eps))
-                        h.changeColsCost(len(idx), (idx + n).astype(np.int32), np.full(len(idx), eps))
+                    _absorb(h, y, suppressed, caps, dn_hi, eps)
                 h.changeColBounds(int(col), 0.0, float(col_hi[col]))
                 h.changeColBounds(int(other), 0.0, float(col_hi[other]))
         pub = np.where(suppressed, np.nan, a)
@@ -267,6 +255,18 @@ def _local_solve(loc: _Local, p: int, direction: int, amount: float, suppressed:
 def _sub_levels(loc: _Local, cells: np.ndarray) -> list[np.ndarray]:
     co = loc.coords[cells]
     return [np.unique(co[:, ax]) for ax in range(co.shape[1])]
+
+
+def _absorb(h: highspy.Highs, y: np.ndarray, suppressed: np.ndarray, caps: np.ndarray, dn_hi: np.ndarray, eps: float) -> None:
+    """Take a perturbation's cells into the suppression: suppress them and make them cheap to reuse."""
+    _update_caps(caps, y, dn_hi)
+    new = (y != 0) & ~suppressed
+    if new.any():
+        suppressed |= new
+        n = len(suppressed)
+        idx = np.flatnonzero(new)
+        h.changeColsCost(len(idx), idx.astype(np.int32), np.full(len(idx), eps))
+        h.changeColsCost(len(idx), (idx + n).astype(np.int32), np.full(len(idx), eps))
 
 
 def _update_caps(caps: np.ndarray, y: np.ndarray, dn_hi: np.ndarray) -> None:
