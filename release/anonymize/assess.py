@@ -34,9 +34,10 @@ def _object_codes(values: np.ndarray) -> tuple[np.ndarray, int] | None:
     pcodes, uptr = pd.factorize(ptr)
     if len(uptr) > n // 8:
         return None
-    at = np.empty(len(uptr), dtype=np.intp)
-    at[pcodes] = np.arange(n)  # any row holding the object will do
-    reps = values[at]
+    # One object per distinct pointer, looked up by address (a loop over a few hundred pointers, not rows);
+    # every one of them is alive, held by `values`.
+    reps = np.empty(len(uptr), dtype=object)
+    reps[:] = [ctypes.cast(int(p), ctypes.py_object).value for p in uptr]
     vcodes, uniq = pd.factorize(reps, use_na_sentinel=True)
     lut = np.asarray(vcodes, dtype=np.int64)
     return lut[pcodes], len(uniq)
