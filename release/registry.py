@@ -67,6 +67,16 @@ def register_assessor(kind: str) -> Callable[[Callable[..., dict[str, Any]]], Ca
     return deco
 
 
+def add_hook(hooks: list[Any], fn: Any, *, first: bool = False) -> None:
+    """Register a hook once (a re-imported plug-in must not run twice); `first` puts it ahead of the others."""
+    if fn in hooks:
+        return
+    if first:
+        hooks.insert(0, fn)
+    else:
+        hooks.append(fn)
+
+
 def load_plugins() -> None:
     global _loaded
     if _loaded:

@@ -107,10 +107,8 @@ def check_budget(policy: Policy, bundle: Path, manifest: dict[str, Any], options
 
 
 def _register() -> None:
-    if reserve_budget not in registry.PRE_OUTPUT:
-        registry.PRE_OUTPUT.append(reserve_budget)
-    if check_budget not in registry.BUNDLE_CHECKS:
-        registry.BUNDLE_CHECKS.append(check_budget)
+    registry.add_hook(registry.PRE_OUTPUT, reserve_budget)
+    registry.add_hook(registry.BUNDLE_CHECKS, check_budget)
 
 
 _register()

@@ -37,12 +37,8 @@ def demo_setup(work: Path, policies: list[Path], options: dict[str, Any]) -> Non
     options["config"] = str(config)
 
 
-if pre_run not in registry.PRE_RUN:
-    # First of all pre-run hooks: an unapproved policy must not even have its network or ledger opened.
-    registry.PRE_RUN.insert(0, pre_run)
-if pre_output not in registry.PRE_OUTPUT:
-    registry.PRE_OUTPUT.append(pre_output)
-if approval_bundle_check not in registry.BUNDLE_CHECKS:
-    registry.BUNDLE_CHECKS.append(approval_bundle_check)
-if demo_setup not in demo.DEMO_SETUP:
-    demo.DEMO_SETUP.append(demo_setup)
+# First of all pre-run hooks: an unapproved policy must not even have its network or ledger opened.
+registry.add_hook(registry.PRE_RUN, pre_run, first=True)
+registry.add_hook(registry.PRE_OUTPUT, pre_output)
+registry.add_hook(registry.BUNDLE_CHECKS, approval_bundle_check)
+registry.add_hook(demo.DEMO_SETUP, demo_setup)

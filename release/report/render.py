@@ -79,9 +79,6 @@ def write_internal_report(policy: Any, ctx: Any, bundle: Path) -> None:
     target.write_bytes(page.encode("utf-8"))
 
 
-if render_report not in registry.RENDERERS:
-    registry.RENDERERS.append(render_report)
-if write_internal_report not in registry.POST_BUNDLE:
-    registry.POST_BUNDLE.append(write_internal_report)
-if report_html_check not in registry.BUNDLE_CHECKS:
-    registry.BUNDLE_CHECKS.append(report_html_check)
+registry.add_hook(registry.RENDERERS, render_report)
+registry.add_hook(registry.POST_BUNDLE, write_internal_report)
+registry.add_hook(registry.BUNDLE_CHECKS, report_html_check)

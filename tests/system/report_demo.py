@@ -13,23 +13,22 @@ import pytest
 from release.demo import run_demo
 
 DEMO_RECORDS = 3000
-_CACHE: dict[str, Any] = {}
 
 
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """{"out", "work", "rows", "bundles": {dataset: bundle dir}} of one demo run with the bundled policies."""
-    if "run" not in _CACHE:
-        base = tmp_path_factory.mktemp("report-demo")
-        rows = run_demo(base / "out", DEMO_RECORDS, base / "work", None, progress=lambda _m: None)
-        bundles = {}
-        for d in sorted((base / "out").iterdir()):
-            if d.name.startswith("."):
-                continue
-            found = sorted(p for p in d.iterdir() if (p / "manifest.json").is_file())
-            if found:
-                bundles[d.name] = found[-1]
-        _CACHE["run"] = {"out": base / "out", "work": base / "work", "rows": rows, "bundles": bundles}
-    return _CACHE["run"]
+    base = tmp_path_factory.mktemp("report-demo")
+    rows = run_demo(base / "out", DEMO_RECORDS, base / "work", None, progress=lambda _m: None)
+    bundles = {}
+    for d in sorted((base / "out").iterdir()):
+        if d.name.startswith("."):
+            continue
+        found = sorted(p for p in d.iterdir() if (p / "manifest.json").is_file())
+        if found:
+            bundles[d.name] = found[-1]
+    if not bundles:
+        pytest.fail(f"the demo produced no bundle: {rows}")
+    return {"out": base / "out", "work": base / "work", "rows": rows, "bundles": bundles}
 
 
 def copy_bundle(bundle: Path, dest: Path) -> Path:

@@ -14,14 +14,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.system.report_demo import demo_run
 
 HOOK = ROOT / "docs" / "hooks" / "pre-commit"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return demo_run(tmp_path_factory)
 
 
 def hook(cwd: Path, work: Path) -> subprocess.CompletedProcess[str]:

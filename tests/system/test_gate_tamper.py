@@ -15,12 +15,7 @@ from click.testing import CliRunner
 from release.check import check_bundle
 from release.cli import main
 from tests.conftest import POLICIES
-from tests.system.report_demo import copy_bundle, demo_run, internal_of, rehash
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return demo_run(tmp_path_factory)
+from tests.system.report_demo import copy_bundle, internal_of, rehash
 
 
 def bundle_of(demo: dict[str, Any], policy: str, dataset: str) -> Path:

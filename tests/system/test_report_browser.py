@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.system.report_demo import demo_run
-
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -43,14 +41,6 @@ def driver() -> Iterator[Any]:
     finally:
         d.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    run = demo_run(tmp_path_factory)
-    if not run["bundles"]:
-        pytest.fail(f"the demo produced no bundle: {run['rows']}")
-    return run
 
 
 def _requests(d: Any) -> list[str]:

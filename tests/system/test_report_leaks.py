@@ -13,17 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.system.report_demo import demo_run, internal_of
+from tests.system.report_demo import internal_of
 
 DELIMS = re.compile(r'[,"\n\r:{}\[\]<>=;|\t]')
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    run = demo_run(tmp_path_factory)
-    if not run["bundles"]:
-        pytest.fail(f"the demo produced no bundle: {run['rows']}")
-    return run
 
 
 def public_text(bundle: Path) -> str:

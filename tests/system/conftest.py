@@ -1,0 +1,15 @@
+"""Fixtures of the system tests: one demo run shared by the report, gate and leak tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.system.report_demo import demo_run
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The bundles of one small demo run (built once per test session)."""
+    return demo_run(tmp_path_factory)
