@@ -125,7 +125,7 @@ def _stage_signature(b: Path, options: dict[str, Any], result: CheckResult, stat
     state["manifest_bytes"] = _read(b, "manifest.json")
     sig = _read(b, SIGNATURE) if SIGNATURE in state["names"] else None
     res = verify_manifest(state["manifest_bytes"], sig, options)
-    state["signed_test"] = res.test
+    state["signed_test"] = None if res.status == "legacy" else res.test
     if res.status == "pass":
         result.trust = "test" if res.test else "trusted"
         result.findings.append(Finding("signature", True, res.message, file=SIGNATURE))

@@ -16,6 +16,10 @@ from release.check import check_bundle
 from release.cli import main
 from tests.conftest import POLICIES
 from tests.system.report_demo import copy_bundle, internal_of, rehash
+from tests.system.report_demo import resign
+
+
+pytestmark = pytest.mark.usefixtures("demo_config")
 
 
 def bundle_of(demo: dict[str, Any], policy: str, dataset: str) -> Path:
@@ -109,6 +113,7 @@ def test_dp_budget_past_the_cap(demo: dict[str, Any], tmp_path: Path) -> None:
     # The forged bundle claims its tables spent twice the cap, and its policy says so too.
     man["budget"]["asked"]["epsilon"] = cap * 2
     (b / "manifest.json").write_text(json.dumps(man, indent=2))
+    resign(b)
     rehash(b)
     payload, root, ann = check_with_junit(b, tmp_path)
     failed = assert_reported(payload, root, ann)
