@@ -14,9 +14,9 @@ import shapely
 from pydantic import Field, model_validator
 from scipy.spatial import cKDTree
 
-from release.governance.trusted import trusted_path
 from release.errors import InputError, UsageError
 from release.geomask.projection import Projector
+from release.governance.trusted import trusted_path
 from release.policy.base import StrictModel
 
 if TYPE_CHECKING:

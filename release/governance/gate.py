@@ -10,7 +10,12 @@ from typing import Any
 
 from release.context import Finding
 from release.errors import ReleaseError
-from release.governance.approval import ApprovalProblem, compare_subjects, policy_content_sha256, verify_envelope
+from release.governance.approval import (
+    ApprovalProblem,
+    compare_subjects,
+    policy_content_sha256,
+    verify_envelope,
+)
 from release.governance.config import load_config
 from release.governance.keys import Keyring
 

@@ -14,8 +14,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -48,7 +48,7 @@ def rehash(bundle: Path) -> None:
             p = bundle / r["path"]
             if p.is_file():
                 r["hash"] = "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
-        dp_path.write_text(json.dumps(dp, indent=2) + "\n")
+        dp_path.write_text(json.dumps(dp, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     man["files"] = {rel: hashlib.sha256((bundle / rel).read_bytes()).hexdigest() for rel in man["files"]
                     if (bundle / rel).is_file()}
     if (bundle / "policy.yaml").is_file():

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from release.cli import main
 from release.engine import run_release
 from release.synth import synth_use_of_force, write_records
-from tests.conftest import POLICIES
-from tests.conftest import internal_dir
+from tests.conftest import POLICIES, internal_dir
 from tests.system.report_demo import resign
 
 POLICY = POLICIES / "arrests-strip-search.yaml"

@@ -205,8 +205,8 @@ def test_portable_bundle_checks_elsewhere_and_fails_with_an_altered_file(geo_off
     assert r.exit_code == 0, r.output
     # The same through release.toml [files] instead of options.
     (far / "release.toml").write_text((far / "release.toml").read_text() +
-                                      f'[files]\nnetwork = "gis/nodes.csv"\naddresses = "gis/addresses.csv"\n'
-                                      f'[files.layers]\nneighbourhoods = "gis/neighbourhoods.geojson"\n')
+                                      '[files]\nnetwork = "gis/nodes.csv"\naddresses = "gis/addresses.csv"\n'
+                                      '[files.layers]\nneighbourhoods = "gis/neighbourhoods.geojson"\n')
     assert d.cli("check-all", str(far / "publish"), "--config", str(far / "release.toml")).exit_code == 0
     with open(far / "gis" / "neighbourhoods.geojson", "a") as f:
         f.write(" ")
@@ -421,3 +421,12 @@ def test_legacy_unsigned_bundle_fails_unless_allowed(bundle: Path, tmp_path: Pat
     assert code == 1 and "unsigned (legacy)" in failed(res)["signature"][0]
     code, res = _dep_of(bundle).check(target, "--allow-legacy")
     assert code == 0 and res["trust"] == "legacy", failed(res)
+
+
+def test_production_run_without_a_release_key_publishes_nothing(office: dict[str, Any]) -> None:
+    d = office["d"]
+    d.approve(office["policy"])
+    d.config.write_text(d.config.read_text().replace('key = "keys/release.pem"\n', ""))
+    r = d.run(office["policy"], office["input"], office["out"], env={"RELEASE_TEST_MODE": "0"})
+    assert r.exit_code == 2 and "no release key to sign the bundle with" in r.output, r.output
+    assert published(office["out"]) == []
