@@ -77,6 +77,12 @@ def check_bundle(bundle: str | Path, options: dict[str, Any] | None = None) -> C
             result.findings.append(Finding(stage, False, e.message, file=None))
             done.append(stage)
             break
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OSError) as e:
+            # A hostile file the stage could not even read is a failed check (exit 1), never a crash.
+            result.findings.append(Finding(stage, False, f"the bundle could not be verified at this stage"
+                                           f" ({type(e).__name__}): treat it as tampered"))
+            done.append(stage)
+            break
     for stage in STAGES[len(done):]:
         result.findings.append(Finding(stage, False, f"skipped: an earlier stage failed ({done[-1]})", skipped=True))
     return result

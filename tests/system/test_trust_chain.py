@@ -22,7 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from release.governance.keys import test_key
 from release.io.bundle import table_to_csv, table_to_geojson
 from tests.conftest import POLICIES
 from tests.system.mini import mini_policy, mini_records, write_policy
@@ -430,3 +433,27 @@ def test_production_run_without_a_release_key_publishes_nothing(office: dict[str
     r = d.run(office["policy"], office["input"], office["out"], env={"RELEASE_TEST_MODE": "0"})
     assert r.exit_code == 2 and "no release key to sign the bundle with" in r.output, r.output
     assert published(office["out"]) == []
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["manifest.json", "report.json", "policy.yaml", "datapackage.json", "records.csv"]),
+       pos=st.integers(min_value=0), junk=st.binary(min_size=1, max_size=8), resign=st.booleans())
+def test_any_corrupted_bundle_file_is_a_finding_never_a_crash(bundle: Path, tmp_path_factory: Any, name: str,
+                                                             pos: int, junk: bytes, resign: bool) -> None:
+    target = tmp_path_factory.mktemp("fuzz") / bundle.parent.name / bundle.name
+    shutil.copytree(bundle, target)
+    before = (target / name).read_bytes()
+    data = bytearray(before)
+    i = pos % len(data)
+    data[i:i + len(junk)] = junk
+    (target / name).write_bytes(bytes(data))
+    if resign:
+        if name != "manifest.json":
+            rehash(target)
+        sign_with(target, test_key(), True)
+    code, res = _dep_of(bundle).check(target)
+    assert code in (0, 1)
+    if code == 0:
+        # Only the release key's holder can make a change pass, and only in the run-only parts of the
+        # manifest (validation counts, step evidence, ledger figures), which the signature alone covers.
+        assert resign and (name == "manifest.json" or bytes(data) == before), failed(res)

@@ -79,13 +79,19 @@ def rehash(bundle: Path) -> None:
     """The manifest's file list and hashes rewritten to match the files (and datapackage's CSV hashes)."""
     man = json.loads((bundle / "manifest.json").read_text())
     dp = bundle / "datapackage.json"
-    if dp.is_file():
-        doc = json.loads(dp.read_text())
-        for r in doc.get("resources", []):
+    try:
+        doc = json.loads(dp.read_text()) if dp.is_file() else None
+    except ValueError:
+        doc = None  # a datapackage the forger broke stays broken
+    try:
+        for r in doc.get("resources", []) if doc is not None else []:
             p = bundle / r["path"]
             if p.is_file():
                 r["hash"] = "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
-        dp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+        if doc is not None:
+            dp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    except (AttributeError, TypeError, KeyError):
+        pass  # a datapackage the forger broke stays broken
     names = sorted(p.name for p in bundle.iterdir() if p.name not in ("manifest.json", "manifest.sig")
                    and p.is_file() and not p.name.startswith("."))
     man["files"] = {n: hashlib.sha256((bundle / n).read_bytes()).hexdigest() for n in names}
