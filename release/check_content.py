@@ -117,6 +117,9 @@ def _report_json(data: dict[str, bytes], out: list[Finding]) -> dict[str, Any] |
     except (KeyError, ValueError):
         out.append(Finding("report-json", False, "report.json missing or not a report", file="report.json"))
         return None
+    if canonical_json(report) != data["report.json"]:
+        out.append(Finding("report-json", False, "report.json is not in the form the engine writes (edited after"
+                           " the run)", file="report.json"))
     return report
 
 
