@@ -9,6 +9,7 @@ import click
 from release.check import check_bundle
 from release.cli import json_option
 from release.geomask.cli import geo_options
+from release.textsafe import safe_text
 
 
 def register(group: click.Group) -> None:
@@ -36,7 +37,7 @@ def register(group: click.Group) -> None:
         else:
             for f in result.findings:
                 where = " ".join(x for x in (f.output, f.file) if x)
-                click.echo(f"{'ok  ' if f.ok else 'FAIL'} [{f.check}] {where + ': ' if where else ''}{f.message}")
-            click.echo(f"{'pass' if result.ok else 'FAILED'}: {bundle}")
+                click.echo(safe_text(f"{'ok  ' if f.ok else 'FAIL'} [{f.check}] {where + ': ' if where else ''}{f.message}"))
+            click.echo(safe_text(f"{'pass' if result.ok else 'FAILED'}: {bundle}"))
         if not result.ok:
             raise SystemExit(1)

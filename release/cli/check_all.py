@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from release.cli import json_option
+from release.textsafe import safe_text
 
 
 def register(group: click.Group) -> None:
@@ -37,8 +38,8 @@ def register(group: click.Group) -> None:
                 for f in r.findings:
                     if not f.ok:
                         where = " ".join(x for x in (f.output, f.file) if x)
-                        click.echo(f"FAIL [{f.check}] {r.bundle}: {where + ': ' if where else ''}{f.message}")
-                click.echo(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle}")
+                        click.echo(safe_text(f"FAIL [{f.check}] {r.bundle}: {where + ': ' if where else ''}{f.message}"))
+                click.echo(safe_text(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle}"))
             failed = sum(not r.ok for r in results)
             click.echo(f"{len(results)} bundle(s) checked, {failed} failed")
         if not all(r.ok for r in results):
