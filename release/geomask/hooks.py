@@ -18,7 +18,9 @@ def preflight(policy: Any, policy_path: Path | None, options: dict[str, Any]) ->
     proj = projector_for(policy.jurisdiction)
     for s in steps:
         if s.type == "geomask-snap":
-            network_for(s.network, options, policy_path, policy.jurisdiction, proj)
+            net = network_for(s.network, options, policy_path, policy.jurisdiction, proj)
+            if s.min_addresses is not None:
+                net.eligible(s.min_addresses)  # min_addresses without address counts fails here, not mid-run
         layers = [w.areas for w in (getattr(s, "within", None),) if w is not None and w.areas is not None]
         if s.type == "geomask-area":
             layers.append(s.areas)
@@ -26,4 +28,5 @@ def preflight(policy: Any, policy_path: Path | None, options: dict[str, Any]) ->
             areas_for(layer, options, policy_path, proj)
 
 
-registry.PRE_RUN.append(preflight)
+registry.add_hook(registry.PRE_RUN, preflight)
+registry.add_hook(registry.PLAN_CHECKS, preflight)
