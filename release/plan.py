@@ -77,6 +77,11 @@ def check_policy_columns(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
                 if c in schema and schema[c].role == Role.direct_identifier:
                     problems.append((("outputs", j), f"column {c!r} is a direct identifier and may not be published;"
                                      " drop or pseudonymize it first"))
+    published = {c for out in policy.outputs for c in out.published_columns(schema)}
+    for c in policy.gate.identifier_scan_waivers:
+        if c not in published:
+            problems.append((("gate", "identifier_scan_waivers", c), f"column {c!r} is not published by any output"
+                             f"{_near(c, {p: None for p in published})}"))  # type: ignore[arg-type]
     if policy.budget is not None and policy.budget.privacy_unit not in policy.input.columns:
         problems.append((("budget", "privacy_unit"), f"column {policy.budget.privacy_unit!r} is not a declared input"
                          f" column{_near(policy.budget.privacy_unit, policy.input.columns)}"))

@@ -69,7 +69,7 @@ def neutralise_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         if isinstance(s.dtype, pd.CategoricalDtype):
             s = s.astype(object)
         # On object columns `.str` gives NaN for non-strings (numbers stay numbers).
-        m = s.str.match(_NEUTRALISE).fillna(False).astype(bool)
+        m = s.str.match(_NEUTRALISE).eq(True)
         n = int(m.sum())
         if n:
             if out is frame:
@@ -88,7 +88,7 @@ def restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
         s = frame[c]
         if not _string_cells(s):
             continue
-        m = s.str.match(_RESTORE).fillna(False).astype(bool)
+        m = s.str.match(_RESTORE).eq(True)
         if m.any():
             if out is frame:
                 out = frame.copy()

@@ -120,6 +120,9 @@ class Gate(StrictModel):
     "Smallest interval an LP attacker may narrow any suppressed cell to."
     scan_identifiers: bool = True
     "Scan every published column for identifier patterns (names, phones, emails, addresses)."
+    identifier_scan_waivers: dict[str, tuple[Literal["email", "phone", "postal-code", "sin", "street-address",
+                                                     "person-name"], ...]] = Field(default_factory=dict)
+    "Checks of the identifier scan waived for a published column, by name (place names read as person names)."
 
 
 def _step_union() -> Any:
