@@ -23,8 +23,8 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u
 _NEWLINES = re.compile(r"\r\n|[\r\n]")
 
 # The same set as a plain character class, for checks that refuse rather than strip.
-UNSAFE_CHARS = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u202a-\u202e\u2066-\u2069]"
-"Characters never published: C0 controls except tab/LF/CR, DEL, C1 controls, bidi overrides."
+UNSAFE_CHARS = "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u202a-\u202e\u2066-\u2069]"
+"Characters never published: C0 controls except tab and LF, DEL, C1 controls, bidi overrides."
 
 
 def safe_text(value: object, *, multiline: bool = False) -> str:

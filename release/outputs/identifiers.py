@@ -160,9 +160,7 @@ def _luhn(candidates: pa.Array) -> np.ndarray:
     dbl = d[:, 1::2] * 2
     dbl = np.where(dbl > 9, dbl - 9, dbl)
     total = d[:, 0::2].sum(axis=1) + dbl.sum(axis=1)
-    # 0 and 8 are not issued as a SIN's first digit (8 is business numbers, 0 unused).
-    first = d[:, 0]
-    good[idx] = (total % 10 == 0) & (first != 0) & (first != 8)
+    good[idx] = total % 10 == 0
     return good
 
 
