@@ -200,7 +200,8 @@ def test_plan_fails_when_min_addresses_has_no_address_counts(tmp_path: Path) -> 
 
 def test_plan_fails_on_a_missing_layer_and_a_missing_hierarchy(tmp_path: Path) -> None:
     pol = mini_policy()
-    pol["steps"].append({"type": "geomask-area", "areas": {"layer": "hoods", "property": "CODE", "path": "no.geojson"}})
+    pol["steps"].append({"type": "geomask-area", "column": "division",
+                         "areas": {"layer": "hoods", "property": "CODE", "path": "no.geojson"}})
     res = CliRunner().invoke(main, ["plan", str(write_policy(tmp_path / "a.yaml", pol))])
     assert res.exit_code == 2 and "no.geojson" in res.stderr
     pol = mini_policy()
