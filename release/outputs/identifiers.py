@@ -176,10 +176,17 @@ def _sin_mask(u: pa.Array) -> np.ndarray:
     return out
 
 
-def _name_mask(u: pa.Array, exclude_locales: tuple[str, ...] = ()) -> np.ndarray:
-    """Values holding a first name and a surname next to each other (any case), vectorized over words."""
+@functools.lru_cache(maxsize=8)
+def _value_sets(exclude_locales: tuple[str, ...]) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """The name lists and common words as Arrow arrays, built once (hash sets are built per call)."""
     firsts, lasts = name_lists(exclude_locales)
     common = common_words(exclude_locales)
+    return tuple(pa.array(sorted(x), type=pa.large_string()) for x in (firsts, lasts, common))  # type: ignore[return-value]
+
+
+def _name_mask(u: pa.Array, exclude_locales: tuple[str, ...] = ()) -> np.ndarray:
+    """Values holding a first name and a surname next to each other (any case), vectorized over words."""
+    first_set, last_set, common_set = _value_sets(exclude_locales)
     # Punctuation other than a hyphen or an apostrophe ends a name: "(Money Mart, Tsx)" pairs no
     # words across the comma; it becomes a token no rule accepts.
     low = pc.replace_substring_regex(pc.utf8_lower(u), r"[^\p{L}'’\-\s]+", " | ")
@@ -188,9 +195,10 @@ def _name_mask(u: pa.Array, exclude_locales: tuple[str, ...] = ()) -> np.ndarray
     parent = pc.list_parent_indices(words).to_numpy()
     if len(flat) < 2:
         return np.zeros(len(u), dtype=bool)
-    f = pc.is_in(flat, value_set=pa.array(sorted(firsts), type=flat.type)).to_numpy(zero_copy_only=False)
-    last = pc.is_in(flat, value_set=pa.array(sorted(lasts), type=flat.type)).to_numpy(zero_copy_only=False)
-    com = pc.is_in(flat, value_set=pa.array(sorted(common), type=flat.type)).to_numpy(zero_copy_only=False)
+    flat = flat.cast(pa.large_string())
+    f = pc.is_in(flat, value_set=first_set).to_numpy(zero_copy_only=False)
+    last = pc.is_in(flat, value_set=last_set).to_numpy(zero_copy_only=False)
+    com = pc.is_in(flat, value_set=common_set).to_numpy(zero_copy_only=False)
     shaped = pc.match_substring_regex(flat, _NAME_SHAPED).to_numpy(zero_copy_only=False) & ~com
     same = parent[:-1] == parent[1:]
     a_f, b_f = f[:-1], f[1:]
