@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".venv-bench"
 STAMP = BENCH_VENV / ".installed"
+CONSTRAINTS = Path(__file__).resolve().parent / "constraints.txt"
 
 
 def _bench_python() -> Path:
@@ -25,14 +26,14 @@ def _bench_python() -> Path:
 def ensure_bench_env() -> Path:
     """Create .venv-bench once (again when pyproject.toml changes) and return its interpreter."""
     py = _bench_python()
-    pyproject = ROOT / "pyproject.toml"
-    if STAMP.is_file() and STAMP.stat().st_mtime >= pyproject.stat().st_mtime and py.exists():
+    newest = max((ROOT / "pyproject.toml").stat().st_mtime, CONSTRAINTS.stat().st_mtime)
+    if STAMP.is_file() and STAMP.stat().st_mtime >= newest and py.exists():
         return py
     print(f"setting up {BENCH_VENV.name} (the engine and the benchmark peers)", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
     pip = [str(py), "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev,bench]"], check=True)
+    subprocess.run([*pip, "-c", str(CONSTRAINTS), "-e", f"{ROOT}[dev,bench]"], check=True)
     # pycanon pins an old typing-extensions that pydantic cannot use; its checks need only numpy/pandas.
     subprocess.run([*pip, "--no-deps", "pycanon"], check=True)
     STAMP.touch()
