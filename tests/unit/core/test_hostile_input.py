@@ -72,6 +72,17 @@ def test_undecodable_header_is_located_not_a_crash(tmp_path: Path) -> None:
     assert "header row, byte 2: not valid utf-8" in e.value.render()
 
 
+def test_huge_header_field_is_located_not_a_crash(tmp_path: Path) -> None:
+    # Python's csv module stops at 131,072 characters per field (it used to sniff the header: exit 70).
+    (tmp_path / "a.csv").write_text("record_id," + "h" * 200_000 + "\n1,2\n")
+    with pytest.raises(InputError) as e:
+        read_and_validate(tmp_path / "a.csv", policy())
+    assert "hhhh" not in e.value.render()
+    (tmp_path / "b.csv").write_text("record_id," + "h" * (2 << 20) + "\n1,2\n")
+    with pytest.raises(InputError, match=r"header row: longer than 1,048,576 bytes"):
+        read_table(tmp_path / "b.csv")
+
+
 def test_utf8_bom_is_skipped(tmp_path: Path) -> None:
     d = records_csv(tmp_path)
     (tmp_path / "a.csv").write_bytes(b"\xef\xbb\xbf" + d.to_csv(index=False).encode())
