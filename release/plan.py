@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,7 @@ def _locate(model: Any, column: str) -> tuple[Any, ...]:
     return ()
 
 
-def _near(column: str, schema: Schema) -> str:
+def _near(column: str, schema: Iterable[str]) -> str:
     near = difflib.get_close_matches(column, list(schema), n=1, cutoff=0.6)
     return f"; did you mean {near[0]!r}?" if near else ""
 
@@ -81,7 +82,7 @@ def check_policy_columns(policy: Policy) -> list[tuple[tuple[Any, ...], str]]:
     for c in policy.gate.identifier_scan_waivers:
         if c not in published:
             problems.append((("gate", "identifier_scan_waivers", c), f"column {c!r} is not published by any output"
-                             f"{_near(c, {p: None for p in published})}"))  # type: ignore[arg-type]
+                             f"{_near(c, published)}"))
     if policy.budget is not None and policy.budget.privacy_unit not in policy.input.columns:
         problems.append((("budget", "privacy_unit"), f"column {policy.budget.privacy_unit!r} is not a declared input"
                          f" column{_near(policy.budget.privacy_unit, policy.input.columns)}"))

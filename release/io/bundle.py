@@ -164,9 +164,8 @@ def read_json(path: Path) -> Any:
 
 def read_published_csv(path: Path, schema: Schema) -> pd.DataFrame:
     """Read a published CSV back with the types its columns were declared with."""
-    from release.validate import _convert
-
     from release.outputs.cells import restore_frame
+    from release.validate import _convert
 
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
     raw = restore_frame(raw)  # the published values, as Parquet and GeoJSON hold them

@@ -18,7 +18,7 @@ import functools
 import importlib
 import pkgutil
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -261,7 +261,7 @@ def is_text_column(s: pd.Series) -> bool:
     return pd.api.types.is_string_dtype(s) or s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype)
 
 
-def scan_frame(frame: pd.DataFrame, waivers: dict[str, Iterable[str]] | None = None) -> dict[str, dict[str, int]]:
+def scan_frame(frame: pd.DataFrame, waivers: Mapping[str, Iterable[str]] | None = None) -> dict[str, dict[str, int]]:
     """Per string column, the number of distinct values matching each check not waived for that column."""
     waivers = waivers or {}
     hits: dict[str, dict[str, int]] = {}
