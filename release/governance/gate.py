@@ -67,7 +67,7 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
 def _escape_data(s: str) -> str:
     # Escape sequences and control characters go first (safe_text); the runner's own escapes then
     # keep '%', CR and LF from ending the command, so data can never start a workflow command.
-    s = safe_text(s, multiline=True)
+    s = "\n".join(safe_text(line) for line in s.splitlines())
     return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
