@@ -111,6 +111,27 @@ def _output_section(o: dict[str, Any], files: dict[str, bytes], areas: dict[str,
             "blocks": blocks, "findings": findings, "failed": sum(not f.get("ok") for f in findings)}
 
 
+def first_screen_notices(report: dict[str, Any]) -> list[str]:
+    """What a reader must see before the details: records the public can single out, DP tables that are
+    mostly noise, groups a cap did not hold for."""
+    out: list[str] = []
+    for o in report.get("outputs") or []:
+        fig = o.get("figures") or {}
+        name = o.get("name", "?")
+        anon = fig.get("anonymity") if isinstance(fig.get("anonymity"), dict) else {}
+        pub = anon.get("published") if isinstance(anon.get("published"), dict) else None
+        if pub and pub.get("statement"):
+            out.append(f"{name}: {pub['statement']}")
+        dp = fig.get("dp") if isinstance(fig.get("dp"), dict) else {}
+        if dp.get("warning"):
+            out.append(f"{name}: {dp['warning']}")
+    for s in report.get("steps") or []:
+        fair = s.get("fairness") if isinstance(s, dict) else None
+        if isinstance(fair, dict) and fair.get("statement"):
+            out.append(str(fair["statement"]))
+    return out
+
+
 def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[str, Any] | None = None,
                approval: dict[str, Any] | None = None, versions: dict[str, str] | None = None,
                internal: dict[str, Any] | None = None) -> str:
@@ -131,6 +152,7 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
                                        Block("Rendering problem", notes=[f"{type(e).__name__}: {e}"])],
                             "findings": o.get("findings") or [],
                             "failed": sum(not f.get("ok") for f in o.get("findings") or [])})
+    notices = first_screen_notices(report)
     release_blocks = [_pipeline(report)]
     if budget:
         release_blocks.append(budget_block(budget))
@@ -148,5 +170,5 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
             internal_blocks.append(Block("No internal diagnostics were recorded for this release"))
     return _ENV.get_template("report.html.j2").render(
         csp=CSP, r=report, verdict=report.get("verdict", "?"), findings=findings, failed=failed,
-        outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {},
+        outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {}, notices=notices,
         internal=internal is not None, internal_blocks=internal_blocks)

@@ -115,6 +115,17 @@ def value_column(t: pd.DataFrame) -> str | None:
 
 def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
     b = Block("Re-identification risk (k-anonymity, l-diversity)")
+    pub = a.get("published")
+    if isinstance(pub, dict):
+        if pub.get("statement"):
+            b.notes.append(str(pub["statement"]))
+        b.facts.append(("k over everything published", fmt(pub.get("k"))))
+        b.facts.append(("sample uniques over everything published", fmt(pub.get("sample_uniques"))))
+        if isinstance(pub.get("without_point"), dict):
+            b.facts.append(("k without the point", fmt(pub["without_point"].get("k"))))
+    fair = a.get("fairness")
+    if isinstance(fair, dict) and isinstance(fair.get("groups"), list) and fair["groups"]:
+        b.tables.append(records_table("Suppression and full detail by group (bands)", fair["groups"]))
     for k in ("quasi_identifiers", "k", "sample_uniques"):
         if k in a:
             b.facts.append((label(k), fmt(a[k])))
@@ -140,7 +151,8 @@ def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
         except (TypeError, ValueError):
             b.notes.append("class-size distribution could not be charted")
     rest = {k: v for k, v in a.items() if k not in {"quasi_identifiers", "k", "sample_uniques", "l", "risk",
-                                                    "population_uniqueness", "class_size_distribution"}}
+                                                    "population_uniqueness", "class_size_distribution",
+                                                    "published", "fairness"}}
     b.facts.extend(kv_facts(rest))
     return b
 
