@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from release.anonymize.fairness import GroupCap, GroupColumn, fairness_figures
 from release.anonymize.hierarchies import STAR, Hierarchy, encode_column
 from release.anonymize.lattice import Problem
 from release.anonymize.models import SensitiveColumn, SensitiveSpec
@@ -63,6 +64,10 @@ class KAnonymityStep(StepConfig):
     "Population model for journalist risk and population uniqueness."
     risk_threshold: float = Field(default=0.2, gt=0, le=1)
     "Records whose re-identification risk exceeds this are counted in the report's share_above."
+    protected: tuple[str, ...] = ()
+    "Columns whose groups must not bear the suppression (perceived race, gender, age group): reported per value."
+    max_group_suppression: GroupCap | None = None
+    "Caps on the share of a group's records suppressed; the search keeps only nodes within them."
 
     @model_validator(mode="after")
     def _check(self) -> KAnonymityStep:
@@ -74,10 +79,28 @@ class KAnonymityStep(StepConfig):
             raise ValueError("weights must be positive and name only quasi-identifiers")
         if self.levels is not None and set(self.levels) != set(self.quasi_identifiers):
             raise ValueError("levels must give a level for every quasi-identifier, and only for them")
+        cap = self.max_group_suppression
+        if cap is not None and cap.columns is not None:
+            bad = set(cap.columns) - set(self.quasi_identifiers) - set(self.protected)
+            if bad:
+                raise ValueError(f"max_group_suppression.columns must be quasi-identifiers or protected: {sorted(bad)}")
         return self
 
     def referenced_columns(self) -> list[str]:
-        return list(self.quasi_identifiers) + list(self.sensitive)
+        extra = [c for c in self.protected if c not in self.quasi_identifiers and c not in self.sensitive]
+        return list(self.quasi_identifiers) + list(self.sensitive) + extra
+
+    def group_columns(self) -> list[str]:
+        """Columns whose values are the groups of the fairness figures: quasi-identifiers, then protected."""
+        return list(self.quasi_identifiers) + [c for c in self.protected if c not in self.quasi_identifiers]
+
+    def capped_columns(self) -> list[str]:
+        cap = self.max_group_suppression
+        if cap is None:
+            return []
+        if cap.columns is not None:
+            return list(cap.columns)
+        return list(self.protected) if self.protected else list(self.quasi_identifiers)
 
     def schema_after(self, schema: Schema) -> Schema:
         out = dict(schema)
@@ -109,7 +132,9 @@ class KAnonymityStep(StepConfig):
         qis = [encode_column(frame[c], h, c, base) for c, h in self.quasi_identifiers.items()]
         sens = [encode_sensitive(frame[c], c, s) for c, s in self.sensitive.items()]
         weights = [float((self.weights or {}).get(c, 1.0)) for c in self.quasi_identifiers]
-        return Problem(qis, sens, self.k, self.max_suppression, self.loss, weights)
+        passive = [(c, *_codes(frame[c])[:2]) for c in self.protected if c not in self.quasi_identifiers]
+        return Problem(qis, sens, self.k, self.max_suppression, self.loss, weights, passive=passive,
+                       cap=self.max_group_suppression, capped=self.capped_columns())
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         t0 = time.perf_counter()
@@ -127,21 +152,27 @@ class KAnonymityStep(StepConfig):
             evaluated, size = 1, 1
             if not ev.ok:
                 raise BlockedError(f"{where}: the fixed levels {dict(zip(self.quasi_identifiers, node, strict=True))}"
-                                   f" need {ev.suppressed:.1%} suppression, above max_suppression"
-                                   f" {self.max_suppression:.1%}; nothing was published")
+                                   + (f" need {ev.suppressed:.1%} suppression, above max_suppression"
+                                      f" {self.max_suppression:.1%}" if ev.caps_ok else
+                                      " suppress more of some group than max_group_suppression allows")
+                                   + "; nothing was published")
         else:
             res = prob.search()
             if res.evaluation is None:
                 raise BlockedError(f"{where}: no generalization satisfies k={self.k}"
                                    + (f" and the l/t models on {sorted(self.sensitive)}" if self.sensitive else "")
-                                   + f" with at most {self.max_suppression:.1%} of records suppressed;"
-                                   " nothing was published",
-                                   details=["raise max_suppression, add hierarchy levels, or lower k/l"])
+                                   + f" with at most {self.max_suppression:.1%} of records suppressed"
+                                   + (f" and every group of {', '.join(self.capped_columns())} within"
+                                      " max_group_suppression" if self.max_group_suppression else "")
+                                   + "; nothing was published",
+                                   details=["raise max_suppression, add hierarchy levels, or lower k/l"
+                                            + (", or loosen max_group_suppression" if self.max_group_suppression
+                                               else "")])
             ev, evaluated, size = res.evaluation, res.evaluated, res.lattice_size
             node = ev.node
         # Re-judge the chosen node from the bottom table so failing classes map back to records.
         table, inv = prob.rollup(node, prob.bottom)
-        final = prob._judge(node, table)
+        final = prob._judge(node, table, inv)
         failed_bottom = final.fail[final.row_class[inv]]
         failed = failed_bottom[prob.record_row] if len(prob.record_row) else np.zeros(0, dtype=bool)
         out = frame.copy()
@@ -168,6 +199,8 @@ class KAnonymityStep(StepConfig):
                 raise InternalError(f"{where}: result breaks {broken} (this is a bug)")
             raise BlockedError(f"{where}: after suppression the published table breaks {', '.join(broken)};"
                                " nothing was published", details=["raise t, or lower max_suppression"])
+        fair_pub, fair_int = self._fairness(prob, node, failed, frame, out, ctx)
+        ctx.internal.setdefault("fairness", {})[",".join(self.quasi_identifiers)] = fair_int
         ctx.internal.setdefault("anonymize", {})[",".join(self.quasi_identifiers)] = {
             q.name: {str(k): str(v) for k, v in zip(
                 (str(x) for x in q.labels[0]), q.labels[lv][q.maps[lv][np.arange(len(q.labels[0]))]], strict=True)}
@@ -181,9 +214,36 @@ class KAnonymityStep(StepConfig):
                                                                                else 0.0, 6),
             "suppression": "records (local suppression fell back: the '*' class failed the models)"
             if fallback else self.suppression,
+            "fairness": fair_pub,
             "lattice_size": int(size), "nodes_evaluated": int(evaluated),
             "search_seconds": round(time.perf_counter() - t0, 3),
         }
+
+    def _fairness(self, prob: Problem, node: tuple[int, ...], failed: np.ndarray, frame: pd.DataFrame,
+                  out: pd.DataFrame, ctx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Per group: share suppressed and share published at full detail (every quasi-identifier value
+        unchanged); exact for the internal report, banded for the public one."""
+        n = len(failed)
+        full = np.ones(n, dtype=bool)
+        for q, lv in zip(prob.qis, node, strict=True):
+            codes = np.arange(len(q.labels[0]))
+            same = q.labels[lv][q.maps[lv][codes]].astype(str) == q.labels[0].astype(str)
+            full &= same[q.codes0]
+        schema = getattr(ctx, "schema", None) or {}
+        capped = set(self.capped_columns())
+        groups: list[GroupColumn] = []
+        public: dict[str, set[str]] = {}
+        for c in self.group_columns():
+            if c in self.quasi_identifiers:
+                q = prob.qis[list(self.quasi_identifiers).index(c)]
+                groups.append(GroupColumn(c, q.codes0.astype(np.int64), [str(x) for x in q.labels[0]], c in capped))
+            else:
+                codes, _, labels = _codes(frame[c])
+                groups.append(GroupColumn(c, codes, labels, c in capped))
+            declared = schema[c].categories if c in schema and schema[c].categories else ()
+            seen = set(out[c].dropna().astype(str).unique()) if c in out.columns and len(out) else set()
+            public[c] = set(map(str, declared)) | seen
+        return fairness_figures(groups, failed, full, self.max_group_suppression, public)
 
     def sensitive_missing(self) -> dict[str, str]:
         return {c: h.missing for c, h in self.quasi_identifiers.items()}
@@ -212,6 +272,17 @@ def _l_ok(fig: dict[str, Any], col: str, spec: SensitiveSpec) -> bool:
     if spec.t is not None and fig["t"].get(col, 0.0) > spec.t + 1e-9:
         return False
     return True
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, int, list[str]]:
+    """Integer codes of a column (missing values are a group of their own), the number of codes, labels."""
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    labels = [str(x) for x in uniq]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(labels), codes)
+        labels.append("(missing)")
+    return codes, max(len(labels), 1), labels
 
 
 def encode_sensitive(values: pd.Series, name: str, spec: SensitiveSpec) -> SensitiveColumn:

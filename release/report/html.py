@@ -51,7 +51,14 @@ def _pipeline(report: dict[str, Any]) -> Block:
     rows: list[dict[str, Any]] = []
     for s in report.get("steps") or []:
         removed = sum(int(s.get(k) or 0) for k in ROW_KEYS if isinstance(s.get(k), (int, float)))
-        detail = {k: v for k, v in s.items() if k not in ("index", "type", "seconds")}
+        detail = {k: v for k, v in s.items() if k not in ("index", "type", "seconds", "fairness")}
+        fair = s.get("fairness")
+        if isinstance(fair, dict) and isinstance(fair.get("groups"), list) and fair["groups"]:
+            b.tables.append(records_table(
+                f"Step {s.get('index', len(rows)) + 1}: share of each group suppressed and published at full detail"
+                f" (bands; {fmt(fair.get('overall_suppressed'))} overall"
+                + ("" if "caps_held" not in fair else
+                   f"; caps {'held' if fair['caps_held'] else 'BROKEN'}") + ")", fair["groups"]))
         rows.append({"step": f"{s.get('index', len(rows)) + 1}. {s.get('type')}",
                      "what it did": fmt(detail)})
         if removed and isinstance(n, int):

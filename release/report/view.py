@@ -123,9 +123,6 @@ def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
         b.facts.append(("sample uniques over everything published", fmt(pub.get("sample_uniques"))))
         if isinstance(pub.get("without_point"), dict):
             b.facts.append(("k without the point", fmt(pub["without_point"].get("k"))))
-    fair = a.get("fairness")
-    if isinstance(fair, dict) and isinstance(fair.get("groups"), list) and fair["groups"]:
-        b.tables.append(records_table("Suppression and full detail by group (bands)", fair["groups"]))
     for k in ("quasi_identifiers", "k", "sample_uniques"):
         if k in a:
             b.facts.append((label(k), fmt(a[k])))
