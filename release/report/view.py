@@ -243,6 +243,8 @@ def _interval_arrays(t: pd.DataFrame, vcol: str, acc: Any) -> tuple[np.ndarray, 
 
 def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budget: Any) -> Block:
     b = Block("Differential privacy")
+    if dp.get("warning"):
+        b.notes.append(str(dp["warning"]))
     for k in ("mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95", "key_source", "threshold", "cells"):
         if k in dp:
             b.facts.append((label(k), fmt(dp[k])))
@@ -266,6 +268,8 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
         arr = _interval_arrays(t, vcol, dp.get("accuracy_95")) if vcol else None
         if arr is not None and vcol is not None:
             v, lo, hi = arr
+            if dp.get("intervals_truncated_at_zero"):
+                lo = np.maximum(lo, 0.0)  # the published values are clipped at zero: so is the interval
             keys = [c for c in t.columns if c != vcol and c not in ("accuracy_95", "ci95", "error_95")]
             labels = [" · ".join(str(t[c].iloc[i]) for c in keys) or str(i) for i in range(len(t))]
             ok = ~np.isnan(v)
@@ -283,8 +287,9 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
             if len(t) > MAX_TABLE_ROWS:
                 tab["note"] = f"first {MAX_TABLE_ROWS} of {len(t):,} cells shown; every cell is in {path}"
             b.tables.append(tab)
-            b.notes.append("Intervals are the published value ± the 95% accuracy bound of the noise: the true "
-                           "count lies inside with 95% probability; they use only public figures.")
+            b.notes.append("Intervals are the published value ± the 95% accuracy bound of the noise"
+                           + (", truncated at zero as the values are" if dp.get("intervals_truncated_at_zero") else "")
+                           + ": the true count lies inside with 95% probability; they use only public figures.")
     return b
 
 
