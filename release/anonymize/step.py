@@ -58,6 +58,8 @@ class KAnonymityStep(StepConfig):
     "Information-loss measure the search minimizes (entropy = non-uniform entropy)."
     weights: dict[str, float] | None = None
     "Weight of each quasi-identifier in the loss (default 1): detail the release must keep costs more to lose."
+    recoding: Literal["full-domain", "local"] = "full-domain"
+    "full-domain: one level per column for every record (lattice search); local: per class, top-down (Mondrian-like)."
     levels: dict[str, int | Literal["max"]] | None = None
     "Generalization level per quasi-identifier fixed by hand ('max' = '*'); skips the search."
     population: Population | None = None
@@ -77,6 +79,13 @@ class KAnonymityStep(StepConfig):
         if self.weights is not None and (set(self.weights) - set(self.quasi_identifiers)
                                          or any(w <= 0 for w in self.weights.values())):
             raise ValueError("weights must be positive and name only quasi-identifiers")
+        if self.recoding == "local" and (self.levels is not None or self.max_suppression or
+                                         self.suppression == "cells"):
+            raise ValueError("recoding: local splits classes until k/l/t would break, so it takes no levels,"
+                             " max_suppression or cell suppression")
+        if self.recoding == "local" and any(h.missing == "any" for h in self.quasi_identifiers.values()):
+            raise ValueError("recoding: local treats a missing value as its own category (missing: any is"
+                             " for full-domain recoding)")
         if self.levels is not None and set(self.levels) != set(self.quasi_identifiers):
             raise ValueError("levels must give a level for every quasi-identifier, and only for them")
         cap = self.max_group_suppression
@@ -118,13 +127,17 @@ class KAnonymityStep(StepConfig):
     def describe(self) -> str:
         extra = "".join(f", {s.model if s.l else ''}{' l=' + str(s.l) if s.l else ''}"
                         f"{' t=' + str(s.t) if s.t is not None else ''} on {c}" for c, s in self.sensitive.items())
+        if self.recoding == "local":
+            return f"{self.k}-anonymity on {', '.join(self.quasi_identifiers)}{extra} (local recoding)"
         return (f"{self.k}-anonymity on {', '.join(self.quasi_identifiers)}{extra}"
                 f" (≤{self.max_suppression:.1%} suppressed, {self.loss} loss)")
 
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         return {"quasi_identifiers": list(self.quasi_identifiers), "k": self.k,
                 "sensitive": {c: s.model_dump(exclude_none=True) for c, s in self.sensitive.items()},
-                "max_suppression": self.max_suppression, "search": "fixed levels" if self.levels else "lattice"}
+                "max_suppression": self.max_suppression,
+                "search": "local (top-down)" if self.recoding == "local" else
+                "fixed levels" if self.levels else "lattice"}
 
     # ---------------------------------------------------------------------------------------------
 
@@ -141,6 +154,8 @@ class KAnonymityStep(StepConfig):
         base = ctx.policy_path.parent if ctx.policy_path is not None else None
         prob = self.build_problem(frame, base)
         where = f"k-anonymity on {', '.join(self.quasi_identifiers)}"
+        if self.recoding == "local":
+            return self._apply_local(frame, prob, ctx, where, t0)
         if self.levels is not None:
             node = tuple(q.height if self.levels[q.name] == "max" else int(self.levels[q.name]) for q in prob.qis)
             bad = [q.name for q, lv in zip(prob.qis, node, strict=True) if not 0 <= lv <= q.height]
@@ -219,16 +234,52 @@ class KAnonymityStep(StepConfig):
             "search_seconds": round(time.perf_counter() - t0, 3),
         }
 
-    def _fairness(self, prob: Problem, node: tuple[int, ...], failed: np.ndarray, frame: pd.DataFrame,
-                  out: pd.DataFrame, ctx: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _apply_local(self, frame: pd.DataFrame, prob: Problem, ctx: Any, where: str,
+                     t0: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+        from release.anonymize.local import local_recode
+
+        res = local_recode(prob)
+        if res is None:
+            raise BlockedError(f"{where}: the whole file fails k={self.k}"
+                               + (f" or the l/t models on {sorted(self.sensitive)}" if self.sensitive else "")
+                               + " even with every value generalized to '*'; nothing was published")
+        out = frame.copy()
+        full = np.ones(len(frame), dtype=bool)
+        for j, q in enumerate(prob.qis):
+            lab = res.labels(prob, j)
+            out[q.name] = pd.array(lab, dtype="string")
+            full &= lab.astype(str) == q.labels[0][q.codes0].astype(str)
+        broken = self._violations(out)
+        if broken:
+            raise InternalError(f"{where}: local recoding breaks {broken} (this is a bug)")
+        failed = np.zeros(len(frame), dtype=bool)
+        fair_pub, fair_int = self._fairness(prob, None, failed, frame, out, ctx, full=full)
+        ctx.internal.setdefault("fairness", {})[",".join(self.quasi_identifiers)] = fair_int
+        lv = res.levels[prob.record_row] if len(prob.record_row) else np.zeros((0, len(prob.qis)), dtype=np.int64)
+        return out, {
+            "quasi_identifiers": list(self.quasi_identifiers), "recoding": "local",
+            "levels_used": {q.name: {str(int(a)): int(b) for a, b in zip(*np.unique(lv[:, j], return_counts=True),
+                                                                        strict=True)}
+                            for j, q in enumerate(prob.qis)},
+            "heights": {q.name: int(q.height) for q in prob.qis},
+            "loss": "precision", "information_loss": round(res.loss, 6),
+            "suppressed_records": 0, "suppressed_share": 0.0, "suppression": "none (local recoding)",
+            "fairness": fair_pub, "partitions": int(res.partitions),
+            "search_seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    def _fairness(self, prob: Problem, node: tuple[int, ...] | None, failed: np.ndarray, frame: pd.DataFrame,
+                  out: pd.DataFrame, ctx: Any, full: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Per group: share suppressed and share published at full detail (every quasi-identifier value
         unchanged); exact for the internal report, banded for the public one."""
         n = len(failed)
-        full = np.ones(n, dtype=bool)
-        for q, lv in zip(prob.qis, node, strict=True):
-            codes = np.arange(len(q.labels[0]))
-            same = q.labels[lv][q.maps[lv][codes]].astype(str) == q.labels[0].astype(str)
-            full &= same[q.codes0]
+        if full is None:
+            assert node is not None
+            full = np.ones(n, dtype=bool)
+            for q, lv in zip(prob.qis, node, strict=True):
+                codes = np.arange(len(q.labels[0]))
+                same = q.labels[lv][q.maps[lv][codes]].astype(str) == q.labels[0].astype(str)
+                full &= same[q.codes0]
         schema = getattr(ctx, "schema", None) or {}
         capped = set(self.capped_columns())
         groups: list[GroupColumn] = []
