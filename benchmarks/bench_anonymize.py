@@ -294,7 +294,8 @@ def numeric_of(values: pd.Series) -> np.ndarray | None:
 
 
 def gcp_engine(frame: pd.DataFrame, prob: Any, levels: np.ndarray, codes: np.ndarray,
-               suppressed: np.ndarray) -> float:
+               suppressed: np.ndarray, lo: np.ndarray | None = None, hi: np.ndarray | None = None,
+               order: list[Any] | None = None) -> float:
     """GCP (normalized certainty penalty) of hierarchy values: per record and column, the share of the
     column's domain the published value stands for (categories: values covered - 1 over domain - 1;
     ordered columns: the range covered over the domain's range); a suppressed record costs 1 per column."""
@@ -305,6 +306,17 @@ def gcp_engine(frame: pd.DataFrame, prob: Any, levels: np.ndarray, codes: np.nda
         rep = first_index(q.codes0, card0)
         num = numeric_of(frame[q.name])
         cov = np.zeros(n)
+        at = levels[:, j] < 0
+        if at.any():
+            # An interval of level-0 values (local recoding of an ordered column): the range it spans,
+            # or for categories the number of values it holds.
+            assert lo is not None and hi is not None and order is not None and order[j] is not None
+            c_lo, c_hi = order[j][lo[at, j]], order[j][hi[at, j]]
+            if num is None:
+                cov[at] = (hi[at, j] - lo[at, j]) / max(card0 - 1, 1)
+            else:
+                v0 = num[rep]
+                cov[at] = (v0[c_hi] - v0[c_lo]) / max(float(v0.max() - v0.min()), 1.0)
         for lv in range(q.height + 1):
             at = levels[:, j] == lv
             if not at.any():
@@ -367,10 +379,12 @@ def run_engine(frame: pd.DataFrame, step: KAnonymityStep) -> dict[str, Any]:
     prob = step.build_problem(frame)
     n = len(frame)
     qis = list(step.quasi_identifiers)
+    lo = hi = order = None
     if step.recoding == "local":
-        res = local_recode(prob)
+        res = local_recode(prob, *step._ordered(prob))
         assert res is not None
         levels, codes = res.levels[prob.record_row], res.codes[prob.record_row]
+        lo, hi, order = res.lo[prob.record_row], res.hi[prob.record_row], res.order
         supp = np.zeros(n, dtype=bool)
     else:
         node = tuple(ev["levels"][c] for c in qis)
@@ -378,11 +392,10 @@ def run_engine(frame: pd.DataFrame, step: KAnonymityStep) -> dict[str, Any]:
         codes = np.stack([q.maps[lv][q.codes0] for q, lv in zip(prob.qis, node, strict=True)], axis=1)
         supp = ~frame.index.isin(out.index)
     fig = measure(out, qis, {}, {}, None, 0.2)
-    sizes = np.array([int(s) * c for s, c in fig["class_size_distribution"].items() for _ in range(1)], dtype=float)
     dist = {int(s): c for s, c in fig["class_size_distribution"].items()}
     dm = (sum(s * s * c for s, c in dist.items()) + int(supp.sum()) * n) / n ** 2
-    del sizes
-    return {"seconds": secs, "gcp": gcp_engine(frame, prob, levels, codes, supp), "dm": dm, "k": fig["k"],
+    gcp = gcp_engine(frame, prob, levels, codes, supp, lo, hi, order)
+    return {"seconds": secs, "gcp": gcp, "dm": dm, "k": fig["k"],
             "classes": fig["classes"], "suppressed": float(supp.mean())}
 
 

@@ -238,7 +238,8 @@ class KAnonymityStep(StepConfig):
                      t0: float) -> tuple[pd.DataFrame, dict[str, Any]]:
         from release.anonymize.local import local_recode
 
-        res = local_recode(prob)
+        ordered, seps = self._ordered(prob)
+        res = local_recode(prob, ordered, seps)
         if res is None:
             raise BlockedError(f"{where}: the whole file fails k={self.k}"
                                + (f" or the l/t models on {sorted(self.sensitive)}" if self.sensitive else "")
@@ -258,8 +259,8 @@ class KAnonymityStep(StepConfig):
         lv = res.levels[prob.record_row] if len(prob.record_row) else np.zeros((0, len(prob.qis)), dtype=np.int64)
         return out, {
             "quasi_identifiers": list(self.quasi_identifiers), "recoding": "local",
-            "levels_used": {q.name: {str(int(a)): int(b) for a, b in zip(*np.unique(lv[:, j], return_counts=True),
-                                                                        strict=True)}
+            "levels_used": {q.name: {("interval" if a < 0 else str(int(a))): int(b)
+                                     for a, b in zip(*np.unique(lv[:, j], return_counts=True), strict=True)}
                             for j, q in enumerate(prob.qis)},
             "heights": {q.name: int(q.height) for q in prob.qis},
             "loss": "precision", "information_loss": round(res.loss, 6),
@@ -267,6 +268,25 @@ class KAnonymityStep(StepConfig):
             "fairness": fair_pub, "partitions": int(res.partitions),
             "search_seconds": round(time.perf_counter() - t0, 3),
         }
+
+    def _ordered(self, prob: Problem) -> tuple[list[np.ndarray | None], list[str]]:
+        """Rank order of the level-0 codes of the columns local recoding may publish as intervals: times,
+        and numbers without bottom/top coding (an interval must not reveal a rare extreme) or missing values."""
+        out: list[np.ndarray | None] = []
+        seps: list[str] = []
+        for q, h in zip(prob.qis, self.quasi_identifiers.values(), strict=True):
+            lab0 = q.labels[0]
+            missing = any(x is None for x in lab0)
+            if h.time is not None and not missing:
+                out.append(np.argsort(lab0.astype(str), kind="stable"))
+                seps.append("/")  # ISO 8601 interval
+            elif (h.widths is not None or h.age) and h.bottom is None and h.top is None and not missing:
+                out.append(np.argsort(pd.to_numeric(pd.Series(lab0)).to_numpy(dtype=float), kind="stable"))
+                seps.append("-")
+            else:
+                out.append(None)
+                seps.append("")
+        return out, seps
 
     def _fairness(self, prob: Problem, node: tuple[int, ...] | None, failed: np.ndarray, frame: pd.DataFrame,
                   out: pd.DataFrame, ctx: Any, full: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
