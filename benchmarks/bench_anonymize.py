@@ -241,8 +241,8 @@ if __name__ == "__main__":
 
 # ------------------------------------------------------------------ recoding: local vs full-domain vs Mondrian
 
-N_AREA = int(os.environ.get("BENCH_RECODING_N", "20000"))
-N_ADULT_RECODING = int(os.environ.get("BENCH_RECODING_ADULT_N", str(N_ADULT)))
+N_AREA = int(os.environ.get("BENCH_RECODING_N", "10000"))
+N_ADULT_RECODING = int(os.environ.get("BENCH_RECODING_ADULT_N", "10000"))  # Mondrian with l: ~1 min at 10k
 
 
 def area_frame(n: int = N_AREA, seed: int = 5) -> pd.DataFrame:
