@@ -192,7 +192,7 @@ def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
     """Recompute k, l, t and the risks of a records output from its published file; gate them.
 
     Beside the k step's own figures (over its quasi-identifiers), every records output gets the same
-    figures over all published columns an attacker could know (`published`): a k step does not
+    figures over all published columns an attacker could know (`reidentification`): a k step does not
     widen its model to them; the report states k over the full set beside it, and the gate's
     `min_k_published` / `max_sample_uniques_share` can require it.
     """
@@ -212,8 +212,8 @@ def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
             fig_pub["beyond_k_step"] = extra
             fig_pub["statement"] += (f" The k step's k={anon['k']} covers {', '.join(anon['quasi_identifiers'])}"
                                      f" only; over every published identifying column k is {fig_pub['k']}.")
-    anon["published"] = fig_pub
-    return {"anonymity": anon}
+    # Beside (not inside) the k step's figures: an output with no k step has no `anonymity` figures.
+    return {**({"anonymity": anon} if anon else {}), "reidentification": fig_pub}
 
 
 def _assess_published(policy: Any, table: pd.DataFrame, cols: list[str], actx: AssessContext,

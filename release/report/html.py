@@ -20,6 +20,7 @@ from release.report.view import (
     label,
     location_block,
     records_table,
+    reidentification_block,
     suppression_block,
 )
 
@@ -29,7 +30,8 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'n
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
-KNOWN_FIGURES = {"rows", "columns", "identifier_scan", "anonymity", "location", "dp", "suppression"}
+KNOWN_FIGURES = {"rows", "columns", "identifier_scan", "anonymity", "reidentification", "location", "dp",
+                 "suppression"}
 ROW_KEYS = ("rows_excluded", "rows_removed", "rows_suppressed", "records_suppressed", "suppressed_records")
 
 
@@ -98,6 +100,8 @@ def _output_section(o: dict[str, Any], files: dict[str, bytes], areas: dict[str,
         hits = fig["identifier_scan"] or {}
         pub.facts.append(("identifier scan", "no identifier patterns" if not hits else fmt(hits)))
     blocks.append(pub)
+    if isinstance(fig.get("reidentification"), dict):
+        blocks.append(reidentification_block(fig["reidentification"]))
     if isinstance(fig.get("anonymity"), dict):
         blocks.append(anonymity_block(fig["anonymity"], gate))
     if isinstance(fig.get("location"), dict) or any(p.endswith(".geojson") for p in paths):
@@ -125,8 +129,7 @@ def first_screen_notices(report: dict[str, Any]) -> list[str]:
     for o in report.get("outputs") or []:
         fig = o.get("figures") or {}
         name = o.get("name", "?")
-        anon = fig.get("anonymity") if isinstance(fig.get("anonymity"), dict) else {}
-        pub = anon.get("published") if isinstance(anon.get("published"), dict) else None
+        pub = fig.get("reidentification") if isinstance(fig.get("reidentification"), dict) else None
         if pub and pub.get("statement"):
             out.append(f"{name}: {pub['statement']}")
         dp = fig.get("dp") if isinstance(fig.get("dp"), dict) else {}

@@ -115,14 +115,6 @@ def value_column(t: pd.DataFrame) -> str | None:
 
 def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
     b = Block("Re-identification risk (k-anonymity, l-diversity)")
-    pub = a.get("published")
-    if isinstance(pub, dict):
-        if pub.get("statement"):
-            b.notes.append(str(pub["statement"]))
-        b.facts.append(("k over everything published", fmt(pub.get("k"))))
-        b.facts.append(("sample uniques over everything published", fmt(pub.get("sample_uniques"))))
-        if isinstance(pub.get("without_point"), dict):
-            b.facts.append(("k without the point", fmt(pub["without_point"].get("k"))))
     for k in ("quasi_identifiers", "k", "sample_uniques"):
         if k in a:
             b.facts.append((label(k), fmt(a[k])))
@@ -148,9 +140,29 @@ def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
         except (TypeError, ValueError):
             b.notes.append("class-size distribution could not be charted")
     rest = {k: v for k, v in a.items() if k not in {"quasi_identifiers", "k", "sample_uniques", "l", "risk",
-                                                    "population_uniqueness", "class_size_distribution",
-                                                    "published", "fairness"}}
+                                                    "population_uniqueness", "class_size_distribution"}}
     b.facts.extend(kv_facts(rest))
+    return b
+
+
+def reidentification_block(pub: dict[str, Any]) -> Block:
+    """Uniqueness over every published column an attacker could know (with and without the point)."""
+    b = Block("Re-identification over everything published")
+    if pub.get("statement"):
+        b.notes.append(str(pub["statement"]))
+    rows = [{"columns": fmt(pub.get("columns")), "k": pub.get("k"), "classes": pub.get("classes"),
+             "sample uniques": (pub.get("sample_uniques") or {}).get("records"),
+             "share unique": (pub.get("sample_uniques") or {}).get("share"),
+             "highest prosecutor risk": (pub.get("prosecutor") or {}).get("highest")}]
+    wp = pub.get("without_point")
+    if isinstance(wp, dict):
+        rows.append({"columns": fmt(wp.get("columns")) + " (without the point)", "k": wp.get("k"),
+                     "classes": wp.get("classes"), "sample uniques": (wp.get("sample_uniques") or {}).get("records"),
+                     "share unique": (wp.get("sample_uniques") or {}).get("share"),
+                     "highest prosecutor risk": (wp.get("prosecutor") or {}).get("highest")})
+    b.tables.append(records_table("Classes over the published identifying columns", rows))
+    if pub.get("beyond_k_step"):
+        b.facts.append(("published beside the k step (not covered by its k)", fmt(pub["beyond_k_step"])))
     return b
 
 

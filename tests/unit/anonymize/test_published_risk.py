@@ -53,7 +53,7 @@ def test_k_step_on_other_columns_reports_k_over_every_published_identifying_colu
     rep = run(tmp_path, policy(tmp_path, [K_STEP]))
     anon = rep["outputs"][0]["figures"]["anonymity"]
     assert anon["k"] >= 3 and anon["quasi_identifiers"] == ["category", "age"]
-    pub = anon["published"]
+    pub = rep["outputs"][0]["figures"]["reidentification"]
     assert pub["columns"] == ["category", "age", "division", "latitude", "longitude"]
     assert pub["beyond_k_step"] == ["division", "latitude", "longitude"]
     assert pub["k"] == 1 and pub["sample_uniques"]["records"] >= 1
@@ -64,6 +64,7 @@ def test_k_step_on_other_columns_reports_k_over_every_published_identifying_colu
     assert "covers category, age only" in pub["statement"]
     html = (next((tmp_path / "out").rglob("report.html"))).read_text()
     assert "Read this first" in html and "unique on what the public can see" in html
+    assert "Re-identification over everything published" in html
 
 
 def test_gate_blocks_on_the_planted_unique_neighbourhood(tmp_path: Path) -> None:
@@ -84,7 +85,9 @@ def test_gate_blocks_on_the_planted_unique_neighbourhood(tmp_path: Path) -> None
 
 def test_output_without_k_step_gets_uniqueness_figures(tmp_path: Path) -> None:
     rep = run(tmp_path, policy(tmp_path, []))
-    pub = rep["outputs"][0]["figures"]["anonymity"]["published"]
+    figs = rep["outputs"][0]["figures"]
+    assert "anonymity" not in figs  # no k step, no gate on the k step's figures
+    pub = figs["reidentification"]
     assert pub["records"] == 300 and pub["k"] == 1
     assert 0 < pub["sample_uniques"]["share"] <= 1
     assert pub["prosecutor"]["highest"] == 1.0
@@ -98,5 +101,5 @@ def test_release_check_recomputes_the_published_figures(tmp_path: Path) -> None:
     bundle = next((tmp_path / "out").rglob("manifest.json")).parent
     res = check_bundle(bundle)
     f = next(f for f in res.findings if f.check == "sample-uniques")
-    want = rep["outputs"][0]["figures"]["anonymity"]["published"]["sample_uniques"]["share"]
+    want = rep["outputs"][0]["figures"]["reidentification"]["sample_uniques"]["share"]
     assert f.ok and f.figure == want
