@@ -8,17 +8,16 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PrivateAttr, model_validator
 
+from release import registry
 from release.context import AssessContext, OutputBuild, StepContext
 from release.dp import keys as K
-from release.dp.accuracy import describe_accuracy, part_scale
+from release.dp.accuracy import describe_accuracy, expected_signal_share, part_scale, signal_figures
 from release.dp.bounding import bound_contributions, bounding_key
 from release.dp.config import dp_outputs
 from release.dp.noise import noisy_threshold, noisy_vector, threshold_for
-from release.dp.accuracy import expected_signal_share, signal_figures
 from release.dp.postprocess import PostProcessing, margin_of, post_process, suppress
 from release.errors import PolicyError
 from release.policy.base import OutputConfig, Schema
-from release import registry
 from release.registry import register_output
 
 

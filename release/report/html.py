@@ -132,8 +132,8 @@ def first_screen_notices(report: dict[str, Any]) -> list[str]:
         pub = fig.get("reidentification") if isinstance(fig.get("reidentification"), dict) else None
         if pub and pub.get("statement"):
             out.append(f"{name}: {pub['statement']}")
-        dp = fig.get("dp") if isinstance(fig.get("dp"), dict) else {}
-        if dp.get("warning"):
+        dp = fig.get("dp")
+        if isinstance(dp, dict) and dp.get("warning"):
             out.append(f"{name}: {dp['warning']}")
     for s in report.get("steps") or []:
         fair = s.get("fairness") if isinstance(s, dict) else None
