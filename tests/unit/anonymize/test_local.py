@@ -117,3 +117,25 @@ def test_local_recoding_blocks_when_the_whole_file_fails_and_refuses_full_domain
     for bad in ({"levels": {"cat": 0}}, {"max_suppression": 0.1}, {"suppression": "cells"}):
         with pytest.raises(ValueError, match="recoding: local"):
             step(k=2, recoding="local", quasi_identifiers={"cat": {}}, **bad)
+
+
+def test_a_local_recoding_release_passes_release_check(tmp_path):
+    import json
+
+    from release.check import check_bundle
+    from release.engine import run_release
+    from tests.system.mini import mini_policy, mini_records, write_policy
+
+    k_step = {"type": "k-anonymity", "k": 4, "recoding": "local",
+              "quasi_identifiers": {"category": {}, "age": {"widths": [10, 50]}, "division": {}}}
+    pol = write_policy(tmp_path / "p.yaml", mini_policy(
+        steps=[{"type": "drop", "roles": ["direct-identifier"]}, k_step],
+        outputs=[{"name": "records", "kind": "records", "columns": ["category", "age", "division"]}],
+        gate={"min_k": 4, "min_k_published": 4}))
+    mini_records(400).to_csv(tmp_path / "in.csv", index=False)
+    res = run_release(pol, tmp_path / "in.csv", tmp_path / "out", seed=1)
+    rep = json.loads((res.bundle / "report.json").read_text())
+    step_ev = next(s for s in rep["steps"] if s["type"] == "k-anonymity")
+    assert step_ev["recoding"] == "local" and "interval" in step_ev["levels_used"]["age"]
+    checked = check_bundle(res.bundle)
+    assert checked.ok and any(f.check == "k-anonymity-published" and f.ok for f in checked.findings)
