@@ -76,9 +76,15 @@ class Finding:
     file: str | None = None
     figure: Any = None
     threshold: Any = None
+    skipped: bool = False
+    "Not run because an earlier stage failed (never a pass: `ok` is False)."
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.ok else "skipped" if self.skipped else "fail"
 
     def to_json(self) -> dict[str, Any]:
-        d = {"check": self.check, "ok": self.ok, "message": self.message}
+        d = {"check": self.check, "ok": self.ok, "status": self.status, "message": self.message}
         for k in ("output", "file", "figure", "threshold"):
             v = getattr(self, k)
             if v is not None:

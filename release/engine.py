@@ -17,7 +17,7 @@ import pandas as pd
 
 from release import registry
 from release.context import AssessContext, Finding, OutputBuild, StepContext, test_mode
-from release.errors import BlockedError, UsageError
+from release.errors import BlockedError, PolicyError, UsageError
 from release.io.bundle import (
     canonical_json,
     read_published_csv,
@@ -27,10 +27,10 @@ from release.io.bundle import (
     table_to_parquet,
     write_bundle,
 )
-from release.io.readers import file_sha256, read_table
+from release.io.readers import read_table
 from release.plan import Plan, compile_plan
 from release.policy.base import Role, Schema
-from release.policy.loader import load_policy
+from release.policy.loader import load_policy, parse_policy
 from release.policy.models import Policy
 from release.validate import ValidationReport, validate_records
 
@@ -50,8 +50,24 @@ def versions() -> dict[str, str]:
     return out
 
 
-def new_release_id(now: datetime) -> str:
-    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+def new_release_id(now: datetime, parent: Path | None = None) -> str:
+    """A release id not used in `parent` yet (a repeated id gets a new one, never an error)."""
+    while True:
+        rid = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+        if parent is None or not ((parent / rid).exists() or (parent / f".staging-{rid}").exists()):
+            return rid
+
+
+def internal_folder(options: dict[str, Any], out_dir: Path) -> Path:
+    """Where internal diagnostics go: release.toml [internal] folder, else OUT.internal beside OUT; never inside OUT."""
+    from release.governance.config import load_config
+
+    folder = load_config(options).internal or out_dir.parent / f"{out_dir.name}.internal"
+    o, i = out_dir.absolute().resolve(), folder.absolute().resolve()
+    if i == o or o in i.parents:
+        raise UsageError(f"the internal folder {folder} lies inside the publication folder {out_dir}: internal"
+                         " diagnostics must never sit where bundles are published (set [internal] folder)")
+    return folder
 
 
 @dataclass
@@ -105,39 +121,62 @@ def run_release(policy_path: str | Path, input_path: str | Path, out_dir: str | 
                 options: dict[str, Any] | None = None, seed: int | None = None,
                 progress: Progress = _quiet, now: datetime | None = None) -> RunResult:
     """Run one release. Raises PolicyError/InputError (exit 2) or BlockedError (exit 1)."""
-    options = dict(options or {})
+    from release.governance.config import file_options
+    from release.governance.signing import release_signer
+    from release.governance.trusted import TrustedFiles, read_once
+
     if seed is not None and not test_mode():
         raise UsageError("a seed fixes the noise and the masks: it is refused outside test mode (RELEASE_TEST_MODE=1)")
+    options = file_options(dict(options or {}))
     policy_path = Path(policy_path)
     input_path = Path(input_path)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    policy = load_policy(policy_path)
+    # The policy is read once: these bytes are parsed, checked against the approval and published.
+    policy_bytes = read_once(policy_path, "policy file")
+    policy = parse_policy(_policy_text(policy_bytes, policy_path), str(policy_path))
     plan = compile_plan(policy)
-    for hook in registry.PRE_RUN:
-        hook(policy, policy_path, options)
-    now = now or datetime.now(UTC)
-    release_id = new_release_id(now)
-    progress(f"reading {input_path}")
-    raw = read_table(input_path)
-    progress(f"validating {len(raw):,} records against {policy_path.name}")
-    frame, vreport = validate_records(raw, policy, now, str(input_path))
-    del raw
-    ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
-                      now=now, seed=seed, options=options, original=frame)
-    for i, step in enumerate(policy.steps):
-        ts = time.perf_counter()
-        progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()}")
-        frame, ev = step.apply(frame, ctx)
-        ctx.schema = plan.schemas[i + 1]
-        ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3), **ev})
-    for hook in registry.PRE_OUTPUT:
-        hook(policy, ctx)
-    return _finish(policy, policy_path, plan, ctx, frame, vreport, input_path, out_dir, progress, t0)
+    signer = release_signer(options)
+    internal_dir = internal_folder(options, out_dir)
+    trusted = TrustedFiles()
+    options.update(_trusted=trusted, _policy_bytes=policy_bytes)
+    try:
+        with trusted.labels():
+            for hook in registry.PRE_RUN:
+                hook(policy, policy_path, options)
+            now = now or datetime.now(UTC)
+            release_id = new_release_id(now, out_dir / policy.dataset.name)
+            progress(f"reading {input_path}")
+            raw = read_table(trusted.take("input", "records", input_path, covered=False))
+            progress(f"validating {len(raw):,} records against {policy_path.name}")
+            frame, vreport = validate_records(raw, policy, now, str(input_path))
+            del raw
+            ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
+                              now=now, seed=seed, options=options, original=frame)
+            for i, step in enumerate(policy.steps):
+                ts = time.perf_counter()
+                progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()}")
+                frame, ev = step.apply(frame, ctx)
+                ctx.schema = plan.schemas[i + 1]
+                ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3),
+                                          **ev})
+            for hook in registry.PRE_OUTPUT:
+                hook(policy, ctx)
+            return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
+                           progress, t0)
+    finally:
+        trusted.close()
 
 
-def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, frame: pd.DataFrame,
-            vreport: ValidationReport, input_path: Path, out_dir: Path, progress: Progress,
+def _policy_text(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise PolicyError(f"{path}: the policy is not UTF-8 text (byte {e.start})") from None
+
+
+def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, frame: pd.DataFrame,
+            vreport: ValidationReport, out_dir: Path, internal_dir: Path, signer: Any, progress: Progress,
             t0: float) -> RunResult:
     files: dict[str, bytes] = {}
     outputs_report: list[dict[str, Any]] = []
@@ -154,7 +193,7 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
             files[paths[stem]["parquet"]] = table_to_parquet(table)
             if build.geo:
                 files[paths[stem]["geojson"]] = table_to_geojson(table, *build.geo)
-            resources.append(_resource(out.name, stem, table, paths[stem], ctx.schema, files))
+            resources.append(resource_of(out.name, stem, files, ctx.schema))
         files.update(build.extra_files)
         staging_tables[out.name] = build.tables
         internal["outputs"][out.name] = build.internal
@@ -175,20 +214,21 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
         rep["findings"] = [f.to_json() for f in actx.findings]
         findings.extend(actx.findings)
     verdict = "pass" if all(f.ok for f in findings) else "blocked"
+    approval = ctx.manifest.get("approval") or {"required": False}
     report: dict[str, Any] = {
         "dataset": policy.dataset.name,
         "title": policy.dataset.title,
         "release_id": ctx.release_id,
         "created_utc": ctx.now.isoformat(timespec="seconds"),
         "verdict": verdict,
+        "test_mode": test_mode(),
         "findings": [f.to_json() for f in findings],
         "validation": vreport.to_json(),
         "steps": ctx.step_evidence,
         "outputs": outputs_report,
         "gate": plan.gate,
         "budget": ctx.manifest.get("budget"),
-        "approval": {k: v for k, v in (ctx.manifest.get("approval") or {"required": False}).items()
-                     if k in ("required", "approver", "key_id", "key_name", "signed_utc", "policy_sha256")},
+        "approval": report_approval(approval),
     }
     if verdict == "blocked":
         failed = [f for f in findings if not f.ok]
@@ -197,33 +237,56 @@ def _finish(policy: Policy, policy_path: Path, plan: Plan, ctx: StepContext, fra
                            details=[f"{f.output or '-'}: [{f.check}] {f.message}" for f in failed])
         err.report = report  # type: ignore[attr-defined]
         raise err
-    files["policy.yaml"] = policy_path.read_bytes()
-    files["datapackage.json"] = canonical_json(_datapackage(policy, resources))
+    files["policy.yaml"] = policy_bytes
+    files["datapackage.json"] = canonical_json(datapackage(policy, resources))
     files["report.json"] = canonical_json(report)
     for render in registry.RENDERERS:
-        files.update(render(report, files, ctx))
+        # Sorted, as `release check` hands them over when it renders the page again to compare.
+        files.update(render(report, dict(sorted(files.items())), ctx))
+    trusted = ctx.options.get("_trusted")
     manifest = {
         "release_id": ctx.release_id,
         "dataset": policy.dataset.name,
         "created_utc": ctx.now.isoformat(timespec="seconds"),
-        "policy_sha256": file_sha256(policy_path),
-        "input_sha256": file_sha256(input_path),
+        "policy_sha256": sha256_bytes(policy_bytes),
+        "input_sha256": trusted.subjects["input"].sha256 if trusted is not None else None,
         "schema_sha256": schema_sha256(policy),
-        "approver": (ctx.manifest.get("approval") or {}).get("approver"),
+        "subjects": trusted.manifest(exclude=("input",)) if trusted is not None else [],
+        "approver": approval.get("approver"),
         "engine": "release-engine",
         "versions": versions(),
         "test_mode": test_mode(),
+        "signing": {"key_id": signer.key_id, "mode": "test" if signer.test else "production"},
         "features": _features(ctx),
         "outputs": [_output_manifest(out, rep) for out, rep in zip(policy.outputs, outputs_report, strict=True)],
-        **ctx.manifest,
+        **{k: v for k, v in ctx.manifest.items() if k != "approval"},
+        "approval": manifest_approval(approval),
     }
+    # Everything that can fail happens before the rename: after it, the run has published and exits 0.
+    progress(f"writing internal diagnostics to {internal_dir}")
+    _write_internal(internal_dir, policy.dataset.name, ctx, internal, report, files)
     progress(f"writing bundle ({len(files)} files)")
-    bundle = write_bundle(out_dir, policy.dataset.name, ctx.release_id, files, manifest)
-    _write_internal(out_dir, policy.dataset.name, ctx, internal)
+    bundle = write_bundle(out_dir, policy.dataset.name, ctx.release_id, files, manifest, sign=signer.sign)
     for hook in registry.POST_BUNDLE:
-        hook(policy, ctx, bundle)
+        try:
+            hook(policy, ctx, bundle)
+        except Exception as e:  # noqa: BLE001 - the bundle is published; a late hook must not turn that into a failure
+            progress(f"warning: after publishing, {getattr(hook, '__name__', 'a hook')} failed: {type(e).__name__}")
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return RunResult(report=report, bundle=bundle, findings=findings)
+
+
+_REPORT_APPROVAL = ("required", "approver", "key_id", "key_name", "signed_utc", "policy_sha256")
+
+
+def report_approval(approval: dict[str, Any]) -> dict[str, Any]:
+    """What report.json (and the first screen of report.html) says about the approval."""
+    return {k: v for k, v in approval.items() if k in _REPORT_APPROVAL}
+
+
+def manifest_approval(approval: dict[str, Any]) -> dict[str, Any]:
+    """The manifest keeps the signed approval envelope itself, so a verifier re-checks it with its own keyring."""
+    return {k: v for k, v in approval.items() if k in (*_REPORT_APPROVAL, "envelope")}
 
 
 def schema_sha256(policy: Policy) -> str:
@@ -263,54 +326,69 @@ def read_published_csv_bytes(data: bytes, schema: Schema) -> pd.DataFrame:
     return read_published_csv(io.BytesIO(data), schema)  # type: ignore[arg-type]
 
 
-def _write_internal(out_dir: Path, dataset: str, ctx: StepContext, internal: dict[str, Any]) -> None:
-    """Internal diagnostics go beside the publish folder's bundles, never inside a bundle."""
+def _write_internal(folder: Path, dataset: str, ctx: StepContext, internal: dict[str, Any],
+                    report: dict[str, Any], files: dict[str, bytes]) -> None:
+    """Internal diagnostics (and the PRE_PUBLISH writers, e.g. the internal report) go outside the publication folder."""
     internal = {**internal, **ctx.internal}
-    if not any(internal.values()):
-        return
-    d = out_dir / ".internal" / dataset
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"{ctx.release_id}.json").write_bytes(canonical_json(internal))
+    d = folder / dataset
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        if any(internal.values()):
+            (d / f"{ctx.release_id}.json").write_bytes(canonical_json(internal))
+        for hook in registry.PRE_PUBLISH:
+            hook(ctx.policy, ctx, report, files, d, internal)
+    except OSError as e:
+        raise UsageError(f"cannot write internal diagnostics under {d}: {e.strerror or e}; nothing was published"
+                         ) from None
 
 
-_FIELD_TYPES = {"string": "string", "category": "string", "integer": "integer", "float": "number",
-                "boolean": "boolean", "datetime": "datetime", "date": "date"}
+def resource_of(output: str, stem: str, files: dict[str, bytes], schema: Schema) -> dict[str, Any]:
+    """A datapackage resource for one published table, from its Parquet file's types (run and check alike)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-
-def _resource(output: str, stem: str, table: pd.DataFrame, paths: dict[str, str], schema: Schema,
-              files: dict[str, bytes]) -> dict[str, Any]:
+    arrow = pq.read_schema(pa.BufferReader(files[f"{stem}.parquet"]))
     fields = []
-    for c in table.columns:
-        spec = schema.get(c)
-        if spec is not None:
-            t = _FIELD_TYPES[spec.type.value]
-            if spec.type.value in ("datetime", "date") and not pd.api.types.is_datetime64_any_dtype(table[c]):
-                t = "string"
-        elif pd.api.types.is_integer_dtype(table[c]):
+    for name, typ in zip(arrow.names, arrow.types, strict=True):
+        if pa.types.is_integer(typ):
             t = "integer"
-        elif pd.api.types.is_float_dtype(table[c]):
+        elif pa.types.is_floating(typ):
             t = "number"
-        elif pd.api.types.is_bool_dtype(table[c]):
+        elif pa.types.is_boolean(typ):
             t = "boolean"
         else:
+            # Dates and times are published as text in the CSV (generalized or ISO 8601 without zone).
             t = "string"
-        f: dict[str, Any] = {"name": str(c), "type": t}
+        f: dict[str, Any] = {"name": str(name), "type": t}
+        spec = schema.get(name)
         if spec is not None and spec.description:
             f["description"] = spec.description
         fields.append(f)
-    csv_path = paths["csv"]
-    return {"name": stem.replace("_", "-"), "path": csv_path, "profile": "tabular-data-resource",
+    csv_path = f"{stem}.csv"
+    return {"name": slug(stem), "path": csv_path, "profile": "tabular-data-resource",
             "format": "csv", "mediatype": "text/csv", "encoding": "utf-8",
             "hash": "sha256:" + sha256_bytes(files[csv_path]),
             "output": output, "schema": {"fields": fields}}
 
 
-def _datapackage(policy: Policy, resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"profile": "tabular-data-package", "name": policy.dataset.name, "title": policy.dataset.title,
-            "description": policy.dataset.description,
-            "licenses": [{"name": policy.dataset.license}],
-            "sources": [{"title": policy.dataset.publisher}],
-            "resources": resources}
+def slug(name: str) -> str:
+    """A Frictionless resource name: lower-case letters, digits, '-', '_' and '.'."""
+    import re
+
+    s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-")
+    return s or "resource"
+
+
+def datapackage(policy: Policy, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """datapackage.json, normalised by frictionless (so check can regenerate and compare it byte for byte)."""
+    from frictionless import Package
+
+    doc = {"profile": "tabular-data-package", "name": slug(policy.dataset.name), "title": policy.dataset.title,
+           "description": policy.dataset.description, "licenses": [{"name": policy.dataset.license}],
+           "sources": [{"title": policy.dataset.publisher}],
+           "resources": [{k: v for k, v in r.items() if k != "output"} | {"output": r["output"]} for r in resources]}
+    out: dict[str, Any] = Package.from_descriptor(doc).to_descriptor()
+    return out
 
 
 def plan_policy(policy_path: str | Path) -> Plan:

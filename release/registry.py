@@ -20,6 +20,12 @@ PRE_OUTPUT: list[Callable[..., None]] = []
 "functions(policy, ctx) run after the steps and before any output is built (e.g. budget)"
 POST_BUNDLE: list[Callable[..., None]] = []
 "functions(policy, ctx, bundle_dir) run after a bundle is in place (e.g. ledger commit note)"
+REFERENCED_FILES: list[Callable[..., list[tuple[str, str, Any]]]] = []
+"""functions(policy, policy_path, options) -> [(name, kind, path)]: every file besides the records a
+release will read (network, addresses, area layers, hierarchies); the approval must cover each one"""
+PRE_PUBLISH: list[Callable[..., None]] = []
+"""functions(policy, ctx, report, files, internal_dir, internal) run before the bundle is renamed into place
+(e.g. the internal report): a failure there publishes nothing"""
 RENDERERS: list[Callable[..., dict[str, bytes]]] = []
 """functions(report, files, ctx) -> extra bundle files (relative path -> bytes), e.g. report.html;
 files holds the bundle files written so far (relative path -> bytes)"""
@@ -32,6 +38,7 @@ PLUGINS: list[str] = [
     "release.steps.filter",
     "release.outputs.records",
     "release.anonymize.step",
+    "release.anonymize.files",
     "release.geomask.plugins",
     "release.dp.table",
     "release.dp.hooks",

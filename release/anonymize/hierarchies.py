@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -85,13 +86,16 @@ class Hierarchy(StrictModel):
             return 1 + len(self.prefix)
         return 1
 
-    def load_tree(self, base: Path | None) -> list[dict[str, str]]:
+    def load_tree(self, base: Path | Callable[[Path], Path] | None) -> list[dict[str, str]]:
+        """The category tree; `base` is the policy's folder, or a resolver (a run reads its trusted copy)."""
         if self.tree is not None:
             return [dict(m) for m in self.tree]
         if self.csv is None:
             return []
         p = Path(self.csv)
-        if not p.is_absolute() and base is not None:
+        if callable(base):
+            p = base(p)
+        elif not p.is_absolute() and base is not None:
             p = base / p
         try:
             raw = pd.read_csv(p, header=None, dtype=str, sep=None, engine="python", keep_default_na=False)

@@ -151,8 +151,9 @@ class KAnonymityStep(StepConfig):
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         t0 = time.perf_counter()
-        base = ctx.policy_path.parent if ctx.policy_path is not None else None
-        prob = self.build_problem(frame, base)
+        from release.anonymize.files import hierarchy_resolver
+
+        prob = self.build_problem(frame, hierarchy_resolver(getattr(ctx, "options", {}), ctx.policy_path))
         where = f"k-anonymity on {', '.join(self.quasi_identifiers)}"
         if self.recoding == "local":
             return self._apply_local(frame, prob, ctx, where, t0)

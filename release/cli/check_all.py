@@ -1,4 +1,4 @@
-"""`release check-all DIR`: run `release check` on every bundle under a publication folder."""
+"""`release check-all DIR`: every bundle under a publication folder verified; anything else there fails."""
 
 from __future__ import annotations
 
@@ -8,38 +8,38 @@ from pathlib import Path
 import click
 
 from release.cli import json_option
+from release.cli.check import finding_line, options_of, verdict_word, verifier_options
 
 
 def register(group: click.Group) -> None:
     @group.command("check-all")
     @click.argument("folder", type=click.Path(file_okay=False, exists=True))
-    @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network to prove snap points against.")
-    @click.option("--ledger", type=click.Path(dir_okay=False), default=None, help="DP ledger to compare spends against.")
-    @click.option("--junit", type=click.Path(dir_okay=False), default=None, help="Write every bundle's findings as JUnit XML.")
-    @click.option("--github", is_flag=True, help="Print GitHub Actions ::error annotations for failed findings.")
-    @click.option("--config", type=click.Path(dir_okay=False), default=None, help="Configuration (release.toml): trusted approval keys.")
+    @verifier_options
     @json_option
-    def check_all_cmd(folder: str, network: str | None, ledger: str | None, junit: str | None, github: bool,
-                      config: str | None, as_json: bool) -> None:
-        """Check every bundle under FOLDER; exit 1 when any bundle fails (a publication gate)."""
-        from release.check import check_bundle
-        from release.governance.gate import find_bundles, write_gate_outputs
+    def check_all_cmd(folder: str, network: str | None, addresses: str | None, layers: tuple[str, ...],
+                      ledger: str | None, config: str | None, allow_unapproved: bool, allow_legacy: bool,
+                      junit: str | None, github: bool, as_json: bool) -> None:
+        """Check every bundle under FOLDER; exit 1 when any bundle fails or anything else is there (a publication gate)."""
+        from release.governance.gate import check_folder, write_gate_outputs
 
-        options = {k: v for k, v in {"network": network, "ledger": ledger, "config": config}.items() if v is not None}
-        bundles = find_bundles(Path(folder))
-        results = [check_bundle(b, options=options) for b in bundles]
-        write_gate_outputs([(str(r.bundle), r.findings) for r in results], junit, github, click.echo)
+        options = options_of(network, addresses, layers, ledger, config, allow_unapproved, allow_legacy)
+        results, strays = check_folder(Path(folder), options)
+        rows = [(str(r.bundle), r.findings) for r in results] + ([(folder, strays)] if strays else [])
+        write_gate_outputs(rows, junit, github, click.echo)
+        ok = all(r.ok for r in results) and not strays and bool(results)
         if as_json:
-            click.echo(json.dumps({"folder": folder, "ok": all(r.ok for r in results),
-                                   "bundles": [r.to_json() for r in results]}, indent=2, default=str))
+            click.echo(json.dumps({"folder": folder, "ok": ok, "bundles": [r.to_json() for r in results],
+                                   "folder_findings": [f.to_json() for f in strays]}, indent=2, default=str))
         else:
+            for f in strays:
+                click.echo(finding_line(f))
             for r in results:
                 for f in r.findings:
                     if not f.ok:
-                        where = " ".join(x for x in (f.output, f.file) if x)
-                        click.echo(f"FAIL [{f.check}] {r.bundle}: {where + ': ' if where else ''}{f.message}")
-                click.echo(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle}")
+                        click.echo(f"{r.bundle}: {finding_line(f)}")
+                click.echo(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle} ({verdict_word(r)})")
             failed = sum(not r.ok for r in results)
-            click.echo(f"{len(results)} bundle(s) checked, {failed} failed")
-        if not all(r.ok for r in results):
+            click.echo(f"{len(results)} bundle(s) checked, {failed} failed" +
+                       (f"; {len(strays)} problem(s) with the folder itself" if strays else ""))
+        if not ok:
             raise SystemExit(1)

@@ -232,6 +232,17 @@ class DPTableOutput(OutputConfig):
             steps.append(f"cells with noisy value below {self.suppress_below} blanked")
         return steps
 
+    def published_stems(self, schema: Schema) -> list[str]:
+        if self.statistic == "mean":
+            return [self.name]
+        return [self.name, *(self.margin_stem(m) for m in self.margins)]
+
+    def stem_columns(self, stem: str, schema: Schema) -> list[str]:
+        for m in self.margins:
+            if stem == self.margin_stem(m):
+                return [*m, self.value_column]
+        return self.published_columns(schema)
+
     def margin_stem(self, m: tuple[str, ...]) -> str:
         return f"{self.name}_by_{'_'.join(m)}"
 

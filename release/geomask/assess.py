@@ -22,6 +22,7 @@ from release.geomask.network import (
 )
 from release.geomask.projection import projector_for
 from release.geomask.snap import address_figures, node_areas
+from release.governance.trusted import trusted_path
 from release.policy.base import Role
 from release.registry import register_assessor
 
@@ -56,10 +57,14 @@ def _network_for_check(step: Any, actx: AssessContext) -> tuple[Network | None, 
     rec = manifest.get("network") or {}
     if not rec.get("sha256"):
         return None, "the manifest records no network sha256"
-    given = actx.options.get("network")
-    path = Path(given) if given else (Path(rec["path"]) if rec.get("path") else None)
+    # The verifier supplies the network (option or release.toml [files]); the bundle names it only by hash.
+    given = actx.options.get("network") or actx.options.get("streets")
+    path = Path(given) if given else None
     if path is None or not path.is_file():
-        return None, f"network file {path} not available (give it with `release check --network FILE`)"
+        return None, (f"network {rec.get('file', '')} (sha256 {rec['sha256'][:12]}…) not available: give it with"
+                      " `--network FILE` or release.toml [files] network")
+    name = "streets" if rec.get("source") == "streets" else "network"
+    path = trusted_path(actx.options, name, name, path) or path  # during a run: the bytes the run read
     got = file_sha256(path)
     if got != rec["sha256"]:
         return None, (f"network file {path}: sha256 {got[:12]}… differs from the manifest's {rec['sha256'][:12]}…"
@@ -68,9 +73,11 @@ def _network_for_check(step: Any, actx: AssessContext) -> tuple[Network | None, 
     arec = rec.get("addresses")
     if isinstance(arec, dict) and arec.get("sha256"):
         given_a = actx.options.get("addresses")
-        addr = Path(given_a) if given_a else Path(arec.get("path", ""))
-        if not addr.is_file():
-            return None, f"address file {addr} not available (needed for the address counts per node)"
+        addr = Path(given_a) if given_a else None
+        if addr is None or not addr.is_file():
+            return None, (f"address file {arec.get('file', '')} not available (needed for the address counts per"
+                          " node): give it with `--addresses FILE` or release.toml [files] addresses")
+        addr = trusted_path(actx.options, "addresses", "addresses", addr) or addr
         if file_sha256(addr) != arec["sha256"]:
             return None, f"address file {addr}: sha256 differs from the manifest's"
     proj = projector_for(actx.policy.jurisdiction)
@@ -80,7 +87,7 @@ def _network_for_check(step: Any, actx: AssessContext) -> tuple[Network | None, 
                            actx.policy.jurisdiction, proj)
     except ReleaseError as e:
         return None, f"network file {path}: {e.message}"
-    return net, str(path)
+    return net, path.name
 
 
 def _published_views(actx: AssessContext, stem: str, csv: pd.DataFrame, lat: str, lon: str) -> list[tuple[str, pd.DataFrame]]:
@@ -175,7 +182,7 @@ def verify_snap(step: Any, views: list[tuple[str, pd.DataFrame]], lat: str, lon:
                 break
             recorded = (_manifest(actx).get("network") or {}).get("areas") or {}
             if layer is not None and recorded.get("sha256") and recorded["sha256"] != layer.manifest["sha256"]:
-                actx.finding("snap-within", False, f"area layer {layer.manifest['path']}: sha256 differs from the"
+                actx.finding("snap-within", False, f"area layer {layer.manifest['file']}: sha256 differs from the"
                              " manifest's (not the layer this bundle was snapped within)", file=file)
                 break
         rows = np.flatnonzero(ok_node)
@@ -202,16 +209,8 @@ def verify_snap(step: Any, views: list[tuple[str, pd.DataFrame]], lat: str, lon:
 
 
 def _layer_options(actx: AssessContext) -> dict[str, Any]:
-    """Area layers recorded in the manifest, usable when the check is given no option for them."""
-    manifest = actx.manifest if actx.run is None else actx.run.manifest
-    out: dict[str, Any] = {}
-    rec = (manifest.get("network") or {}).get("areas")
-    if isinstance(rec, dict) and rec.get("path"):
-        for s in actx.policy.steps:
-            w = getattr(s, "within", None)
-            if w is not None and w.areas is not None and not actx.options.get(w.areas.layer):
-                out[w.areas.layer] = rec["path"]
-    return out
+    """Area layers come from the verifier (options or release.toml [files.layers]), never from the bundle."""
+    return {}
 
 
 def _withheld_findings(policy: Any, table: pd.DataFrame, lat: str, lon: str, actx: AssessContext,
@@ -299,9 +298,13 @@ def location_figures(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
         got = _withheld_findings(policy, vframe, lat, lon, actx, vfile)
         if n_view == 0:
             checked = got
-    if not reasons:
-        reasons = {**checked, **({"no coordinates": no_coords} if no_coords else {})}
-    fig["withheld"] = {"count": no_coords, "reasons": reasons}
+    if actx.run is None:
+        # The reasons come from the run's evidence (signed with the manifest); the files prove the count.
+        fig["withheld"] = {"count": no_coords}
+    else:
+        if not reasons:
+            reasons = {**checked, **({"no coordinates": no_coords} if no_coords else {})}
+        fig["withheld"] = {"count": no_coords, "reasons": reasons}
     if mask_step is not None and mask_step.type == "geomask-snap":
         fig.update(verify_snap(mask_step, views, lat, lon, actx))
     return {"location": fig}

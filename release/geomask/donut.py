@@ -33,11 +33,13 @@ from release.geomask.network import (
     area_changed,
     area_text,
     areas_for,
+    file_sha256,
     network_for,
     resolve_path,
 )
 from release.geomask.projection import projector_for
 from release.geomask.snap import node_areas, snap_xy
+from release.governance.trusted import trusted_path
 from release.policy.base import Schema, StepConfig
 from release.registry import register_step
 
@@ -110,7 +112,8 @@ class DonutStep(PointMaskColumns, StepConfig):
         r_max = np.full(n, self.max_distance)
         widened = 0
         if self.target_k is not None:
-            addr = resolve_path(self.network.addresses, "addresses", ctx.options, ctx.policy_path)
+            addr = trusted_path(ctx.options, "addresses", "addresses",
+                                resolve_path(self.network.addresses, "addresses", ctx.options, ctx.policy_path))
             if addr is None:
                 raise UsageError("geomask-donut: target_k needs address points (network.addresses or --addresses)")
             ax, ay = address_points(addr, proj)
@@ -121,7 +124,7 @@ class DonutStep(PointMaskColumns, StepConfig):
             need = np.minimum(np.where(np.isfinite(dk), dk, cap), cap)
             widened = int((need > r_max).sum())
             r_max = np.maximum(r_max, need)
-            ctx.manifest.setdefault("network", {})["addresses"] = {"path": str(addr.resolve())}
+            ctx.manifest.setdefault("network", {})["addresses"] = {"file": addr.name, "sha256": file_sha256(addr)}
         u = uniforms(2 * n, ctx, "donut")
         dx, dy = annulus(u[:n], u[n:], self.min_distance, r_max)
         nx, ny = x + dx, y + dy

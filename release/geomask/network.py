@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 
 from release.errors import InputError, UsageError
 from release.geomask.projection import Projector
+from release.governance.trusted import trusted_path
 from release.policy.base import StrictModel
 
 if TYPE_CHECKING:
@@ -337,12 +338,13 @@ def load_network(nodes_path: Path | None, streets_path: Path | None, addresses_p
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise InputError(f"network file {source}: nodes cannot be projected to {projector.name}"
                          f" (rows {_rows(~(np.isfinite(x) & np.isfinite(y)))})")
-    manifest: dict[str, Any] = {"path": str(source.resolve()), "sha256": file_sha256(source),
+    # Names, never paths: a bundle must not carry this machine's folders (and must stay portable).
+    manifest: dict[str, Any] = {"file": source.name, "sha256": file_sha256(source),
                                 "source": "nodes" if nodes_path is not None else "streets",
                                 "nodes": int(len(ids)), "crs": projector.name}
     if addresses_path is not None:
         counts = count_addresses(addresses_path, x, y, projector)
-        manifest["addresses"] = {"path": str(addresses_path.resolve()), "sha256": file_sha256(addresses_path),
+        manifest["addresses"] = {"file": addresses_path.name, "sha256": file_sha256(addresses_path),
                                  "count": int(counts.sum())}
     attrs = {str(c): frame[c].to_numpy(dtype=object) for c in frame.columns if c not in (id_c, lat_c, lon_c, count_c)}
     net = Network(ids=ids, lat=lat, lon=lon, x=x, y=y, counts=counts, manifest=manifest, projector=projector,
@@ -390,7 +392,7 @@ def load_areas(path: Path, prop: str, projector: Projector) -> AreaPolygons:
     garr = shapely.transform(np.array(geoms, dtype=object), _to_m)
     shapely.prepare(garr)
     layer = AreaPolygons(values=np.array(values, dtype=object), geoms=garr, tree=shapely.STRtree(garr),
-                         manifest={"path": str(path.resolve()), "sha256": file_sha256(path), "property": prop})
+                         manifest={"file": path.name, "sha256": file_sha256(path), "property": prop})
     _AREA_CACHE[key] = layer
     return layer
 
@@ -436,7 +438,7 @@ def area_changed(layer: AreaPolygons, x: np.ndarray, y: np.ndarray, record_area:
 
 
 def resolve_path(value: str | None, option: str | None, options: dict[str, Any], policy_path: Path | None) -> Path | None:
-    """Run option (CLI/demo) first, then the policy's path relative to the policy file."""
+    """Run option (CLI, release.toml [files], demo) first, then the policy's path relative to the policy file."""
     if option and options.get(option):
         return Path(options[option])
     if value is None:
@@ -447,19 +449,28 @@ def resolve_path(value: str | None, option: str | None, options: dict[str, Any],
     return policy_path.parent / p
 
 
-def network_for(cfg: NetworkConfig, options: dict[str, Any], policy_path: Path | None,
-                jurisdiction: Jurisdiction, projector: Projector) -> Network:
+def network_paths(cfg: NetworkConfig, options: dict[str, Any],
+                  policy_path: Path | None) -> tuple[Path | None, Path | None, Path | None]:
+    """(nodes, streets, addresses) as given, before any is read."""
     nodes = resolve_path(cfg.nodes, "network", options, policy_path)
     streets = resolve_path(cfg.streets, None, options, policy_path)
     if nodes is None and streets is None and options.get("streets"):
         streets = Path(options["streets"])
     addresses = resolve_path(cfg.addresses, "addresses", options, policy_path)
-    return load_network(nodes, streets, addresses, cfg, jurisdiction, projector)
+    return nodes, streets, addresses
+
+
+def network_for(cfg: NetworkConfig, options: dict[str, Any], policy_path: Path | None,
+                jurisdiction: Jurisdiction, projector: Projector) -> Network:
+    nodes, streets, addresses = network_paths(cfg, options, policy_path)
+    return load_network(trusted_path(options, "network", "network", nodes),
+                        trusted_path(options, "streets", "streets", streets),
+                        trusted_path(options, "addresses", "addresses", addresses), cfg, jurisdiction, projector)
 
 
 def areas_for(layer: AreaLayer, options: dict[str, Any], policy_path: Path | None, projector: Projector) -> AreaPolygons:
     p = resolve_path(layer.path, layer.layer, options, policy_path)
     if p is None:
-        raise UsageError(f"area layer {layer.layer!r}: no file (give its path in the policy or the run option"
-                         f" {layer.layer!r})")
-    return load_areas(p, layer.property, projector)
+        raise UsageError(f"area layer {layer.layer!r}: no file (give its path in the policy, with --layer"
+                         f" {layer.layer}=FILE, or in release.toml [files.layers])")
+    return load_areas(trusted_path(options, layer.layer, "layer", p), layer.property, projector)  # type: ignore[arg-type]

@@ -47,7 +47,7 @@ def node_areas(net: Network, within: WithinConfig, options: dict[str, Any], poli
         if within.node_column not in net.attrs:
             from release.errors import InputError
 
-            raise InputError(f"network file {net.manifest['path']}: no node column {within.node_column!r}"
+            raise InputError(f"network file {net.manifest['file']}: no node column {within.node_column!r}"
                              " (named by within.node_column)")
         vals = area_text(pd.Series(net.attrs[within.node_column]))
         have = np.array([v is not None for v in vals], dtype=bool)

@@ -1,4 +1,10 @@
-"""Signed policy approval: sign a policy's canonical content hash, verify it before a run and in a bundle."""
+"""Signed policy approval: a statement naming the policy and every file a release reads, signed by an approver.
+
+The statement's bytes are signed with a type tag (DSSE's pre-authentication encoding), verified as
+bytes, and only then parsed. Its subjects are the policy (content sha256) and each referenced file
+(network, addresses, area layers, hierarchies) by logical name and sha256; a run whose files
+differ from the subjects is refused before any record is read.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from release.errors import BlockedError, UsageError
-from release.governance.config import ApprovalConfig, load_approval_config
-from release.governance.keys import (
-    Keyring,
-    key_id,
-    load_private,
-    public_from_b64,
-    raw_public,
-    verify,
-)
+from release.governance.config import ApprovalConfig, load_config
+from release.governance.keys import Keyring, key_id, load_private, verify
+from release.governance.trusted import TrustedFiles, read_once, referenced_files
 
-PURPOSE = "release-policy-approval/v1"
-SIGNED_FIELDS = ("purpose", "policy_sha256", "approver", "key_id", "signed_utc")
+PAYLOAD_TYPE = "application/vnd.release-engine.approval+json;version=2"
+LEGACY_PURPOSE = "release-policy-approval/v1"
+
+
+def pae(payload_type: str, body: bytes) -> bytes:
+    """DSSE pre-authentication encoding: what is signed names its type, so one kind of statement can't pass as another."""
+    t = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body)
 
 
 def canonical_policy_bytes(data: bytes) -> bytes:
@@ -37,11 +43,6 @@ def canonical_policy_bytes(data: bytes) -> bytes:
 
 def policy_content_sha256(data: bytes) -> str:
     return hashlib.sha256(canonical_policy_bytes(data)).hexdigest()
-
-
-def _statement(fields: dict[str, Any]) -> bytes:
-    return json.dumps({k: fields[k] for k in SIGNED_FIELDS}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True).encode("ascii")
 
 
 def approval_path(policy_path: Path, cfg: ApprovalConfig | None = None) -> Path:
@@ -60,124 +61,185 @@ def candidate_paths(policy_path: Path, cfg: ApprovalConfig) -> list[Path]:
     return out
 
 
+def subjects_for(policy: Any, policy_path: Path, policy_bytes: bytes, options: dict[str, Any],
+                 trusted: TrustedFiles) -> list[dict[str, str]]:
+    """The policy and every referenced file, each read once through `trusted`: what an approval covers."""
+    subjects = [{"name": "policy", "kind": "policy", "sha256": policy_content_sha256(policy_bytes)}]
+    for name, kind, path in referenced_files(policy, policy_path, options):
+        trusted.take(name, kind, path)
+        subjects.append({"name": name, "kind": kind, "sha256": trusted.subjects[name].sha256})
+    return subjects
+
+
+def sign_statement(key_path: Path, statement: dict[str, Any]) -> dict[str, Any]:
+    key = load_private(key_path)
+    body = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(body).decode("ascii"),
+            "signatures": [{"keyid": key_id(key.public_key()),
+                            "sig": base64.b64encode(key.sign(pae(PAYLOAD_TYPE, body))).decode("ascii")}]}
+
+
 def approve(policy_path: Path, key_path: Path, approver: str, out: Path | None = None,
-            now: datetime | None = None, cfg: ApprovalConfig | None = None) -> tuple[Path, dict[str, Any]]:
-    """Sign the policy's content hash as `approver`; write the approval file and return it."""
+            now: datetime | None = None, cfg: ApprovalConfig | None = None,
+            options: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Sign the policy and every file it references as `approver`; write the approval file and return it."""
     if not approver.strip():
         raise UsageError("--by: the approver's name must not be empty")
-    try:
-        data = policy_path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"{policy_path}: cannot be read ({e.strerror})") from None
-    # Only a policy that validates can be approved: a signature on a broken policy helps nobody.
-    from release.policy.loader import load_policy
+    from release.governance.config import file_options
+    from release.policy.loader import parse_policy
 
-    load_policy(policy_path)
-    key = load_private(key_path)
-    pub = key.public_key()
-    fields: dict[str, Any] = {
-        "purpose": PURPOSE,
-        "policy_sha256": policy_content_sha256(data),
-        "approver": approver.strip(),
-        "key_id": key_id(pub),
-        "signed_utc": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-    }
-    doc = {**fields, "policy": policy_path.name,
-           "public_key": base64.b64encode(raw_public(pub)).decode("ascii"),
-           "signature": base64.b64encode(key.sign(_statement(fields))).decode("ascii")}
+    data = read_once(policy_path, "policy")
+    # Only a policy that validates can be approved: a signature on a broken policy helps nobody.
+    policy = parse_policy(_decode(data, policy_path), str(policy_path))
+    trusted = TrustedFiles()
+    try:
+        subjects = subjects_for(policy, policy_path, data, file_options(dict(options or {})), trusted)
+    finally:
+        trusted.close()
+    statement = {"approver": approver.strip(), "policy": policy_path.name,
+                 "signed_utc": (now or datetime.now(UTC)).isoformat(timespec="seconds"), "subjects": subjects}
+    doc = sign_statement(key_path, statement)
     target = out or approval_path(policy_path, cfg)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return target, doc
+    return target, {**statement, "key_id": doc["signatures"][0]["keyid"]}
+
+
+def _decode(data: bytes, path: Path) -> str:
+    from release.errors import PolicyError
+
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise PolicyError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
 class ApprovalProblem(Exception):
     """Why an approval does not hold (the text is shown to the user)."""
 
 
-def _read_approval(path: Path) -> dict[str, Any]:
+def parse_envelope(doc: Any, where: str) -> tuple[bytes, str, bytes]:
+    """(payload bytes, key id, signature) of an approval envelope, or ApprovalProblem."""
+    if isinstance(doc, dict) and doc.get("purpose") == LEGACY_PURPOSE:
+        raise ApprovalProblem(f"{where} is an approval in the first format, which covers the policy text only;"
+                              " re-approve it with `release policy approve` (the new approval also covers the"
+                              " network, address and area files the release reads)")
+    if not isinstance(doc, dict) or doc.get("payloadType") != PAYLOAD_TYPE:
+        raise ApprovalProblem(f"{where} is not a policy approval (payloadType {PAYLOAD_TYPE} expected)")
+    sigs = doc.get("signatures")
+    if not isinstance(sigs, list) or len(sigs) != 1 or not isinstance(sigs[0], dict):
+        raise ApprovalProblem(f"{where}: expected exactly one signature")
+    kid, sig = sigs[0].get("keyid"), sigs[0].get("sig")
+    if not isinstance(kid, str) or not isinstance(sig, str) or not isinstance(doc.get("payload"), str):
+        raise ApprovalProblem(f"{where}: the signature lacks its keyid, sig or payload")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return base64.b64decode(doc["payload"], validate=True), kid, base64.b64decode(sig, validate=True)
     except ValueError:
-        raise ApprovalProblem(f"approval file {path} is not valid JSON") from None
-    missing = [k for k in (*SIGNED_FIELDS, "signature") if not isinstance(doc.get(k), str)]
-    if not isinstance(doc, dict) or missing:
-        raise ApprovalProblem(f"approval file {path} lacks {', '.join(missing) or 'its fields'}")
-    if doc["purpose"] != PURPOSE:
-        raise ApprovalProblem(f"approval file {path} is not a policy approval ({doc['purpose']!r})")
-    return doc
+        raise ApprovalProblem(f"{where}: payload or signature is not base64") from None
 
 
-def verify_approval(doc: dict[str, Any], policy_bytes: bytes, keyring: Keyring | None,
-                    where: str) -> dict[str, Any]:
-    """Check one approval against the policy and the keyring; return the manifest record or raise."""
-    kid = doc["key_id"]
-    if keyring is not None:
-        trusted = keyring.keys.get(kid)
-        if trusted is None:
-            raise ApprovalProblem(f"signed by {doc['approver']!r} with key {kid}, which is not in the trusted "
-                                  f"keyring {keyring.path}")
-        pub, key_name = trusted.key, trusted.name
-    else:
-        # Without a keyring only self-consistency can be shown (used by `release check` on a bundle).
-        if not isinstance(doc.get("public_key"), str):
-            raise ApprovalProblem(f"{where}: no public key recorded to verify the signature with")
-        pub, key_name = public_from_b64(doc["public_key"], where), None
-        if key_id(pub) != kid:
-            raise ApprovalProblem(f"{where}: key_id {kid} does not belong to the recorded public key")
-    try:
-        sig = base64.b64decode(doc["signature"], validate=True)
-    except ValueError:
-        raise ApprovalProblem(f"{where}: signature is not base64") from None
-    if not verify(pub, sig, _statement(doc)):
+def verify_envelope(doc: Any, keyring: Keyring, where: str) -> tuple[dict[str, Any], str]:
+    """Verify the signature over the exact payload bytes with a key of `keyring`; then parse. (statement, signer)."""
+    body, kid, sig = parse_envelope(doc, where)
+    trusted = keyring.keys.get(kid)
+    if trusted is None:
+        try:
+            claimed = f" by {json.loads(body).get('approver')!r} (an unverified claim)"
+        except (ValueError, AttributeError):
+            claimed = ""
+        raise ApprovalProblem(f"{where}: signed{claimed} with key {kid}, which is not in the trusted keyring"
+                              f" {keyring.path}")
+    if not verify(trusted.key, sig, pae(PAYLOAD_TYPE, body)):
         raise ApprovalProblem(f"{where}: the signature does not verify (the approval was altered or forged)")
-    now_sha = policy_content_sha256(policy_bytes)
-    if now_sha != doc["policy_sha256"]:
-        raise ApprovalProblem(f"the policy changed after {doc['approver']} approved it on {doc['signed_utc']} "
-                              f"(content sha256 now {now_sha[:12]}…, approved {doc['policy_sha256'][:12]}…)")
-    rec = {"required": True, "approver": doc["approver"], "key_id": kid, "signed_utc": doc["signed_utc"],
-           "policy_sha256": doc["policy_sha256"], "signature": doc["signature"],
-           "public_key": base64.b64encode(raw_public(pub)).decode("ascii")}
-    if key_name is not None:
-        rec["key_name"] = key_name
-    return rec
+    try:
+        statement = json.loads(body)
+    except ValueError:
+        raise ApprovalProblem(f"{where}: the signed statement is not JSON") from None
+    if (not isinstance(statement, dict) or not isinstance(statement.get("approver"), str)
+            or not isinstance(statement.get("subjects"), list)):
+        raise ApprovalProblem(f"{where}: the signed statement lacks approver or subjects")
+    return statement, trusted.name
 
 
-def check_policy_approval(policy_path: Path, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The approval record for a run; raises BlockedError when the configuration requires one that fails."""
-    cfg = load_approval_config(options)
+def compare_subjects(approved: list[Any], actual: list[dict[str, str]], approver: str, signed: str) -> list[str]:
+    """Differences between what was approved and what this release reads, one line each (empty: they match)."""
+    want = {s.get("name"): s for s in approved if isinstance(s, dict)}
+    got = {s["name"]: s for s in actual}
+    out = []
+    for name in sorted(set(want) | set(got), key=str):
+        w, g = want.get(name), got.get(name)
+        label = "the policy" if name == "policy" else f"{(w or g or {}).get('kind', 'file')} {name!r}"
+        if w is None:
+            out.append(f"{label} is read by this release but not covered by the approval")
+        elif g is None:
+            out.append(f"{label} was approved but this release does not read it")
+        elif w.get("sha256") != g["sha256"]:
+            if name == "policy":
+                out.append(f"the policy changed after {approver} approved it on {signed} (content sha256 now "
+                           f"{g['sha256'][:12]}…, approved {str(w.get('sha256'))[:12]}…)")
+            else:
+                out.append(f"{label} differs from the approved file (sha256 now {g['sha256'][:12]}…, approved "
+                           f"{str(w.get('sha256'))[:12]}…)")
+    return out
+
+
+def check_policy_approval(policy: Any, policy_path: Path, policy_bytes: bytes, options: dict[str, Any],
+                          trusted: TrustedFiles) -> dict[str, Any]:
+    """The approval record for a run (read once, files snapshotted); BlockedError when it does not hold."""
+    cfg = load_config(options).approval
+    subjects = subjects_for(policy, policy_path, policy_bytes, options, trusted)
+    trusted.sealed = {s["name"] for s in subjects}
     if not cfg.required:
-        return {"required": False}
-    assert cfg.keyring is not None
-    keyring = Keyring.load(cfg.keyring)
-    data = policy_path.read_bytes()
-    looked = candidate_paths(policy_path, cfg)
-    found = [p for p in looked if p.is_file()]
+        return {"required": False, "subjects": subjects}
 
     def refuse(reason: str) -> BlockedError:
+        where = (f"configuration: {cfg.source} (approval is required unless it says `required = false`)"
+                 if cfg.source else "no configuration found (release.toml, --config or $RELEASE_CONFIG): approval"
+                 " is required by default; configure [approval] keyring, or say `required = false` explicitly")
         return BlockedError(f"policy {policy_path} is not approved: {reason}; nothing was run or published",
-                            details=[f"configuration: {cfg.source} (approval.required = true)"])
+                            details=[where])
 
+    if cfg.source is None:
+        raise refuse("no configuration found (release.toml, --config or $RELEASE_CONFIG), and approval is required"
+                     " by default: configure a trusted approver keyring, or say `[approval] required = false`")
+    if cfg.keyring is None:
+        raise refuse("no trusted approver keyring is configured ([approval] keyring in release.toml)")
+    keyring = Keyring.load(cfg.keyring, "approver")
+    looked = candidate_paths(policy_path, cfg)
+    found = [p for p in looked if p.is_file()]
     if not found:
         raise refuse("no approval signature found (looked for " + ", ".join(str(p) for p in looked) +
                      "); sign it with `release policy approve`")
     problems = []
     for p in found:
         try:
-            rec = verify_approval(_read_approval(p), data, keyring, str(p))
+            doc = json.loads(read_once(p, "approval"))
+        except ValueError:
+            problems.append(f"approval file {p} is not valid JSON")
+            continue
+        try:
+            statement, key_name = verify_envelope(doc, keyring, f"approval file {p}")
         except ApprovalProblem as e:
             problems.append(str(e))
             continue
-        rec["approval_file"] = p.name
-        return rec
+        diff = compare_subjects(statement["subjects"], subjects, statement["approver"],
+                                str(statement.get("signed_utc")))
+        if diff:
+            problems.append("; ".join(diff))
+            continue
+        return {"required": True, "approver": statement["approver"], "key_id": doc["signatures"][0]["keyid"],
+                "key_name": key_name, "signed_utc": statement.get("signed_utc"),
+                "policy_sha256": subjects[0]["sha256"], "subjects": subjects, "envelope": doc,
+                "approval_file": p.name}
     raise refuse("; ".join(problems))
-
-
-def pre_run(policy: Any, policy_path: Path, options: dict[str, Any]) -> None:
-    """PRE_RUN hook: before any record is read or budget reserved, the policy must be approved if required."""
-    options["_approval"] = check_policy_approval(Path(policy_path), options)
 
 
 def pre_output(policy: Any, ctx: Any) -> None:
     """PRE_OUTPUT hook: the approval record goes into the manifest (who approved what)."""
     ctx.manifest["approval"] = ctx.options.get("_approval", {"required": False})
+
+
+def pre_run(policy: Any, policy_path: Path, options: dict[str, Any]) -> None:
+    """PRE_RUN hook (first of all): the approval must cover the policy bytes and every file, before any is used."""
+    options["_approval"] = check_policy_approval(policy, Path(policy_path), options["_policy_bytes"], options,
+                                                 options["_trusted"])

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from release.context import Finding
+from release.errors import ReleaseError
 from release.governance.approval import (
-    PURPOSE,
     ApprovalProblem,
+    compare_subjects,
     policy_content_sha256,
-    verify_approval,
+    verify_envelope,
 )
-from release.governance.config import load_approval_config
+from release.governance.config import load_config
 from release.governance.keys import Keyring
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -37,7 +38,8 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
     total = failures = 0
     for bundle, findings in results:
         suite = ET.SubElement(root, "testsuite", name=_x(bundle), tests=str(len(findings)),
-                              failures=str(sum(not f.ok for f in findings)), errors="0", skipped="0")
+                              failures=str(sum(not f.ok and not f.skipped for f in findings)), errors="0",
+                              skipped=str(sum(f.skipped for f in findings)))
         seen: dict[str, int] = {}
         for f in findings:
             name = _case_name(f)
@@ -47,7 +49,9 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
                 name = f"{name} #{seen[name]}"
             case = ET.SubElement(suite, "testcase", classname=_x(f"{Path(str(bundle)).name}.{f.output or 'bundle'}"),
                                  name=_x(name))
-            if not f.ok:
+            if f.skipped:
+                ET.SubElement(case, "skipped", message=_x(f.message))
+            elif not f.ok:
                 fail = ET.SubElement(case, "failure", message=_x(f.message), type=_x(f.check))
                 detail = [f"bundle: {bundle}", f"check: {f.check}", f"message: {f.message}"]
                 detail += [f"{k}: {getattr(f, k)}" for k in ("output", "file", "figure", "threshold")
@@ -56,7 +60,7 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
             else:
                 ET.SubElement(case, "system-out").text = _x(f.message)
         total += len(findings)
-        failures += sum(not f.ok for f in findings)
+        failures += sum(not f.ok and not f.skipped for f in findings)
     root.set("tests", str(total))
     root.set("failures", str(failures))
     ET.indent(root)
@@ -75,7 +79,7 @@ def github_annotations(bundle: str | Path, findings: Iterable[Finding]) -> list[
     """GitHub Actions workflow commands: an ::error line per failed finding, pointing at the bundle file."""
     lines = []
     for f in findings:
-        if f.ok:
+        if f.ok or f.skipped:
             continue
         path = Path(bundle) / f.file if f.file else Path(bundle) / "manifest.json"
         title = f"release check: {f.check}" + (f" ({f.output})" if f.output else "")
@@ -83,29 +87,44 @@ def github_annotations(bundle: str | Path, findings: Iterable[Finding]) -> list[
     return lines
 
 
-def approval_bundle_check(policy: Any, bundle: Path, manifest: dict[str, Any], options: dict[str, Any]) -> list[Finding]:
-    """BUNDLE_CHECKS hook: the manifest's approval must be a valid signature over the bundle's policy.yaml."""
+def approval_finding(manifest: dict[str, Any], policy_bytes: bytes, options: dict[str, Any]) -> Finding:
+    """The approval the manifest records, verified with the verifier's approver keyring (never the bundle's keys).
+
+    It must be a valid signature by a trusted approver over a statement whose subjects are this
+    bundle's policy and the referenced files the manifest names. A release made with approval
+    turned off fails unless the verifier allows unapproved bundles.
+    """
     rec = manifest.get("approval")
-    cfg = load_approval_config(options)
-    if not isinstance(rec, dict):
-        return [Finding("approval", not cfg.required, "the manifest records no approval" +
-                        (f" but {cfg.source} requires one" if cfg.required else ""), file="manifest.json")]
-    if not rec.get("required"):
-        ok = not cfg.required
-        return [Finding("approval", ok, "released without a required approval (approval.required was false)" +
-                        (f"; {cfg.source} requires one" if not ok else ""), file="manifest.json")]
-    keyring = Keyring.load(cfg.keyring) if cfg.keyring is not None else None
+    if not isinstance(rec, dict) or not rec.get("required"):
+        if options.get("allow_unapproved"):
+            return Finding("approval", True, "not approved (the deployment turned approval off); accepted because"
+                           " --allow-unapproved was given", file="manifest.json")
+        return Finding("approval", False, "not approved: the release was made with approval turned off"
+                       " (`[approval] required = false`); pass --allow-unapproved to accept it", file="manifest.json")
+    cfg = load_config(options).approval
+    if cfg.keyring is None:
+        return Finding("approval", False, "the approval cannot be trusted: no approver keyring is configured for"
+                       " the verifier ([approval] keyring in release.toml); integrity only", file="manifest.json")
     try:
-        data = (bundle / "policy.yaml").read_bytes()
-        verify_approval({"purpose": PURPOSE, **rec}, data, keyring, "manifest.json approval")
+        statement, key_name = verify_envelope(rec.get("envelope"), Keyring.load(cfg.keyring, "approver"),
+                                              "manifest.json approval")
     except ApprovalProblem as e:
-        return [Finding("approval", False, str(e), file="policy.yaml")]
-    except OSError:
-        return [Finding("approval", False, "policy.yaml missing: the approval cannot be verified", file="policy.yaml")]
-    trust = f"trusted by {cfg.keyring}" if keyring is not None else "no keyring configured: signature checked, trust not"
-    return [Finding("approval", True, f"policy approved by {rec.get('approver')} (key {rec.get('key_id')}, "
-                    f"{rec.get('signed_utc')}); signature valid over policy sha256 "
-                    f"{policy_content_sha256(data)[:12]}…; {trust}", file="policy.yaml")]
+        return Finding("approval", False, str(e), file="manifest.json")
+    except ReleaseError as e:
+        return Finding("approval", False, e.message, file="manifest.json")
+    actual = [{"name": "policy", "kind": "policy", "sha256": policy_content_sha256(policy_bytes)}]
+    actual += [{"name": str(s.get("name")), "kind": str(s.get("kind")), "sha256": str(s.get("sha256"))}
+               for s in manifest.get("subjects") or [] if isinstance(s, dict)]
+    diff = compare_subjects(statement["subjects"], actual, statement["approver"], str(statement.get("signed_utc")))
+    if diff:
+        return Finding("approval", False, "the approval does not cover this bundle: " + "; ".join(diff),
+                       file="policy.yaml")
+    if statement["approver"] != rec.get("approver"):
+        return Finding("approval", False, f"the manifest names approver {rec.get('approver')!r} but the signed"
+                       f" approval is by {statement['approver']!r}", file="manifest.json")
+    return Finding("approval", True, f"approved by {statement['approver']} (key {rec.get('key_id')}, {key_name},"
+                   f" {statement.get('signed_utc')}): the signature covers this policy and the"
+                   f" {len(actual) - 1} referenced file(s)", file="policy.yaml")
 
 
 def find_bundles(folder: Path) -> list[Path]:
@@ -119,6 +138,51 @@ def find_bundles(folder: Path) -> list[Path]:
             continue
         out.append(m.parent)
     return out
+
+
+def check_folder(folder: Path, options: dict[str, Any]) -> tuple[list[Any], list[Finding]]:
+    """Check every bundle of a publication folder (FOLDER/<dataset>/<release-id>/); anything else is a finding.
+
+    A publication folder holds bundles and nothing else: a stray file, a hidden or staging folder, a
+    link or a folder without a manifest would be published beside the verified bundles unchecked.
+    """
+    from release.check import check_bundle
+    from release.errors import UsageError
+
+    if (folder / "manifest.json").exists():
+        return [check_bundle(folder, options)], []
+    strays: list[Finding] = []
+    bundles: list[Path] = []
+
+    def stray(p: Path, why: str) -> None:
+        strays.append(Finding("publication-folder", False, f"{p.relative_to(folder)}: {why}; a publication folder"
+                              " holds only verified bundles", file=str(p.relative_to(folder))))
+
+    for d in sorted(folder.iterdir()):
+        if d.is_symlink() or not d.is_dir():
+            stray(d, "a link" if d.is_symlink() else "a file outside any bundle")
+            continue
+        if d.name.startswith("."):
+            stray(d, "a hidden or staging folder (an interrupted run leaves .staging-*: remove it)")
+            continue
+        for r in sorted(d.iterdir()):
+            if r.is_symlink() or not r.is_dir():
+                stray(r, "a link" if r.is_symlink() else "a file outside any bundle")
+            elif r.name.startswith("."):
+                stray(r, "a hidden or staging folder (an interrupted run leaves .staging-*: remove it)")
+            elif not (r / "manifest.json").is_file():
+                stray(r, "a folder that is not a bundle (no manifest.json)")
+            else:
+                bundles.append(r)
+    results = []
+    for bnd in bundles:
+        try:
+            results.append(check_bundle(bnd, options))
+        except UsageError as e:
+            stray(bnd, e.message)
+    if not bundles and not strays:
+        strays.append(Finding("publication-folder", False, "no bundle found: nothing was verified"))
+    return results, strays
 
 
 def write_gate_outputs(results: Sequence[tuple[str, Sequence[Finding]]], junit: str | None, github: bool,

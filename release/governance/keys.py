@@ -1,4 +1,4 @@
-"""Ed25519 approval keys: generation, PEM files, key ids and the keyring of trusted public keys."""
+"""Ed25519 keys (approvers' and release keys): generation, PEM files, key ids, keyrings of trusted keys."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ from release.errors import UsageError
 
 PRIVATE_NAME = "approval-key.pem"
 PUBLIC_NAME = "approval-key.pub.pem"
+KINDS = ("approver", "release")
+"An approver key signs policy approvals; a release key signs bundles. A keyring trusts a key for one kind only."
+_DEFAULT_NAMES = {"approver": (PRIVATE_NAME, PUBLIC_NAME), "release": ("release-key.pem", "release-key.pub.pem")}
+
+_TEST_SEED = hashlib.sha256(b"release-engine test-mode release key: public, never trusted in production").digest()
+
+
+def test_key() -> Ed25519PrivateKey:
+    """The key test-mode runs sign with. Its private half is public knowledge, so no production keyring trusts it."""
+    return Ed25519PrivateKey.from_private_bytes(_TEST_SEED)
+
+
+def test_key_id() -> str:
+    return key_id(test_key().public_key())
 
 
 def raw_public(key: Ed25519PublicKey) -> bytes:
@@ -28,10 +42,20 @@ def key_id(key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw_public(key)).hexdigest()[:16]
 
 
-def generate(out: Path, name: str | None = None) -> tuple[Path, Path, str]:
-    """Write a fresh key pair into `out` (private key mode 0600); refuse to overwrite one."""
-    out.mkdir(parents=True, exist_ok=True)
-    priv_path, pub_path = out / PRIVATE_NAME, out / PUBLIC_NAME
+def key_paths(out: Path, kind: str = "approver") -> tuple[Path, Path]:
+    """`out` ending in .pem names the private key (public half beside it as .pub.pem); else a folder."""
+    if out.suffix == ".pem":
+        return out, out.with_name(out.name.removesuffix(".pem") + ".pub.pem")
+    priv, pub = _DEFAULT_NAMES[kind]
+    return out / priv, out / pub
+
+
+def generate(out: Path, name: str | None = None, kind: str = "approver") -> tuple[Path, Path, str]:
+    """Write a fresh key pair at `out` (private key mode 0600); refuse to overwrite one."""
+    if kind not in KINDS:
+        raise UsageError(f"--kind {kind!r}: expected one of {', '.join(KINDS)}")
+    priv_path, pub_path = key_paths(out, kind)
+    priv_path.parent.mkdir(parents=True, exist_ok=True)
     for p in (priv_path, pub_path):
         if p.exists():
             raise UsageError(f"{p}: already exists; an approval key is never overwritten (choose another --out)")
@@ -87,17 +111,22 @@ class TrustedKey:
     key_id: str
     name: str
     key: Ed25519PublicKey
+    kind: str = "approver"
 
 
 class Keyring:
-    """Trusted approval keys: a JSON file {"keys": [{"name", "public_key" (base64 raw)}]}."""
+    """Trusted keys of one kind: a JSON file {"keys": [{"name", "kind", "public_key" (base64 raw)}]}.
+
+    An entry without "kind" is an approver key (the first keyring format). The test-mode release
+    key is never trusted: a keyring that lists it is refused.
+    """
 
     def __init__(self, path: Path, keys: dict[str, TrustedKey]) -> None:
         self.path = path
         self.keys = keys
 
     @classmethod
-    def load(cls, path: Path) -> Keyring:
+    def load(cls, path: Path, kind: str = "approver") -> Keyring:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except OSError as e:
@@ -113,16 +142,21 @@ class Keyring:
                 raise UsageError(f"keyring {path}: keys[{i}] needs \"public_key\"")
             pub = public_from_b64(str(entry["public_key"]), f"keyring {path}: keys[{i}].public_key")
             kid = key_id(pub)
-            keys[kid] = TrustedKey(kid, str(entry.get("name", kid)), pub)
+            if kid == test_key_id():
+                raise UsageError(f"keyring {path}: keys[{i}] is the test-mode release key, whose private half is"
+                                 " public; a keyring must never trust it (remove that entry)")
+            entry_kind = str(entry.get("kind", "approver"))
+            if entry_kind == kind:
+                keys[kid] = TrustedKey(kid, str(entry.get("name", kid)), pub, entry_kind)
         return cls(path, keys)
 
     @staticmethod
-    def add(path: Path, pub: Ed25519PublicKey, name: str) -> str:
+    def add(path: Path, pub: Ed25519PublicKey, name: str, kind: str = "approver") -> str:
         """Add a public key to a keyring file (created when absent); return its key id."""
         doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"keys": []}
         kid = key_id(pub)
         entries = [e for e in doc.get("keys", []) if e.get("key_id") != kid]
-        entries.append({"key_id": kid, "name": name,
+        entries.append({"key_id": kid, "name": name, "kind": kind,
                         "public_key": base64.b64encode(raw_public(pub)).decode("ascii")})
         doc["keys"] = entries
         path.parent.mkdir(parents=True, exist_ok=True)

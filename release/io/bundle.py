@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +109,8 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, bytes],
-                 manifest: dict[str, Any]) -> Path:
-    """Write files and then manifest.json into a staging folder, fsync, and rename into place.
+                 manifest: dict[str, Any], sign: Callable[[bytes], bytes] | None = None) -> Path:
+    """Write files, manifest.json and its signature into a staging folder, fsync, and rename into place.
 
     Readers see either no bundle or a complete one: the rename is atomic on one filesystem and
     the staging folder's name starts with a dot, so no tool takes it for a release.
@@ -121,10 +122,10 @@ def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, byte
         raise UsageError(f"cannot create the publish folder {parent}: {e.strerror or e}") from None
     final = parent / release_id
     if final.exists():
-        raise FileExistsError(f"bundle {final} already exists")
+        raise UsageError(f"a bundle {final} already exists; nothing was published (run again for a new release id)")
     staging = parent / f"{STAGING_PREFIX}{release_id}"
     try:
-        _stage(staging, files, manifest)
+        _stage(staging, files, manifest, sign)
         _crash_point("before-rename")
         os.rename(staging, final)
         _fsync_dir(parent)
@@ -136,7 +137,8 @@ def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, byte
     return final
 
 
-def _stage(staging: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> None:
+def _stage(staging: Path, files: dict[str, bytes], manifest: dict[str, Any],
+           sign: Callable[[bytes], bytes] | None) -> None:
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
@@ -149,7 +151,11 @@ def _stage(staging: Path, files: dict[str, bytes], manifest: dict[str, Any]) -> 
     man = dict(manifest)
     man["files"] = hashes
     _crash_point("before-manifest")
-    _write_file(staging / "manifest.json", canonical_json(man))
+    data = canonical_json(man)
+    _write_file(staging / "manifest.json", data)
+    if sign is not None:
+        # Detached: the signature covers manifest.json's exact bytes, which list every other file's sha256.
+        _write_file(staging / "manifest.sig", sign(data))
     for d in {(staging / rel).parent for rel in files} | {staging}:
         _fsync_dir(d)
 

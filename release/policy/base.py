@@ -160,6 +160,18 @@ class OutputConfig(StrictModel):
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         return {}
 
+    def published_stems(self, schema: Schema) -> list[str]:
+        """File stems this output publishes (each as CSV and Parquet): what `release check` expects to find."""
+        return [self.name]
+
+    def stem_columns(self, stem: str, schema: Schema) -> list[str]:
+        """The columns of one published table (margins and linked tables publish fewer than the output)."""
+        return self.published_columns(schema)
+
+    def geo_columns(self, schema: Schema) -> tuple[str, str] | None:
+        """(latitude, longitude) when the published tables carry points (a GeoJSON file is added)."""
+        return None
+
     def budget(self) -> list[dict[str, Any]]:
         """DP spends this output makes ({'epsilon': .., 'rho': .., 'delta': ..}); [] when none."""
         return []

@@ -20,21 +20,50 @@ def _areas(path: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _area_layer(options: dict[str, Any], ctx: Any = None) -> dict[str, Any] | None:
-    """Boundaries for the map: the `neighbourhoods` run option, else the first area layer a step names."""
-    p = options.get("neighbourhoods")
-    if p:
-        return _areas(str(p))
-    policy = getattr(ctx, "policy", None)
+def area_layer(options: dict[str, Any], policy: Any, subjects: list[Any] | None = None) -> dict[str, Any] | None:
+    """Boundaries for the map: the first area layer a step names, as the run read it.
+
+    During a run that is the run's trusted copy; in `release check` the file the verifier supplies
+    (option or release.toml), used only when its sha256 is the one the manifest records.
+    """
+    from release.geomask.network import file_sha256
+    from release.governance.trusted import TrustedFiles
+
     for step in getattr(policy, "steps", []) or []:
         for name in type(step).model_fields:
             layer: Any = getattr(step, name, None)
-            if layer is None or not (hasattr(layer, "layer") and hasattr(layer, "path")):
+            if hasattr(layer, "areas"):
+                layer = layer.areas
+            if layer is None or not (hasattr(layer, "layer") and hasattr(layer, "property")):
                 continue
-            given = options.get(layer.layer) or (ctx.resolve(layer.path) if layer.path else None)
-            if given:
-                return _areas(str(given))
+            trusted = options.get("_trusted")
+            if isinstance(trusted, TrustedFiles) and trusted.copy_of(layer.layer) is not None:
+                return _areas(str(trusted.copy_of(layer.layer)))
+            given = options.get(layer.layer)
+            if not given or not Path(given).is_file():
+                return None
+            want = next((s.get("sha256") for s in subjects or [] if isinstance(s, dict) and s.get("name") == layer.layer),
+                        None)
+            if subjects is not None and want != file_sha256(Path(given)):
+                return None
+            return _areas(str(given))
     return None
+
+
+def map_layer_name(policy: Any) -> str | None:
+    """The name of the layer the report's map draws (the first one a step names), if any."""
+    for step in getattr(policy, "steps", []) or []:
+        for name in type(step).model_fields:
+            layer: Any = getattr(step, name, None)
+            if hasattr(layer, "areas"):
+                layer = layer.areas
+            if layer is not None and hasattr(layer, "layer") and hasattr(layer, "property"):
+                return str(layer.layer)
+    return None
+
+
+def _area_layer(options: dict[str, Any], ctx: Any = None) -> dict[str, Any] | None:
+    return area_layer(options, getattr(ctx, "policy", None))
 
 
 def _versions() -> dict[str, str]:
@@ -47,38 +76,22 @@ def render_report(report: dict[str, Any], files: dict[str, bytes], ctx: Any) -> 
     """RENDERERS hook: the public report, from report.json and the published files only."""
     from release.report.html import build_page  # matplotlib: loaded only when a page is drawn
 
-    page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=ctx.manifest.get("approval"),
+    page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=report.get("approval"),
                       versions=_versions())
     return {"report.html": page.encode("utf-8")}
 
 
-def internal_report_path(bundle: Path) -> Path:
-    """OUT/.internal/<dataset>/<release-id>.report.html, beside the engine's internal JSON."""
-    return bundle.parent.parent / ".internal" / bundle.parent.name / f"{bundle.name}.report.html"
-
-
-def write_internal_report(policy: Any, ctx: Any, bundle: Path) -> None:
-    """POST_BUNDLE hook: the report plus the run's internal diagnostics, written outside the bundle."""
-    report = json.loads((bundle / "report.json").read_text(encoding="utf-8"))
-    target = internal_report_path(bundle)
-    internal_json = target.with_name(f"{bundle.name}.json")
-    internal: dict[str, Any] = {}
-    if internal_json.is_file():
-        internal = json.loads(internal_json.read_text(encoding="utf-8"))
-    internal = {**internal, **{k: v for k, v in ctx.internal.items() if k not in internal}}
-    files = {}
-    for o in report.get("outputs") or []:
-        for p in o.get("files") or []:
-            if (bundle / p).is_file() and not p.endswith(".parquet"):
-                files[p] = (bundle / p).read_bytes()
+def write_internal_report(policy: Any, ctx: Any, report: dict[str, Any], files: dict[str, bytes], folder: Path,
+                          internal: dict[str, Any]) -> None:
+    """PRE_PUBLISH hook: the report plus the run's internal diagnostics, written outside the publication folder."""
+    shown = {p: b for p, b in files.items() if p.endswith((".csv", ".geojson"))}
     from release.report.html import build_page  # matplotlib: loaded only when a page is drawn
 
-    page = build_page(report, files, areas=_area_layer(ctx.options, ctx), approval=ctx.manifest.get("approval"),
+    page = build_page(report, shown, areas=_area_layer(ctx.options, ctx), approval=report.get("approval"),
                       versions=_versions(), internal=internal)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(page.encode("utf-8"))
+    (folder / f"{ctx.release_id}.report.html").write_bytes(page.encode("utf-8"))
 
 
 registry.add_hook(registry.RENDERERS, render_report)
-registry.add_hook(registry.POST_BUNDLE, write_internal_report)
+registry.add_hook(registry.PRE_PUBLISH, write_internal_report)
 registry.add_hook(registry.BUNDLE_CHECKS, report_html_check)

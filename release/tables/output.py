@@ -139,6 +139,15 @@ class TableOutput(OutputConfig):
     def table_defs(self) -> tuple[TableDef, ...]:
         return self.tables if self.tables is not None else (TableDef(dimensions=self.dimensions or ()),)
 
+    def published_stems(self, schema: Schema) -> list[str]:
+        return [self.stem(t) for t in self.table_defs()]
+
+    def stem_columns(self, stem: str, schema: Schema) -> list[str]:
+        for t in self.table_defs():
+            if stem == self.stem(t):
+                return [*t.dimensions, self.measure, FLAG]
+        return self.published_columns(schema)
+
     def stem(self, t: TableDef) -> str:
         return self.name if t.name is None else f"{self.name}_{t.name}"
 

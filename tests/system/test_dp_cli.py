@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from release.cli import main
 from release.io.bundle import sha256_bytes
 from release.synth import synth_use_of_force, write_records
+from tests.system.report_demo import resign
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies" / "use-of-force-by-race.yaml"
@@ -90,7 +91,7 @@ def test_report_and_manifest_carry_dp_figures(tmp_path: Path, uof: Path) -> None
     cells = pd.read_csv(bundle / "force-by-race-division.csv")
     margin = pd.read_csv(bundle / "force-by-race-division_by_division.csv").set_index("division")["count"]
     assert (cells.groupby("division")["count"].sum() == margin).all()
-    code, text = _run(["check", str(bundle)])
+    code, text = _run(["check", "--allow-unapproved", "--allow-unapproved", str(bundle)])
     assert code == 0, text
 
     # A bundle whose policy now claims more epsilon than the caps allow, re-hashed to match: check fails.
@@ -101,7 +102,8 @@ def test_report_and_manifest_carry_dp_figures(tmp_path: Path, uof: Path) -> None
     manifest["policy_sha256"] = sha256_bytes(pol.read_bytes())
     manifest["files"]["policy.yaml"] = sha256_bytes(pol.read_bytes())
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    code, text = _run(["check", str(bundle)])
+    resign(bundle)
+    code, text = _run(["check", "--allow-unapproved", "--allow-unapproved", str(bundle)])
     assert code == 1
     assert "max-epsilon-per-release" in text and "passes the cap 1.5" in text
 

@@ -27,6 +27,7 @@ def mini(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, P
 
 def test_manifest_without_required_approval(mini: tuple[Path, Path, Path]) -> None:
     pol, inp, out = mini
+    (pol.parent / "release.toml").write_text("[approval]\nrequired = false\n")
     res = run_release(pol, inp, out, seed=1)
     assert res.bundle is not None
     man = json.loads((res.bundle / "manifest.json").read_text())
@@ -38,8 +39,9 @@ def test_manifest_without_required_approval(mini: tuple[Path, Path, Path]) -> No
                                "mechanism": ["record selection and generalization"], "budget": []}]
     assert "report.html" in man["files"]
     assert json.loads((res.bundle / "report.json").read_text())["approval"] == {"required": False}
-    # The internal report sits beside the bundles, never inside one.
-    internal = out / ".internal" / "mini" / f"{res.bundle.name}.report.html"
+    # The internal report sits outside the publication folder, never inside a bundle.
+    internal = out.parent / "out.internal" / "mini" / f"{res.bundle.name}.report.html"
+    assert not (out / ".internal").exists()
     assert internal.is_file() and "INTERNAL REPORT" in internal.read_text()
     assert not any("INTERNAL REPORT" in p.read_text(errors="ignore") for p in res.bundle.iterdir())
 
