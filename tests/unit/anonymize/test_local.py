@@ -137,5 +137,6 @@ def test_a_local_recoding_release_passes_release_check(tmp_path):
     rep = json.loads((res.bundle / "report.json").read_text())
     step_ev = next(s for s in rep["steps"] if s["type"] == "k-anonymity")
     assert step_ev["recoding"] == "local" and "interval" in step_ev["levels_used"]["age"]
-    checked = check_bundle(res.bundle)
-    assert checked.ok and any(f.check == "k-anonymity-published" and f.ok for f in checked.findings)
+    checked = check_bundle(res.bundle, {"allow_unapproved": True})
+    assert checked.ok, [f.message for f in checked.findings if not f.ok]
+    assert any(f.check == "k-anonymity-published" and f.ok for f in checked.findings)
