@@ -128,7 +128,8 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
     solves = 0
     certified = 0
     # Cells a ray (a perturbation that keeps every equation, >= 0) can grow without limit.
-    unb = _unbounded(B)
+    # (A cell bounded by one of its lines is bounded; only the others need the ray test.)
+    unb = _unbounded(B) if np.isinf(U).any() else np.zeros(k, dtype=bool)
     hi[unb] = np.inf
     want[unb, 1] = False
     seen_lo = np.full(k, np.inf)
