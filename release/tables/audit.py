@@ -291,12 +291,18 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
     upper = np.where(S, np.inf, v)
     A = model.A.tocsc()
     known = np.where(S, 0.0, v)
+    scale = np.maximum(1.0, np.abs(A) @ np.abs(known))
+    # Elimination: a line with a single suppressed cell gives that cell's exact value; take it
+    # as known and repeat (the forced steps of Gaussian elimination). What remains is the LP.
+    exact, solved_value, ok = eliminate(A, S, known)
+    known = np.where(exact, solved_value, known)
+    lower[exact] = upper[exact] = solved_value[exact]
     rhs = -(A @ known)
-    sidx = np.flatnonzero(S)
+    open_ = S & ~exact
+    sidx = np.flatnonzero(open_)
     AS = A[:, sidx].tocsr()
     touched = np.diff(AS.indptr) > 0
-    scale = np.maximum(1.0, np.abs(A) @ np.abs(known))
-    consistent = bool(np.all(np.abs(rhs[~touched]) <= 1e-6 * scale[~touched]))
+    consistent = ok and bool(np.all(np.abs(rhs[~touched]) <= 1e-6 * scale[~touched]))
     if len(sidx) == 0:
         return Audit(lower, upper, S, consistent, 0)
     rows = np.flatnonzero(touched)
@@ -339,6 +345,44 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
         lower[sidx[vc]] = np.maximum(lo, 0.0)
         upper[sidx[vc]] = hi
     return Audit(lower, upper, S, consistent, solves, int(ncomp), int(sizes.max()), certified)
+
+
+def eliminate(A: sp.csc_matrix, S: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Suppressed cells the published values determine exactly, and their values.
+
+    Repeatedly takes every line holding one undetermined suppressed cell: that cell equals the
+    line's published rest (parts minus total). Vectorised per sweep; the number of sweeps is
+    the depth of the chain of lines. Returns (determined, values, consistent): a negative or
+    conflicting value means the published files admit no table at all.
+    """
+    Ar = A.tocsr()
+    absA = abs(Ar)
+    exact = np.zeros(len(S), dtype=bool)
+    val = np.where(S, 0.0, known)
+    ok = True
+    while True:
+        open_ = (S & ~exact).astype(float)
+        count = absA @ open_
+        single = np.flatnonzero(count == 1)
+        if len(single) == 0:
+            return exact, val, ok
+        sub = Ar[single]
+        rows = np.repeat(np.arange(len(single)), np.diff(sub.indptr))
+        hit = open_[sub.indices] > 0
+        cell, coef = sub.indices[hit], sub.data[hit]
+        rest = -(sub @ np.where(S & ~exact, 0.0, val))
+        got = rest[rows[hit]] / coef
+        # Two lines may determine one cell: they must agree, else the files are inconsistent.
+        order = np.argsort(cell, kind="stable")
+        cell, got = cell[order], got[order]
+        first = np.unique(cell, return_index=True)[1]
+        lo_v = np.minimum.reduceat(got, first)
+        hi_v = np.maximum.reduceat(got, first)
+        cells = cell[first]
+        if np.any(hi_v - lo_v > 1e-6 * np.maximum(1.0, np.abs(hi_v))) or np.any(lo_v < -1e-6):
+            ok = False
+        val[cells] = np.maximum(lo_v, 0.0)
+        exact[cells] = True
 
 
 def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:

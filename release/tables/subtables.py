@@ -114,7 +114,7 @@ class SubTables:
         return picks
 
     def build(self, p: int, suppressed: np.ndarray, cost: np.ndarray, a: np.ndarray, joint: bool
-              ) -> tuple[np.ndarray, sp.csr_matrix]:
+              ) -> tuple[np.ndarray, sp.csr_matrix, tuple | None]:
         """Cells and equations of the sub-tables around p: p's own table(s) only, or (joint)
         every table that can meet them through a shared margin."""
         own = [ti for ti, o in enumerate(self._outside) if np.all(self.coords[p, o] == self.nlev[o])]
@@ -135,9 +135,12 @@ class SubTables:
             cols_all.append(ids[Lc.col])
             vals_all.append(Lc.data)
             r0 += L.shape[0]
+        if len(ts) == 1:
+            # One cube: its equations are those of any sub-table of this shape (cached).
+            return ids_all[0], self._cube_lines(shape), (ts[0], shape)
         cells, inv = np.unique(np.concatenate(cols_all), return_inverse=True)
         M = sp.csr_matrix((np.concatenate(vals_all), (np.concatenate(rows_all), inv)), shape=(r0, len(cells)))
-        return cells, M
+        return cells, M, None
 
     def _cube_lines(self, shape: tuple[int, ...]) -> sp.csr_matrix:
         if shape not in self._lines:
