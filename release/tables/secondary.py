@@ -415,9 +415,10 @@ def _auto_k(model: TableModel) -> int:
 
 
 def _sub_solve(sub: SubTables, p: int, direction: int, amount: float, suppressed: np.ndarray, c: np.ndarray,
-               a: np.ndarray, dn_hi: np.ndarray, eps: float, joint: bool) -> tuple[np.ndarray, np.ndarray] | None:
+               a: np.ndarray, dn_hi: np.ndarray, eps: float, joint: bool, k: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray] | None:
     """The cheapest perturbation of the sub-tables around p moving it by amount; None if none."""
-    cells, L, _ = sub.build(p, suppressed, c, a, joint)
+    cells, L, _ = sub.build(p, suppressed, c, a, joint, k)
     k = len(cells)
     up_hi = np.full(k, np.inf)
     dn = dn_hi[cells].copy()

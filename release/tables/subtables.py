@@ -92,7 +92,7 @@ class SubTables:
         return np.where(hit, self._order[pos], -1)
 
     def levels(self, p: int, suppressed: np.ndarray, cost: np.ndarray, a: np.ndarray,
-               dims: list[int]) -> list[np.ndarray]:
+               dims: list[int], k: int | None = None) -> list[np.ndarray]:
         """Chosen levels per dimension in `dims`: p's own, the Total and up to k others."""
         c = self.coords[p]
         picks = []
@@ -109,18 +109,18 @@ class SubTables:
             # Already suppressed neighbours first (free), then levels with many suppressed
             # cells, then the cheapest, then the largest (most room to move); deterministic.
             order = np.lexsort((-np.where(ok, a[nbs], 0), np.where(ok, cost[nbs], np.inf), -self.slab[ax][others], ~sup))
-            chosen = set(others[order[: self.k]].tolist()) | {int(c[ax]), size}
+            chosen = set(others[order[: (self.k if k is None else k)]].tolist()) | {int(c[ax]), size}
             picks.append(np.array(sorted(chosen), dtype=np.int64))
         return picks
 
-    def build(self, p: int, suppressed: np.ndarray, cost: np.ndarray, a: np.ndarray, joint: bool
-              ) -> tuple[np.ndarray, sp.csr_matrix, tuple | None]:
+    def build(self, p: int, suppressed: np.ndarray, cost: np.ndarray, a: np.ndarray, joint: bool,
+              k: int | None = None) -> tuple[np.ndarray, sp.csr_matrix, tuple | None]:
         """Cells and equations of the sub-tables around p: p's own table(s) only, or (joint)
         every table that can meet them through a shared margin."""
         own = [ti for ti, o in enumerate(self._outside) if np.all(self.coords[p, o] == self.nlev[o])]
         ts = list(range(len(self.axes))) if joint else own[:1]
         dims = sorted({d for ti in ts for d in self.axes[ti]})
-        picks = dict(zip(dims, self.levels(p, suppressed, cost, a, dims), strict=True))
+        picks = dict(zip(dims, self.levels(p, suppressed, cost, a, dims, k), strict=True))
         ids_all, rows_all, cols_all, vals_all = [], [], [], []
         r0 = 0
         for ti in ts:
