@@ -38,14 +38,18 @@ def single(sizes: tuple[int, ...]) -> Callable[[], tuple[TableModel, np.ndarray]
 
 
 def linked(joint: bool) -> Callable[[], tuple[TableModel, np.ndarray]]:
-    """Two TPS-shaped 3-D tables from one set of counts: neighbourhood x category x month and
-    neighbourhood x category x division, sharing the neighbourhood x category margin."""
+    """Two TPS-shaped 3-D tables of the same counts: neighbourhood x category x month and
+    neighbourhood x category x division (each month's count split over 4 divisions, unevenly), sharing
+    the neighbourhood x category margin."""
     def build() -> tuple[TableModel, np.ndarray]:
-        cube = make_table((158, 9, 12, 4), scale=0.25)
+        by_month = make_table((158, 9, 12))
+        rng = np.random.default_rng(7)
+        split = rng.multinomial(by_month.astype(np.int64), rng.dirichlet(np.ones(4) * 0.1, size=(158, 9, 12)))
+        by_division = split.sum(axis=2).astype(float)
         a = _shape("month", ("area", "category", "month"), (158, 9, 12))
         b = _shape("division", ("area", "category", "division"), (158, 9, 4))
         tables = [a, b] if joint else [a]
-        cubes = [cube_with_margins(cube.sum(axis=3)), cube_with_margins(cube.sum(axis=2))]
+        cubes = [cube_with_margins(by_month), cube_with_margins(by_division)]
         model = build_model(tables)
         return model, global_values(model, cubes[: len(tables)])
     return build

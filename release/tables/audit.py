@@ -37,6 +37,8 @@ class Audit:
     largest_component: int = 0
     certified: int = 0
     "Bounds proved by a feasible point meeting a row bound (no LP of their own)."
+    exact: bool = True
+    "False for a screen (attack with `need`): wide-enough cells carry a sub-interval."
 
     @property
     def width(self) -> np.ndarray:
@@ -108,15 +110,17 @@ def _row_bounds(B: sp.csr_matrix, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return lower, upper
 
 
-def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.ndarray | None
-                 ) -> tuple[np.ndarray, np.ndarray, int, bool, int]:
+def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.ndarray | None,
+                 need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, bool, int]:
     """Min and max of every cell of a block-diagonal LP (components `comp`), warm-started.
 
     One solve serves one open (cell, sense) problem in every component at once: the components
     share no equation, so minimising a sum of one cell per component minimises each. Feasible
     points met on the way prove bounds for free: a zero proves a minimum of 0, and a point
     meeting a single-equation bound proves that bound. `tasks` (bool, k x 2) limits the work to
-    some problems (a worker's share); the others are left NaN.
+    some problems (a worker's share); the others are left NaN. With `need` (screening), a
+    cell two feasible points already show to be at least that wide is left there: its
+    interval is then the span of those points, inside the true one.
     """
     k = B.shape[1]
     lo = np.full(k, np.nan)
@@ -145,6 +149,11 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
         hi[got_hi] = U[got_hi]
         want[got_lo, 0] = False
         want[got_hi, 1] = False
+        if need is not None:
+            wide = want.any(axis=1) & (seen_hi - seen_lo >= need - 1e-9)
+            lo[wide & np.isnan(lo)] = seen_lo[wide & np.isnan(lo)]
+            hi[wide & np.isnan(hi)] = seen_hi[wide & np.isnan(hi)]
+            want[wide] = False
         return int(got_lo.sum() + got_hi.sum())
 
     # A first vertex: most cells sit at zero in it (a vertex has at most rank(B) non-zeros).
@@ -197,6 +206,8 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
             lo[mins], hi[maxs] = got[sense > 0], got[sense < 0]
             want[mins, 0] = False
             want[maxs, 1] = False
+            seen_lo[mins] = np.minimum(seen_lo[mins], lo[mins])
+            seen_hi[maxs] = np.maximum(seen_hi[maxs], hi[maxs])
             certified += harvest(x)
             h.changeColsCost(len(pick), pick, np.zeros(len(pick)))
             continue
@@ -275,7 +286,8 @@ def _work(args: tuple) -> tuple:
     return _solve_block(*args)
 
 
-def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None) -> Audit:
+def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None,
+           need: np.ndarray | None = None) -> Audit:
     """Min and max of every suppressed (NaN) cell given every published value and additivity.
 
     The attacker knows the structure, each published value and that cells are non-negative.
@@ -284,6 +296,10 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
     components are batched into one block-diagonal LP, and a large problem is split between
     `workers` processes (default: up to 2 cores). Every bound is an LP optimum or a feasible
     point meeting a bound one equation implies: each is proved, none estimated.
+
+    `need` (per cell) turns the attack into a screen for the protection: a cell shown at least
+    that wide by two feasible tables is not solved further, its interval reported as their
+    span (narrower than or equal to the true one; `Audit.exact` is then False).
     """
     v = np.asarray(published, dtype=float)
     S = np.isnan(v)
@@ -331,7 +347,8 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
         in_b[batch] = True
         vc = np.flatnonzero(in_b[col_lab])
         rc = np.flatnonzero(in_b[row_lab])
-        jobs.append((vc, B[rc][:, vc].tocsr(), rhs[rows[rc]], col_lab[vc]))
+        jobs.append((vc, B[rc][:, vc].tocsr(), rhs[rows[rc]], col_lab[vc],
+                     None if need is None else np.nan_to_num(need[sidx[vc]], nan=np.inf)))
     n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     results = _run_jobs(jobs, n_workers)
     solves = certified = 0
@@ -344,7 +361,7 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
             hi = np.where(np.isinf(hi), hi, np.floor(hi + 1e-6))
         lower[sidx[vc]] = np.maximum(lo, 0.0)
         upper[sidx[vc]] = hi
-    return Audit(lower, upper, S, consistent, solves, int(ncomp), int(sizes.max()), certified)
+    return Audit(lower, upper, S, consistent, solves, int(ncomp), int(sizes.max()), certified, need is None)
 
 
 def eliminate(A: sp.csc_matrix, S: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -390,17 +407,17 @@ def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
     (each rebuilds the same LP; a giant component is split by cells, halves warm-started apart)."""
     total = sum(len(j[0]) for j in jobs)
     if n_workers < 2 or total * 2 < PARALLEL_TASKS:
-        return [_solve_block(Bj, bj, cj, None) for _, Bj, bj, cj in jobs]
+        return [_solve_block(Bj, bj, cj, None, nj) for _, Bj, bj, cj, nj in jobs]
     units = []
-    for ji, (vc, Bj, bj, cj) in enumerate(jobs):
+    for ji, (vc, Bj, bj, cj, nj) in enumerate(jobs):
         k = len(vc)
         if k * 2 >= PARALLEL_TASKS:
             for part in range(n_workers):
                 t = np.zeros((k, 2), dtype=bool)
                 t[part::n_workers] = True
-                units.append((ji, (Bj, bj, cj, t)))
+                units.append((ji, (Bj, bj, cj, t, nj)))
         else:
-            units.append((ji, (Bj, bj, cj, None)))
+            units.append((ji, (Bj, bj, cj, None, nj)))
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")

@@ -396,7 +396,7 @@ def _reuse_audit(run: dict[str, Any] | None, model: TableModel, pub: np.ndarray)
     prot: Protection = run["protection"]
     same = run["model"].keys == model.keys and np.array_equal(
         np.where(prot.suppressed, np.nan, np.nan_to_num(run["values"], nan=0.0)), pub, equal_nan=True)
-    return prot.audit if same and prot.audit.suppressed.shape == pub.shape else None
+    return prot.audit if same and prot.audit.exact and prot.audit.suppressed.shape == pub.shape else None
 
 
 def _table_figures(model: TableModel, g: np.ndarray, name: str, audit: Audit) -> dict[str, Any]:

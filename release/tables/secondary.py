@@ -360,11 +360,16 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     prev_bad = np.zeros(n, dtype=bool)
     while True:
         rounds += 1
-        audit = attack(model, np.where(suppressed, np.nan, a), integer=integer, workers=workers)
-        solves += audit.solves
         need = np.where(suppressed & ~unknown, np.maximum(req, absolute), np.nan)
+        # The first pass only screens (a cell shown wide enough by two feasible tables is not
+        # solved further); later passes are exact, and the last one is the proof reported.
+        audit = attack(model, np.where(suppressed, np.nan, a), integer=integer, workers=workers,
+                       need=need + extra if rounds == 1 else None)
+        solves += audit.solves
         bad_mask = suppressed & ~unknown & (audit.width < need - 1e-6)
         bad = np.flatnonzero(bad_mask)
+        if len(bad) == 0 and not audit.exact:
+            continue
         if len(bad) == 0 or rounds > max_rounds:
             break
         # Cells short again after a perturbation was found for them: rounding (integer
