@@ -10,7 +10,13 @@ from collections.abc import Callable
 import numpy as np
 
 from release.tables.audit import attack
-from release.tables.model import TableModel, TableShape, build_model, cube_with_margins, global_values
+from release.tables.model import (
+    TableModel,
+    TableShape,
+    build_model,
+    cube_with_margins,
+    global_values,
+)
 from release.tables.primary import threshold_rule
 from release.tables.secondary import protect_fast, protect_lp, protect_naive
 

@@ -408,7 +408,7 @@ def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
     total = sum(len(j[0]) for j in jobs)
     if n_workers < 2 or total * 2 < PARALLEL_TASKS:
         return [_solve_block(Bj, bj, cj, None, nj) for _, Bj, bj, cj, nj in jobs]
-    units = []
+    units: list[tuple[int, tuple]] = []
     for ji, (vc, Bj, bj, cj, nj) in enumerate(jobs):
         k = len(vc)
         if k * 2 >= PARALLEL_TASKS:

@@ -182,7 +182,7 @@ def protect_lp(model: TableModel, values: np.ndarray, primary: np.ndarray, *, ab
     caps = np.zeros((2, n))
     while True:
         rounds += 1
-        for p in todo:
+        for p in todo.tolist():
             down, upl = _splits(a[p], req[p] + extra[p], integer)
             for direction, amount in ((0, upl), (1, down)):
                 if amount <= 0 or caps[direction, p] >= amount - 1e-9:
@@ -381,7 +381,7 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
         caps[1, s_idx] = np.maximum(caps[1, s_idx], a[s_idx] - audit.lower[s_idx])
         sub.start(suppressed)
         bad = bad[np.argsort(-(need[bad] - a[bad]), kind="stable")]
-        for p in bad:
+        for p in bad.tolist():
             down, upl = _splits(a[p], need[p] + extra[p], integer)
             for direction, amount in ((0, upl), (1, down)):
                 if amount <= 0 or caps[direction, p] >= amount - 1e-9:
