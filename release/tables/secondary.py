@@ -453,7 +453,7 @@ def _sub_solve(sub: SubTables, p: int, direction: int, amount: float, suppressed
     costs = np.concatenate([cur, cur])
     m = L.shape[0]
     # A fresh LP each time: warm-starting one LP per sub-table shape with new costs and bounds
-    # was measured 20x slower (the old basis is far from feasible for the new cell).
+    # was measured ~50x slower (the old basis is far from feasible for the new cell).
     h = new_highs(_SUB_STRATEGY)
     pass_lp(h, sp.hstack([L, -L]).tocsc(), np.zeros(m), np.zeros(m), lo, hi, costs)
     h.run()
