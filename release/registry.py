@@ -45,6 +45,7 @@ PLUGINS: list[str] = [
     "release.governance.hooks",
     "release.report.render",
     "release.tables.output",
+    "release.indices.output",
 ]
 
 _loaded = False
