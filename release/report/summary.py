@@ -24,8 +24,8 @@ def _records(o: dict[str, Any], fig: dict[str, Any]) -> tuple[str, str | None]:
         qi = ", ".join(a.get("quasi_identifiers") or []) or "the quasi-identifiers"
         pr = (a.get("risk") or {}).get("prosecutor") if isinstance(a.get("risk"), dict) else None
         high = pr.get("highest") if isinstance(pr, dict) else None
-        risk = (f"In {o.get('name')}, every record shares its {qi} with at least {int(k) - 1} other record(s): someone"
-                f" who knows a person is in the file picks their record with probability at most "
+        risk = (f"{o.get('name')}: each record shares its {qi} with at least {int(k) - 1} other(s); someone who"
+                f" knows a person is in the file picks their record with probability at most "
                 f"{_pct(float(high) if isinstance(high, (int, float)) else 1 / float(k))}.")
     return what, risk
 
@@ -35,9 +35,8 @@ def _dp(o: dict[str, Any], fig: dict[str, Any]) -> tuple[str, str | None]:
     eps = dp.get("epsilon")
     what = f"{fmt(fig.get('rows') or dp.get('cells_published'))} noisy counts in {o.get('name')}"
     budget = f"epsilon {fmt(eps)}" if eps is not None else f"rho {fmt(dp.get('rho'))}"
-    risk = (f"In {o.get('name')}, each count carries random noise (± {fmt(dp.get('accuracy_95'))} for 95% of cells;"
-            f" {budget}): the table is almost equally likely whether or not any one person is in the data, so it"
-            " cannot confirm that a given person was involved.")
+    risk = (f"{o.get('name')}: every count is noised (± {fmt(dp.get('accuracy_95'))} for 95% of cells; {budget}), so"
+            " it cannot confirm that any given person was involved.")
     return what, risk
 
 
@@ -46,9 +45,9 @@ def _table(o: dict[str, Any], fig: dict[str, Any]) -> tuple[str, str | None]:
     what = f"a table of {fmt(s.get('cells'))} counts with margins in {o.get('name')}"
     sup = s.get("suppressed_cells") or 0
     width = s.get("smallest_interval")
-    risk = (f"In {o.get('name')}, {fmt(sup)} small or revealing cell(s) are left empty; from everything published, the"
-            f" best an attacker can say of an empty cell is a range {fmt(width) if width is not None else 'without upper bound'}"
-            " wide or wider." if sup else f"In {o.get('name')}, no cell was small enough to need suppressing.")
+    risk = (f"{o.get('name')}: {fmt(sup)} small cell(s) left empty; an attacker can narrow an empty cell to a range"
+            f" {fmt(width) if width is not None else 'without upper bound'} wide at best." if sup
+            else f"{o.get('name')}: no cell small enough to need suppressing.")
     return what, risk
 
 
@@ -100,14 +99,13 @@ def first_screen(report: dict[str, Any], files: dict[str, bytes]) -> dict[str, A
             what, risk = _indices(o, fig)
             u = fig["indices"].get("unbounded") or 0
             if u:
-                warnings.append(f"{o.get('name')}: {fmt(u)} index(es) have no upper bound (a denominator is drowned in"
-                                " noise or suppressed): read them as unknown, not as a number.")
+                warnings.append(f"{o.get('name')}: {fmt(u)} index(es) unbounded (denominator drowned or suppressed).")
         elif isinstance(fig.get("dp"), dict):
             what, risk = _dp(o, fig)
             small, cells = drowned_cells(o, files)
             if small:
-                warnings.append(f"{o.get('name')}: {fmt(small)} of {fmt(cells)} noisy counts are smaller than their"
-                                f" noise (± {fmt(fig['dp'].get('accuracy_95'))}): they say 'few or none', not how many.")
+                warnings.append(f"{o.get('name')}: {fmt(small)} of {fmt(cells)} counts are drowned in their noise"
+                                f" (below ± {fmt(fig['dp'].get('accuracy_95'))}): read them as 'few or none'.")
         elif isinstance(fig.get("suppression"), dict):
             what, risk = _table(o, fig)
             sup = fig["suppression"].get("suppressed_cells")
