@@ -19,7 +19,13 @@ DEMO_SETUP: list[Callable[[Path, list[Path], dict[str, Any]], None]] = []
 
 def demo_inputs(work: Path, n: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Write the synthetic inputs once per record count; return the paths and run options."""
-    from release.synth import demo_city, synth_crimes, synth_enforcement, synth_use_of_force, write_records
+    from release.synth import (
+        demo_city,
+        synth_crimes,
+        synth_enforcement,
+        synth_use_of_force,
+        write_records,
+    )
 
     work.mkdir(parents=True, exist_ok=True)
     key = work / "pseudonym.key"

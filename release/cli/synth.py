@@ -17,7 +17,13 @@ def register(group: click.Group) -> None:
                   help="Also write the demo street network (nodes, addresses, streets, areas) here.")
     def synth_cmd(out_path: str, n: int, kind: str, seed: int, network_out: str | None) -> None:
         """Write N synthetic internal records (with direct identifiers) to OUT."""
-        from release.synth import demo_city, synth_crimes, synth_enforcement, synth_use_of_force, write_records
+        from release.synth import (
+            demo_city,
+            synth_crimes,
+            synth_enforcement,
+            synth_use_of_force,
+            write_records,
+        )
 
         if kind == "enforcement":
             df = synth_enforcement(n, seed=seed)

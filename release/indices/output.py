@@ -13,7 +13,15 @@ from release import registry
 from release.context import AssessContext, OutputBuild, StepContext
 from release.errors import InputError, PolicyError
 from release.indices.compute import Index, Quantity, disparity, disproportionality, exact, seed_of
-from release.indices.sources import Source, dp_source, file_source, groups_of, read_csv_bytes, select, table_source
+from release.indices.sources import (
+    Source,
+    dp_source,
+    file_source,
+    groups_of,
+    read_csv_bytes,
+    select,
+    table_source,
+)
 from release.policy.base import OutputConfig, Schema, StrictModel
 from release.registry import register_output
 
@@ -220,15 +228,14 @@ class IndicesOutput(OutputConfig):
         groups = sorted(frame[self.group].astype("string").dropna().unique().tolist())
         rows = []
         for b in self.benchmarks:
-            if b.source is not None:
-                def bq(g: str | None, b: Benchmark = b) -> Quantity:
-                    return count(b.source, g)  # type: ignore[arg-type]
-            else:
-                sub = bench[bench["benchmark"] == b.name]
+            sub = bench[bench["benchmark"] == b.name]
 
-                def bq(g: str | None, sub: pd.DataFrame = sub) -> Quantity:
-                    v = sub["value"] if g is None else sub.loc[sub["group"] == g, "value"]
-                    return exact(float(pd.to_numeric(v).sum()))
+            def bq(g: str | None, b: Benchmark = b, sub: pd.DataFrame = sub) -> Quantity:
+                if b.source is not None:
+                    return count(b.source, g)
+                v = sub["value"] if g is None else sub.loc[sub["group"] == g, "value"]
+                return exact(float(pd.to_numeric(v).sum()))
+
             for g in groups:
                 for m in self.measures:
                     if m == "disproportionality":

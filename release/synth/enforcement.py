@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
-from release.synth.records import _AGE_GROUPS, _GENDER_P, _GENDERS, _RACES, _TPS_DIV_W, _TPS_DIVISIONS, _ids, _pick
+from release.synth.records import (
+    _AGE_GROUPS,
+    _GENDER_P,
+    _GENDERS,
+    _RACES,
+    _TPS_DIV_W,
+    _TPS_DIVISIONS,
+    _ids,
+    _pick,
+)
 
 ENFORCEMENT_COLUMNS = ["record_id", "action_id", "person_id", "subject_name", "action_date", "perceived_race",
                        "age_group", "gender", "division", "use_of_force", "strip_search", "booked"]
