@@ -15,7 +15,8 @@ def _pct(x: float) -> str:
 
 
 def _records(o: dict[str, Any], fig: dict[str, Any]) -> tuple[str, str | None]:
-    a = fig.get("anonymity") if isinstance(fig.get("anonymity"), dict) else {}
+    got = fig.get("anonymity")
+    a: dict[str, Any] = got if isinstance(got, dict) else {}
     rows = fig.get("rows")
     what = f"{fmt(rows)} person-level records in {o.get('name')}"
     risk = None
