@@ -292,7 +292,16 @@ class IndicesOutput(OutputConfig):
         bench_read = read_csv_bytes(_csv(bench), schema)
         sources, dims = self._sources(ctx.policy, schema, published, bench_read)
         table = self.compute(sources, dims, ctx.policy, schema)
-        internal = {"true_indices": self.true_indices(frame, ctx.policy, ctx.schema, bench_read)}
+        # Beside each published index (and its interval), the index on the unprotected records: internal only.
+        pub = {(r["group"], r["benchmark"], r["measure"]): r for r in table.astype(object)
+               .where(table.notna(), None).to_dict("records")}
+        true = self.true_indices(frame, ctx.policy, ctx.schema, bench_read)
+        for r in true:
+            p = pub.get((r["group"], r["benchmark"], r["measure"])) or {}
+            r.update(published_index=p.get("index"), lower=p.get("lower"), upper=p.get("upper"),
+                     inside=r["true_index"] is not None and p.get("lower") is not None
+                     and p["lower"] <= r["true_index"] and (p.get("upper") is None or r["true_index"] <= p["upper"]))
+        internal = {"true_indices": true}
         evidence = {"rows": int(len(table)), "unbounded": int((table["upper"].isna()).sum())}
         return OutputBuild(tables={self.name: table, self.bench_stem: bench}, evidence=evidence, internal=internal)
 
