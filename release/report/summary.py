@@ -91,8 +91,9 @@ def first_screen(report: dict[str, Any], files: dict[str, bytes]) -> dict[str, A
                 if isinstance(s.get(k), (int, float)))
         if n:
             removed.append(f"step {s.get('type')} removed {fmt(n)} record(s).")
-        if s.get("type") == "drop" and s.get("dropped"):
-            removed.append(f"columns never published: {fmt(s.get('dropped'))}.")
+        dropped = s.get("dropped_columns") or s.get("dropped")
+        if s.get("type") == "drop" and dropped:
+            removed.append(f"columns removed before publication: {fmt(dropped)}.")
     for o in report.get("outputs") or []:
         fig = o.get("figures") or {}
         what, risk = None, None
