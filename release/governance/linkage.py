@@ -32,7 +32,7 @@ _IDENT_ROLES = (Role.record_id, Role.privacy_unit, Role.direct_identifier)
 # uuids, 'R000123'); dates and plain numbers are not identifiers by their look (they are quasi-identifiers).
 _CODE = re.compile(r"^[A-Za-z]{0,6}[-_]?(?=[0-9A-Za-z-]*\d)[0-9A-Za-z-]{8,}$")
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?([ T]\d{2}(:\d{2}){0,2})?$")
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_NUMBER = re.compile(r"^-?\d{1,9}(\.\d+)?$")  # long digit strings (12-digit ids) are codes
 _POINT_ROLES = (Role.latitude, Role.longitude)
 _FINE_ROLES = (Role.latitude, Role.longitude, Role.area, Role.time, Role.quasi_identifier)
 
