@@ -225,12 +225,12 @@ def _ledger_findings(rec: dict[str, Any], options: dict[str, Any], cfg: BudgetCo
         return []
     try:
         lid, entries, problems = ledger.read(path)
-    except ReleaseError as e:
-        return [Finding("dp-ledger", False, f"{path.name}: {e.message}", file="manifest.json")]
+    except ReleaseError as err:
+        return [Finding("dp-ledger", False, f"{path.name}: {err.message}", file="manifest.json")]
     if problems:
         return [Finding("dp-ledger", False, f"the ledger {path.name} is not intact: {problems[0]}",
                         file="manifest.json")]
-    e = rec.get("entry") if isinstance(rec.get("entry"), dict) else {}
+    e: dict[str, Any] = rec["entry"] if isinstance(rec.get("entry"), dict) else {}
     missing = ledger.missing_spends(entries, lid, [{"bundle": "this bundle", "ledger_id": rec.get("ledger_id"),
                                                     "entry": e or None, "release_id": rec.get("release_id")}])
     if missing:
@@ -259,11 +259,11 @@ def recount_spends(manifests: list[tuple[Path, dict[str, Any]]], cfg: BudgetConf
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     dp_bundles = 0
     for b, m in manifests:
-        outs = m.get("outputs") if isinstance(m.get("outputs"), list) else []
+        outs: list[Any] = m["outputs"] if isinstance(m.get("outputs"), list) else []
         if not any(isinstance(o, dict) and o.get("budget") for o in outs):
             continue
         dp_bundles += 1
-        rec = m.get("budget") if isinstance(m.get("budget"), dict) else {}
+        rec: dict[str, Any] = m["budget"] if isinstance(m.get("budget"), dict) else {}
         e = rec.get("entry")
         if not isinstance(e, dict):
             out.append(Finding("budget-recount", False, f"{b.name}: DP outputs but no ledger entry recorded: its spend"

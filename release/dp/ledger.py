@@ -77,7 +77,7 @@ def entry_hash(entry: dict[str, Any]) -> str:
     doc = {k: entry.get(k) for k in ENTRY_FIELDS}
     for m in MEASURES:
         doc[m] = float(doc[m] or 0.0)
-    doc["seq"] = int(doc["seq"])
+    doc["seq"] = int(doc["seq"] or 0)
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 

@@ -200,8 +200,8 @@ def tables_of(bundle: Path) -> list[PublishedTable]:
         policy = parse_policy((bundle / "policy.yaml").read_text(encoding="utf-8-sig"), "policy.yaml")
         roles = {c: s.role for c, s in compile_plan(policy).final_schema.items()}
         for step in policy.steps:
-            if step.type == "pseudonymize" and getattr(step, "method", None) == "hmac":
-                pseud.update({c: step.link_group for c in step.columns})
+            if getattr(step, "type", None) == "pseudonymize" and getattr(step, "method", None) == "hmac":
+                pseud.update({c: getattr(step, "link_group", None) for c in getattr(step, "columns", ())})
     except Exception:  # noqa: BLE001 - a bundle whose policy does not load is refused by its own check
         pass
     out = []
