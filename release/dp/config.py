@@ -86,9 +86,6 @@ def assign_shares(policy: Policy) -> None:
         raise ValueError("budget: give the epsilon (or rho) one release spends")
     if b.privacy_unit not in policy.input.columns:
         raise ValueError(f"budget.privacy_unit {b.privacy_unit!r} is not a declared input column")
-    if b.source is None:
-        raise ValueError("budget.source: name the internal source (release.toml [sources.NAME]) this release spends"
-                         " the budget of")
     if getattr(b, f"{b.measure}_per_period") is None:
         raise ValueError(f"budget.{b.measure}_per_period: a DP policy needs a period cap (a budget that never runs"
                          " out protects no one)")

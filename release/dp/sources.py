@@ -178,7 +178,12 @@ def ledger_of(cfg: BudgetConfig, given: str | None, policy_ledger: Path | None =
 def source_of(policy: Policy, cfg: BudgetConfig) -> Source:
     """The registered source a DP policy names; an unregistered one is a policy error."""
     b = policy.budget
-    assert b is not None and b.source is not None
+    assert b is not None
+    if b.source is None:
+        # Checked when a run starts, not when a policy parses: bundles of older policies must still load.
+        raise PolicyError("budget.source: a DP policy names the internal source it spends the budget of (a"
+                          f" source registered in release.toml [sources.NAME]; {cfg.where()} registers"
+                          f" {', '.join(sorted(cfg.sources)) or 'none'})")
     src = cfg.sources.get(b.source)
     if src is None:
         known = ", ".join(sorted(cfg.sources)) or "none"

@@ -220,6 +220,7 @@ def test_check_compares_the_bundle_with_the_ledger(deployment: dict[str, Path], 
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"budget": {"source": "no-such-source"}}, "budget.source 'no-such-source' is not a source registered"),
+    ({"budget": {"source": None}}, "budget.source: a DP policy names the internal source"),
     ({"budget": {"epsilon_per_period": 1000.0}, "gate": {"max_epsilon_per_period": 1000.0}},
      "budget.epsilon_per_period 1000 raises the ceiling 15 of source use-of-force-records"),
     ({"budget": {"epsilon": 1e9, "epsilon_per_release": 1e9}, "gate": {"max_epsilon_per_release": 1e9}},
