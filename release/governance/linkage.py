@@ -45,7 +45,10 @@ def published_identifier_assessor(out: Any, tables: dict[str, pd.DataFrame], act
     from release.plan import compile_plan
 
     schema = compile_plan(actx.policy).final_schema
-    ids = {c for c, spec in schema.items() if spec.role in (Role.record_id, Role.privacy_unit)}
+    # A record id or unit id a pseudonymize step replaced (keyed or random) is a pseudonym, no longer the id.
+    replaced = {c for st in actx.policy.steps if getattr(st, "type", None) == "pseudonymize"
+                for c in getattr(st, "columns", ())}
+    ids = {c for c, spec in schema.items() if spec.role in (Role.record_id, Role.privacy_unit)} - replaced
     for stem, t in tables.items():
         leaked = sorted(ids & {str(c) for c in t.columns})
         actx.finding("published-identifier", not leaked,

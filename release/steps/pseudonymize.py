@@ -67,9 +67,7 @@ class PseudonymizeStep(StepConfig):
     def schema_after(self, schema: Schema) -> Schema:
         out = dict(schema)
         for c in self.columns:
-            # A pseudonymized identifier (direct, record id or privacy unit) may be published: it is no longer one.
-            ident = (Role.direct_identifier, Role.record_id, Role.privacy_unit)
-            role = Role.other if out[c].role in ident else out[c].role
+            role = Role.other if out[c].role == Role.direct_identifier else out[c].role
             out[c] = ColumnSpec(type=ColumnType.string, role=role, required=out[c].required,
                                 description=f"pseudonym ({self.method})")
         return out
