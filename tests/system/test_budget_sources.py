@@ -278,3 +278,14 @@ def test_old_ledgers_are_migrated_when_unambiguous_else_refused(tmp_path: Path, 
     code, text = run(POLICY, uof, tmp_path / "out2", cfg2)
     assert code == 0, text
     assert len(L.history(tmp_path / "deploy2" / "ledger.sqlite")) == 3
+
+
+def test_ledger_verify_reports_the_chain_and_the_folder(deployment: dict[str, Path], uof: Path) -> None:
+    _two_releases(deployment, uof)
+    args = ("ledger", "verify", "--config", str(deployment["config"]), "--out", str(deployment["out"]))
+    code, text = _cli(*args)
+    assert code == 0 and "ok: " in text and "2 entries" in text, text
+    with sqlite3.connect(deployment["ledger"]) as con:
+        con.execute("DELETE FROM entries WHERE seq = 2")
+    code, text = _cli(*args)
+    assert code == 1 and "is not in the ledger" in text, text
