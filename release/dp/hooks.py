@@ -182,6 +182,11 @@ def check_budget(policy: Policy, bundle: Path | None, manifest: dict[str, Any],
                                figure=got, threshold=cap, file="manifest.json"))
     if bundle is None:
         return out
+    if cfg is not None and cfg.config is not None:
+        b = policy.budget
+        out.append(Finding("dp-source", src is not None, f"the policy spends the budget of source {b.source!r}"  # type: ignore[union-attr]
+                           + (f", registered with unit {src.unit!r}" if src is not None else
+                              f", which {cfg.where()} does not register"), file="policy.yaml"))
     out.append(_entry_finding(policy, manifest, rec, asked, src))
     out.extend(_ledger_findings(rec, options, cfg))
     return out
