@@ -77,6 +77,12 @@ def check_bundle(bundle: str | Path, options: dict[str, Any] | None = None) -> C
             result.findings.append(Finding(stage, False, e.message, file=None))
             done.append(stage)
             break
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError, OSError) as e:
+            # A hostile file the stage could not even read is a failed check (exit 1), never a crash.
+            result.findings.append(Finding(stage, False, f"the bundle could not be verified at this stage"
+                                           f" ({type(e).__name__}): treat it as tampered"))
+            done.append(stage)
+            break
     for stage in STAGES[len(done):]:
         result.findings.append(Finding(stage, False, f"skipped: an earlier stage failed ({done[-1]})", skipped=True))
     return result
@@ -125,7 +131,7 @@ def _stage_signature(b: Path, options: dict[str, Any], result: CheckResult, stat
     state["manifest_bytes"] = _read(b, "manifest.json")
     sig = _read(b, SIGNATURE) if SIGNATURE in state["names"] else None
     res = verify_manifest(state["manifest_bytes"], sig, options)
-    state["signed_test"] = res.test
+    state["signed_test"] = None if res.status == "legacy" else res.test
     if res.status == "pass":
         result.trust = "test" if res.test else "trusted"
         result.findings.append(Finding("signature", True, res.message, file=SIGNATURE))

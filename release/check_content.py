@@ -117,6 +117,9 @@ def _report_json(data: dict[str, bytes], out: list[Finding]) -> dict[str, Any] |
     except (KeyError, ValueError):
         out.append(Finding("report-json", False, "report.json missing or not a report", file="report.json"))
         return None
+    if canonical_json(report) != data["report.json"]:
+        out.append(Finding("report-json", False, "report.json is not in the form the engine writes (edited after"
+                           " the run)", file="report.json"))
     return report
 
 
@@ -189,9 +192,10 @@ def _consistency(manifest: dict[str, Any], report: dict[str, Any], state: dict[s
         if manifest.get(k) != report.get(k):
             problems.append(f"{k} differs between manifest.json and report.json")
     modes = {"manifest.test_mode": bool(manifest.get("test_mode")), "report.test_mode": bool(report.get("test_mode")),
-             "manifest.features.test_mode": bool((manifest.get("features") or {}).get("test_mode")),
-             "signature": bool(state.get("signed_test")),
-             "manifest.signing.mode": (manifest.get("signing") or {}).get("mode") == "test"}
+             "manifest.features.test_mode": bool((manifest.get("features") or {}).get("test_mode"))}
+    if state.get("signed_test") is not None:  # a legacy bundle has no signature to state a mode
+        modes |= {"signature": bool(state["signed_test"]),
+                  "manifest.signing.mode": (manifest.get("signing") or {}).get("mode") == "test"}
     if len(set(modes.values())) != 1:
         problems.append("test mode is not stated the same way everywhere (" +
                         ", ".join(f"{k}={v}" for k, v in modes.items()) + ")")

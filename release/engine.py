@@ -148,7 +148,7 @@ def run_release(policy_path: str | Path, input_path: str | Path, out_dir: str | 
             now = now or datetime.now(UTC)
             release_id = new_release_id(now, out_dir / policy.dataset.name)
             progress(f"reading {input_path}")
-            raw = read_table(trusted.take("input", "records", input_path, covered=False))
+            raw = read_table(trusted.take("input", "records", input_path, covered=False), policy.input)
             progress(f"validating {len(raw):,} records against {policy_path.name}")
             frame, vreport = validate_records(raw, policy, now, str(input_path))
             del raw

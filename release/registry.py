@@ -19,6 +19,9 @@ FOLDER_CHECKS: list[Callable[..., list[Any]]] = []
 bundles of a publication folder (budget re-count, linkage); `bundles` are those whose signature verified"""
 PRE_RUN: list[Callable[..., None]] = []
 "functions(policy, policy_path, options) run before any record is read (e.g. approval)"
+PLAN_CHECKS: list[Callable[..., None]] = []
+"""functions(policy, policy_path, options) run by `release plan` with no record read: every file a
+step references exists, loads and validates (networks, layers, hierarchies); raise a ReleaseError"""
 PRE_OUTPUT: list[Callable[..., None]] = []
 "functions(policy, ctx) run after the steps and before any output is built (e.g. budget)"
 POST_BUNDLE: list[Callable[..., None]] = []
@@ -42,6 +45,7 @@ PLUGINS: list[str] = [
     "release.outputs.records",
     "release.anonymize.step",
     "release.anonymize.files",
+    "release.anonymize.plancheck",
     "release.geomask.plugins",
     "release.dp.table",
     "release.dp.hooks",
@@ -49,6 +53,8 @@ PLUGINS: list[str] = [
     "release.governance.hooks",
     "release.report.render",
     "release.tables.output",
+    "release.outputs.identifier_scan",
+    "release.outputs.cells",
     # Last: its demo hook adds [ledger] and [sources] to the release.toml the governance demo hook wrote.
     "release.dp.demo",
 ]

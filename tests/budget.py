@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from release.dp.demo import DEMO_BUDGET
+from release.dp.sources import DEMO_BUDGET
 
 
 def write_config(folder: Path, *, ledger: str = "ledger.sqlite", uof_period: float = 15.0,

@@ -115,7 +115,7 @@ class KAnonymityStep(StepConfig):
         t0 = time.perf_counter()
         from release.anonymize.files import hierarchy_resolver
 
-        prob = self.build_problem(frame, hierarchy_resolver(ctx.options, ctx.policy_path))
+        prob = self.build_problem(frame, hierarchy_resolver(getattr(ctx, "options", {}), ctx.policy_path))
         where = f"k-anonymity on {', '.join(self.quasi_identifiers)}"
         if self.levels is not None:
             node = tuple(q.height if self.levels[q.name] == "max" else int(self.levels[q.name]) for q in prob.qis)

@@ -217,3 +217,26 @@ def check_policy_against(policy: Policy, src: Source) -> None:
                         f" {src.period_days} days (remove it: the period is the deployment's)")
     if problems:
         raise PolicyError(problems[0], details=problems[1:])
+
+
+# The bundled DP policies name these sources; the ceilings are the deployment's (a policy may only lower them).
+DEMO_BUDGET = """
+# Written by `release demo` (release.dp.demo): the one budget ledger and the registered sources.
+[ledger]
+path = "ledger.sqlite"
+
+[sources.crime-records]
+description = "the records management system's occurrences (victims are the privacy unit)"
+unit = "person"
+epsilon_per_release = 2.0
+epsilon_per_period = 20.0
+delta_per_period = 1e-6
+period_days = 365
+
+[sources.use-of-force-records]
+description = "use-of-force reports (persons subjected to force are the privacy unit)"
+unit = "person"
+epsilon_per_release = 1.5
+epsilon_per_period = 15.0
+period_days = 365
+"""

@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 
 from release.context import AssessContext
-from release.governance.trusted import trusted_path
 from release.errors import ReleaseError
 from release.geomask.common import NSA, point_stats
 from release.geomask.network import (
@@ -23,6 +22,7 @@ from release.geomask.network import (
 )
 from release.geomask.projection import projector_for
 from release.geomask.snap import address_figures, node_areas
+from release.governance.trusted import trusted_path
 from release.policy.base import Role
 from release.registry import register_assessor
 

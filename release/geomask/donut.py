@@ -26,7 +26,6 @@ from release.geomask.common import (
     uniforms,
 )
 from release.geomask.network import (
-    file_sha256,
     PRECISION,
     NetworkConfig,
     WithinConfig,
@@ -34,6 +33,7 @@ from release.geomask.network import (
     area_changed,
     area_text,
     areas_for,
+    file_sha256,
     network_for,
     resolve_path,
 )

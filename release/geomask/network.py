@@ -14,9 +14,9 @@ import shapely
 from pydantic import Field, model_validator
 from scipy.spatial import cKDTree
 
-from release.governance.trusted import trusted_path
 from release.errors import InputError, UsageError
 from release.geomask.projection import Projector
+from release.governance.trusted import trusted_path
 from release.policy.base import StrictModel
 
 if TYPE_CHECKING:
@@ -195,7 +195,8 @@ def _read_points(path: Path, cfg: NetworkConfig) -> pd.DataFrame:
     except InputError:
         raise
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"network file {path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        # Parser messages can quote a row: name the kind of failure only.
+        raise InputError(f"network file {path}: unreadable ({type(e).__name__}) [rule: network-format]") from None
 
 
 def _is_streets(path: Path) -> bool:

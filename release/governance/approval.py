@@ -143,7 +143,12 @@ def verify_envelope(doc: Any, keyring: Keyring, where: str) -> tuple[dict[str, A
     body, kid, sig = parse_envelope(doc, where)
     trusted = keyring.keys.get(kid)
     if trusted is None:
-        raise ApprovalProblem(f"{where}: signed with key {kid}, which is not in the trusted keyring {keyring.path}")
+        try:
+            claimed = f" by {json.loads(body).get('approver')!r} (an unverified claim)"
+        except (ValueError, AttributeError):
+            claimed = ""
+        raise ApprovalProblem(f"{where}: signed{claimed} with key {kid}, which is not in the trusted keyring"
+                              f" {keyring.path}")
     if not verify(trusted.key, sig, pae(PAYLOAD_TYPE, body)):
         raise ApprovalProblem(f"{where}: the signature does not verify (the approval was altered or forged)")
     try:
@@ -194,6 +199,9 @@ def check_policy_approval(policy: Any, policy_path: Path, policy_bytes: bytes, o
         return BlockedError(f"policy {policy_path} is not approved: {reason}; nothing was run or published",
                             details=[where])
 
+    if cfg.source is None:
+        raise refuse("no configuration found (release.toml, --config or $RELEASE_CONFIG), and approval is required"
+                     " by default: configure a trusted approver keyring, or say `[approval] required = false`")
     if cfg.keyring is None:
         raise refuse("no trusted approver keyring is configured ([approval] keyring in release.toml)")
     keyring = Keyring.load(cfg.keyring, "approver")

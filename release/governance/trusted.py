@@ -14,8 +14,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,18 +68,11 @@ class TrustedFiles:
         copy = slot / Path(path).name
         h = hashlib.sha256()
         size = 0
-        try:
-            with open(path, "rb") as src_f, open(copy, "wb") as dst:
-                while chunk := src_f.read(_CHUNK):
-                    h.update(chunk)
-                    dst.write(chunk)
-                    size += len(chunk)
-        except FileNotFoundError:
-            raise UsageError(f"{kind} file {path} does not exist") from None
-        except IsADirectoryError:
-            raise UsageError(f"{kind} file {path} is a folder, not a file") from None
-        except OSError as e:
-            raise UsageError(f"{kind} file {path}: cannot be read ({e.strerror})") from None
+        with _reading(f"{kind} file", path), open(path, "rb") as src_f, open(copy, "wb") as dst:
+            while chunk := src_f.read(_CHUNK):
+                h.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
         os.chmod(copy, 0o400)
         self.subjects[name] = Subject(name, kind, h.hexdigest(), size)
         self._copies[name] = copy
@@ -120,17 +113,23 @@ def trusted_path(options: dict[str, Any], name: str, kind: str, path: Path | Non
     return path
 
 
-def read_once(path: Path, what: str) -> bytes:
-    """All bytes of a file from one read (a pipe or a file being rewritten cannot serve two versions)."""
+@contextlib.contextmanager
+def _reading(what: str, path: Path) -> Iterator[None]:
+    """Errors opening or reading a file become usage errors naming it (never a traceback)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        yield
     except FileNotFoundError:
         raise UsageError(f"{what} {path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{what} {path}: is a folder, not a file") from None
     except OSError as e:
         raise UsageError(f"{what} {path}: cannot be read ({e.strerror})") from None
+
+
+def read_once(path: Path, what: str) -> bytes:
+    """All bytes of a file from one read (a pipe or a file being rewritten cannot serve two versions)."""
+    with _reading(what, path), open(path, "rb") as f:
+        return f.read()
 
 
 def referenced_files(policy: Any, policy_path: Path | None, options: dict[str, Any]) -> list[tuple[str, str, Path]]:

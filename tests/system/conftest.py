@@ -13,3 +13,11 @@ from tests.system.report_demo import demo_run
 def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The bundles of one small demo run (built once per test session)."""
     return demo_run(tmp_path_factory)
+
+
+@pytest.fixture
+def demo_config(demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Verify as the demo deployment does: its release.toml (keyrings, network, layers) for the whole test."""
+    cfg = demo["work"] / "release.toml"
+    monkeypatch.setenv("RELEASE_CONFIG", str(cfg))
+    return cfg

@@ -48,14 +48,34 @@ def rehash(bundle: Path) -> None:
             p = bundle / r["path"]
             if p.is_file():
                 r["hash"] = "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()
-        dp_path.write_text(json.dumps(dp, indent=2) + "\n")
+        dp_path.write_text(json.dumps(dp, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     man["files"] = {rel: hashlib.sha256((bundle / rel).read_bytes()).hexdigest() for rel in man["files"]
                     if (bundle / rel).is_file()}
     if (bundle / "policy.yaml").is_file():
         man["policy_sha256"] = hashlib.sha256((bundle / "policy.yaml").read_bytes()).hexdigest()
     (bundle / "manifest.json").write_text(json.dumps(man, indent=2) + "\n")
+    resign(bundle)
+
+
+def resign(bundle: Path) -> None:
+    """Sign the manifest again with the key the suite's verifier trusts (the test-mode key): an insider
+    holding the release key. Only the content stage can catch such a forger."""
+    from release.governance.keys import key_id, test_key
+    from release.governance.signing import Signer
+
+    key = test_key()
+    (bundle / "manifest.sig").write_bytes(Signer(key, key_id(key.public_key()), True).sign(
+        (bundle / "manifest.json").read_bytes()))
 
 
 def internal_of(bundle: Path) -> dict[str, Any]:
-    p = bundle.parent.parent / ".internal" / bundle.parent.name / f"{bundle.name}.json"
+    p = internal_folder(bundle) / f"{bundle.name}.json"
     return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def internal_folder(bundle: Path) -> Path:
+    """The bundle's internal diagnostics folder: the demo's configured one (WORK/internal), else OUT.internal."""
+    from tests.conftest import internal_dir
+
+    demo = bundle.parent.parent.parent / "work" / "internal" / bundle.parent.name
+    return demo if demo.is_dir() else internal_dir(bundle)

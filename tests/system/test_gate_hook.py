@@ -58,3 +58,26 @@ def test_documented_workflow_is_valid_and_runs_the_gate() -> None:
     assert "release check-all" in runs and "--junit" in runs and "--github" in runs
     assert any(s.get("if") == "always()" for s in steps), "the JUnit report must be published on failure too"
     assert os.access(HOOK, os.X_OK)
+
+
+def test_hook_takes_files_from_the_environment(demo: dict[str, Any], tmp_path: Path) -> None:
+    """Keyrings from a configuration without [files]; network, addresses and layers from RELEASE_* variables."""
+    if not (Path(sys.executable).parent / "release").exists():
+        pytest.skip("the release command is not installed beside this Python")
+    bundle = demo["bundles"].get("crime-indicators")
+    if bundle is None:
+        pytest.skip("the demo produced no crime-indicators bundle")
+    shutil.copytree(bundle, tmp_path / "publish" / "crime-indicators" / bundle.name)
+    work = demo["work"]
+    cfg = tmp_path / "release.toml"
+    cfg.write_text(f'[approval]\nkeyring = "{work / "keys" / "approvers.json"}"\n'
+                   f'[signing]\nkeyring = "{work / "keys" / "release-keyring.json"}"\n')
+    net = work / "network"
+    env = {**os.environ, "RELEASE_BIN": str(Path(sys.executable).parent / "release"), "RELEASE_CONFIG": str(cfg),
+           "RELEASE_NETWORK": str(net / "nodes.csv"), "RELEASE_ADDRESSES": str(net / "addresses.csv")}
+    run = lambda e: subprocess.run(["bash", str(HOOK)], cwd=tmp_path, capture_output=True, text=True, env=e,  # noqa: E731
+                                   timeout=600)
+    without_layer = run(env)
+    assert without_layer.returncode == 1 and "neighbourhoods" in without_layer.stdout
+    ok = run({**env, "RELEASE_LAYERS": f"neighbourhoods={net / 'neighbourhoods.geojson'}"})
+    assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -15,7 +15,9 @@ from click.testing import CliRunner
 from release.check import check_bundle
 from release.cli import main
 from tests.conftest import POLICIES
-from tests.system.report_demo import copy_bundle, internal_of, rehash
+from tests.system.report_demo import copy_bundle, internal_of, rehash, resign
+
+pytestmark = pytest.mark.usefixtures("demo_config")
 
 
 def bundle_of(demo: dict[str, Any], policy: str, dataset: str) -> Path:
@@ -109,6 +111,7 @@ def test_dp_budget_past_the_cap(demo: dict[str, Any], tmp_path: Path) -> None:
     # The forged bundle claims its tables spent twice the cap, and its policy says so too.
     man["budget"]["asked"]["epsilon"] = cap * 2
     (b / "manifest.json").write_text(json.dumps(man, indent=2))
+    resign(b)
     rehash(b)
     payload, root, ann = check_with_junit(b, tmp_path)
     failed = assert_reported(payload, root, ann)
@@ -136,7 +139,8 @@ def test_suppressed_cell_filled_back_in(demo: dict[str, Any], tmp_path: Path) ->
 
 
 def test_check_result_never_reads_report_json(demo: dict[str, Any], tmp_path: Path) -> None:
-    """A forged report.json (claiming k is huge) changes nothing: figures come from the data files."""
+    """A forged report.json (claiming k is huge) changes no recomputed figure (they come from the data files)
+    and is itself caught: report.json must state what the published files show."""
     b = copy_bundle(bundle_of(demo, "arrests-strip-search.yaml", "arrests-strip-search"), tmp_path)
     before = [(f.check, f.ok, f.message) for f in check_bundle(b).findings]
     rep = json.loads((b / "report.json").read_text())
@@ -145,4 +149,8 @@ def test_check_result_never_reads_report_json(demo: dict[str, Any], tmp_path: Pa
             o["figures"]["anonymity"]["k"] = 10_000
     (b / "report.json").write_text(json.dumps(rep))
     rehash(b)
-    assert [(f.check, f.ok, f.message) for f in check_bundle(b).findings] == before
+    after = check_bundle(b).findings
+    ours = ("report-json", "report-html-regenerated")
+    assert [x for x in before if x[0] not in ours] == [(f.check, f.ok, f.message) for f in after if f.check not in ours]
+    caught = [f for f in after if f.check == "report-json" and not f.ok]
+    assert caught and "['anonymity']" in caught[0].message

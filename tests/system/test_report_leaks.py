@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.system.report_demo import internal_of
+from tests.system.report_demo import internal_folder, internal_of
 
 DELIMS = re.compile(r'[,"\n\r:{}\[\]<>=;|\t]')
 
@@ -177,7 +177,8 @@ def test_internal_diagnostics_stay_internal(demo: dict[str, Any]) -> None:
                 assert k.replace("_", " ") not in html, (dataset, name, k)
                 internal_keys.append(k)
         assert "INTERNAL REPORT" not in html
-        internal_html = bundle.parent.parent / ".internal" / dataset / f"{bundle.name}.report.html"
+        internal_html = internal_folder(bundle) / f"{bundle.name}.report.html"
+        assert not (bundle.parent.parent / ".internal").exists(), "internal diagnostics inside the publication folder"
         text = internal_html.read_text()
         assert "INTERNAL REPORT" in text
         # ... while the internal report, outside the bundle, does show them.

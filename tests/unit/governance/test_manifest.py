@@ -27,6 +27,7 @@ def mini(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, P
 
 def test_manifest_without_required_approval(mini: tuple[Path, Path, Path]) -> None:
     pol, inp, out = mini
+    (pol.parent / "release.toml").write_text("[approval]\nrequired = false\n")
     res = run_release(pol, inp, out, seed=1)
     assert res.bundle is not None
     man = json.loads((res.bundle / "manifest.json").read_text())
@@ -38,15 +39,16 @@ def test_manifest_without_required_approval(mini: tuple[Path, Path, Path]) -> No
                                "mechanism": ["record selection and generalization"], "budget": []}]
     assert "report.html" in man["files"]
     assert json.loads((res.bundle / "report.json").read_text())["approval"] == {"required": False}
-    # The internal report sits beside the bundles, never inside one.
-    internal = out / ".internal" / "mini" / f"{res.bundle.name}.report.html"
+    # The internal report sits outside the publication folder, never inside a bundle.
+    internal = out.parent / "out.internal" / "mini" / f"{res.bundle.name}.report.html"
+    assert not (out / ".internal").exists()
     assert internal.is_file() and "INTERNAL REPORT" in internal.read_text()
     assert not any("INTERNAL REPORT" in p.read_text(errors="ignore") for p in res.bundle.iterdir())
 
 
 def test_schema_hash_changes_with_the_schema_only(tmp_path: Path) -> None:
     a = load_policy(write_policy(tmp_path / "a.yaml", mini_policy()))
-    b = load_policy(write_policy(tmp_path / "b.yaml", mini_policy(dataset={"name": "other", "title": "x"})))
+    b = load_policy(write_policy(tmp_path / "b.yaml", mini_policy(dataset={"name": "other", "title": "x", "publisher": "test"})))
     p = mini_policy()
     p["input"]["columns"]["age"]["max"] = 110
     c = load_policy(write_policy(tmp_path / "c.yaml", p))
