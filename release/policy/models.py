@@ -116,6 +116,12 @@ class Gate(StrictModel):
     "Largest epsilon one release may spend."
     max_epsilon_per_period: float | None = Field(default=None, gt=0)
     "Largest epsilon the ledger may show within the policy's budget period."
+    min_k_published: int | None = Field(default=None, ge=2)
+    "Smallest class over every published column an attacker could know (QIs, areas, times, the point)."
+    max_sample_uniques_share: float | None = Field(default=None, ge=0, le=1)
+    "Largest share of a records output's records that may be unique on everything published."
+    min_signal_share: float | None = Field(default=None, ge=0, le=1)
+    "Smallest share of a dp-table's cells whose published value exceeds its 95% error (the rest is noise)."
     min_audit_interval: float | None = Field(default=None, ge=0)
     "Smallest interval an LP attacker may narrow any suppressed cell to."
     scan_identifiers: bool = True
