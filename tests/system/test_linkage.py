@@ -37,11 +37,11 @@ def office(tmp_path: Path) -> dict[str, Path]:
 
 def policy(o: dict[str, Path], name: str, columns: list[str], pseudonymize: dict[str, Any] | None = None) -> Path:
     doc = mini_policy()
-    doc["dataset"] = {"name": name, "title": name}
+    doc["dataset"].update(name=name, title=name)
     doc["input"]["columns"]["event_id"] = {"type": "string", "role": "other"}
     if pseudonymize is not None:
         doc["steps"].insert(1, {"type": "pseudonymize", "columns": ["event_id"], "method": "hmac",
-                                "secret_env": "RELEASE_PSEUDONYM_KEY", **pseudonymize})
+                                "secret_env": "RELEASE_PSEUDONYM_KEY", "prefix": "GO-", **pseudonymize})
     doc["outputs"] = [{"name": "records", "kind": "records", "columns": columns}]
     return write_policy(o["dir"] / f"{name}.yaml", doc)
 
@@ -91,9 +91,12 @@ def test_record_ids_are_published_only_pseudonymized(office: dict[str, Path], co
                                                      pseudonymized: bool, blocked: bool) -> None:
     doc = mini_policy()
     doc["input"]["columns"]["event_id"] = {"type": "string", "role": "other"}
+    for st in doc["steps"]:
+        if st["type"] == "pseudonymize":
+            st["prefix"] = "P-"  # bare hex ids can look like phone numbers to the identifier scan
     if pseudonymized and "record_id" in columns:
         doc["steps"].insert(1, {"type": "pseudonymize", "columns": ["record_id"], "method": "hmac",
-                                "secret_env": "RELEASE_PSEUDONYM_KEY"})
+                                "secret_env": "RELEASE_PSEUDONYM_KEY", "prefix": "R-"})
     doc["outputs"] = [{"name": "records", "kind": "records", "columns": columns}]
     code, text = run(office, write_policy(office["dir"] / "p.yaml", doc))
     if blocked:
