@@ -139,7 +139,8 @@ def run_release(policy_path: str | Path, input_path: str | Path, out_dir: str | 
     signer = release_signer(options)
     internal_dir = internal_folder(options, out_dir)
     trusted = TrustedFiles()
-    options.update(_trusted=trusted, _policy_bytes=policy_bytes)
+    # _out_dir: the publication folder, whose bundles' recorded spends the budget ledger must hold.
+    options.update(_trusted=trusted, _policy_bytes=policy_bytes, _out_dir=str(out_dir))
     try:
         with trusted.labels():
             for hook in registry.PRE_RUN:

@@ -14,6 +14,9 @@ ASSESSORS: dict[str, list[Callable[..., dict[str, Any]]]] = {}
 "output kind -> functions(output_config, tables, AssessContext) -> figures (add findings to ctx)"
 BUNDLE_CHECKS: list[Callable[..., list[Any]]] = []
 "functions(policy, bundle_dir, manifest, report, options) -> list[Finding] for `release check`"
+FOLDER_CHECKS: list[Callable[..., list[Any]]] = []
+"""functions(folder, bundles: list[Path], options) -> list[Finding] for `release check-all`: checks across the
+bundles of a publication folder (budget re-count, linkage); `bundles` are those whose signature verified"""
 PRE_RUN: list[Callable[..., None]] = []
 "functions(policy, policy_path, options) run before any record is read (e.g. approval)"
 PLAN_CHECKS: list[Callable[..., None]] = []
@@ -46,12 +49,15 @@ PLUGINS: list[str] = [
     "release.geomask.plugins",
     "release.dp.table",
     "release.dp.hooks",
+    "release.governance.linkage",
     "release.governance.hooks",
     "release.report.render",
     "release.tables.output",
     "release.indices.output",
     "release.outputs.identifier_scan",
     "release.outputs.cells",
+    # Last: its demo hook adds [ledger] and [sources] to the release.toml the governance demo hook wrote.
+    "release.dp.demo",
 ]
 
 _loaded = False

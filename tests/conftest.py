@@ -17,6 +17,19 @@ os.environ.setdefault("RELEASE_PSEUDONYM_KEY", "test-key-0123456789abcdef0123456
 TEST_DEPLOYMENT = Path(tempfile.mkdtemp(prefix="release-test-deployment-"))
 (TEST_DEPLOYMENT / "release.toml").write_text("# The test suite's deployment: approval explicitly off.\n"
                                               "[approval]\nrequired = false\n", encoding="utf-8")
+
+
+def _register_demo_sources() -> None:
+    """The bundled DP policies' sources (the demo's ceilings), but no [ledger]: a DP test names its own ledger
+    (`--ledger`, allowed in test mode) so that no two tests share a budget."""
+    from release.dp.sources import DEMO_BUDGET
+
+    sources = DEMO_BUDGET[DEMO_BUDGET.index("[sources."):]
+    with open(TEST_DEPLOYMENT / "release.toml", "a", encoding="utf-8") as f:
+        f.write("\n" + sources)
+
+
+_register_demo_sources()
 os.environ["RELEASE_CONFIG"] = str(TEST_DEPLOYMENT / "release.toml")
 UNAPPROVED = {"allow_unapproved": True}
 "Options for check_bundle on bundles of the test deployment (made with approval explicitly off)."

@@ -25,9 +25,16 @@ def register(group: click.Group) -> None:
 
         options = options_of(network, addresses, layers, ledger, config, allow_unapproved, allow_legacy)
         results, strays = check_folder(Path(folder), options)
+        # Checks across the folder (budget re-count, linkage) read only bundles whose signature verified.
+        from release import registry
+
+        registry.load_plugins()
+        signed = [r.bundle for r in results if any(f.check == "signature" and f.ok for f in r.findings)]
+        for fn in registry.FOLDER_CHECKS:
+            strays.extend(fn(Path(folder), signed, options))
         rows = [(str(r.bundle), r.findings) for r in results] + ([(folder, strays)] if strays else [])
         write_gate_outputs(rows, junit, github, click.echo)
-        ok = all(r.ok for r in results) and not strays and bool(results)
+        ok = all(r.ok for r in results) and all(f.ok for f in strays) and bool(results)
         if as_json:
             click.echo(json.dumps({"folder": folder, "ok": ok, "bundles": [r.to_json() for r in results],
                                    "folder_findings": [f.to_json() for f in strays]}, indent=2, default=str))
@@ -40,7 +47,8 @@ def register(group: click.Group) -> None:
                         click.echo(safe_text(f"{r.bundle}: {finding_line(f)}"))
                 click.echo(safe_text(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle} ({verdict_word(r)})"))
             failed = sum(not r.ok for r in results)
+            bad = sum(not f.ok for f in strays)
             click.echo(f"{len(results)} bundle(s) checked, {failed} failed" +
-                       (f"; {len(strays)} problem(s) with the folder itself" if strays else ""))
+                       (f"; {bad} problem(s) with the folder as a whole" if bad else ""))
         if not ok:
             raise SystemExit(1)

@@ -1,4 +1,4 @@
-"""The policy's `budget:` section: privacy unit, per-release spend, contribution bounds, caps, ledger."""
+"""The policy's `budget:` section: source, privacy unit, per-release spend, contribution bounds, caps."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ if TYPE_CHECKING:
 class BudgetPolicy(StrictModel):
     """Caps on privacy loss across releases, enforced by the ledger before noise is drawn."""
 
+    source: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    "Internal source registered in release.toml [sources.NAME]: spends are charged to (source, privacy-unit kind)."
     privacy_unit: str
     "Column identifying the person (or incident) whose contribution is bounded and protected."
-    ledger: str = "ledger.sqlite"
-    "SQLite ledger path (relative to the policy file); `--ledger` on the command line overrides it."
+    ledger: str | None = None
+    "Only for old policies: must name the deployment's ledger (release.toml [ledger] path), which is the one used."
     epsilon: float | None = Field(default=None, gt=0)
     "Epsilon one release spends (pure DP, discrete Laplace), split across DP outputs by their weights."
     rho: float | None = Field(default=None, gt=0)
@@ -39,13 +41,21 @@ class BudgetPolicy(StrictModel):
     "Cap on rho spent within any rolling `period_days`."
     delta_per_period: float | None = Field(default=None, gt=0, lt=1)
     "Cap on delta spent within any rolling `period_days` (key discovery)."
-    period_days: int = Field(default=365, ge=1)
-    "Length of the rolling period the per-period caps apply to."
+    period_days: int | None = Field(default=None, ge=1)
+    "Rolling period of the per-period caps: the source's (release.toml); if given it must equal it."
 
     @model_validator(mode="after")
     def _one_measure(self) -> BudgetPolicy:
+        from release.dp.sources import normal_positive
+
         if self.epsilon is not None and self.rho is not None:
             raise ValueError("give epsilon (pure DP) or rho (zCDP), not both")
+        for k in ("epsilon", "rho", "delta", "epsilon_per_release", "epsilon_per_period", "rho_per_release",
+                  "rho_per_period", "delta_per_period"):
+            v = getattr(self, k)
+            if v is not None and not normal_positive(v):
+                # Denormals (1e-320) and infinities pass `gt=0` but make noise or caps meaningless.
+                raise ValueError(f"{k} must be a finite, normal positive number")
         if self.max_groups_per_unit is not None and self.max_groups_per_unit > self.max_records_per_unit:
             raise ValueError("max_groups_per_unit cannot exceed max_records_per_unit")
         return self
@@ -76,6 +86,11 @@ def assign_shares(policy: Policy) -> None:
         raise ValueError("budget: give the epsilon (or rho) one release spends")
     if b.privacy_unit not in policy.input.columns:
         raise ValueError(f"budget.privacy_unit {b.privacy_unit!r} is not a declared input column")
+    if getattr(b, f"{b.measure}_per_period") is None:
+        raise ValueError(f"budget.{b.measure}_per_period: a DP policy needs a period cap (a budget that never runs"
+                         " out protects no one)")
+    if b.delta is not None and b.delta_per_period is None:
+        raise ValueError("budget.delta_per_period: a policy spending delta needs a period cap on it")
     discovering = [o for o in outs if o.discovers_keys()]
     if discovering and b.delta is None:
         raise ValueError(f"output {discovering[0].name!r} discovers keys from the data: set budget.delta")

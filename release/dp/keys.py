@@ -115,3 +115,54 @@ def joint_keys(frame: pd.DataFrame, by: list[str]) -> pd.Series:
 def split_keys(keys: list[str], by: list[str]) -> pd.DataFrame:
     rows = [k.split(SEP) for k in keys]
     return pd.DataFrame(rows, columns=by, dtype=object) if rows else pd.DataFrame({c: [] for c in by}, dtype=object)
+
+
+# -- the delta of thresholded key discovery, exactly ------------------------------------------------------------
+#
+# OpenDP 0.16's make_laplace_threshold releases a key when its noisy count is AT OR ABOVE the threshold, but
+# its privacy map counts only the mass strictly above it (upstream opendp issue 2922): the declared delta is
+# too small by a factor up to exp(1/scale). The functions below compute the real one from the discrete
+# Laplace distribution itself.
+
+
+def discrete_laplace_tail(scale: float, m: int) -> float:
+    """P[Z >= m] for Z discrete Laplace with this scale (pmf (1-a)/(1+a) * a^|k|, a = exp(-1/scale)).
+
+    For m >= 0 the sum of the pmf from m to infinity is a^m / (1 + a): the mass AT m is included.
+    """
+    import math
+
+    if m <= 0:
+        # 1 - P[Z >= 1 - m] by symmetry (P[Z <= m - 1] = P[Z >= 1 - m]).
+        return 1.0 - discrete_laplace_tail(scale, 1 - m)
+    return math.exp(-m / scale) / (1.0 + math.exp(-1.0 / scale))
+
+
+def threshold_delta(scale: float, threshold: int, l0: int, linf: int) -> float:
+    """Exact delta of releasing keys whose noisy count is >= threshold, for one privacy unit that can create at
+    most `l0` keys with at most `linf` records each: the chance that any of them is released,
+    1 - (1 - P[linf + Z >= threshold])^l0, the mass at the threshold included."""
+    import math
+
+    p = discrete_laplace_tail(scale, int(threshold) - int(linf))
+    if p >= 1.0:
+        return 1.0
+    return -math.expm1(l0 * math.log1p(-p))
+
+
+def exact_threshold(scale: float, l0: int, linf: int, delta: float, least: int) -> int:
+    """Smallest threshold >= least whose exact delta is at most `delta`."""
+    import math
+
+    if not 0 < delta < 1:
+        raise ValueError("delta must lie strictly between 0 and 1")
+    # Closed form for a first guess, then step to the exact smallest threshold (floating point at the edges).
+    p = -math.expm1(math.log1p(-delta) / l0)
+    a = math.exp(-1.0 / scale)
+    m = math.ceil(-scale * math.log(p * (1 + a)))
+    t = max(int(least), int(linf) + max(m, 1))
+    while t > least and threshold_delta(scale, t - 1, l0, linf) <= delta:
+        t -= 1
+    while threshold_delta(scale, t, l0, linf) > delta:
+        t += 1
+    return t

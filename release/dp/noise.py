@@ -82,7 +82,18 @@ def threshold_measurement(scale: float, threshold: int) -> Any:
 
 @lru_cache(maxsize=256)
 def threshold_for(scale: float, l0: int, l1: int, linf: int, epsilon: float, delta: float) -> int:
-    """Smallest threshold at which the thresholded map spends at most (epsilon, delta)."""
+    """Smallest threshold at which the thresholded map spends at most (epsilon, delta), delta counted exactly.
+
+    OpenDP's own map leaves out the mass exactly at the threshold (opendp issue 2922); the threshold
+    is raised until the exact delta (release.dp.keys.threshold_delta) is within `delta` too.
+    """
+    from release.dp.keys import exact_threshold
+
+    return exact_threshold(scale, l0, linf, delta, _opendp_threshold_for(scale, l0, l1, linf, epsilon, delta))
+
+
+def _opendp_threshold_for(scale: float, l0: int, l1: int, linf: int, epsilon: float, delta: float) -> int:
+    """Smallest threshold OpenDP's privacy map accepts for (epsilon, delta)."""
     # OpenDP requires threshold >= the l-infinity sensitivity.
     lo, hi = linf, 2 * linf
     while True:

@@ -171,8 +171,11 @@ class DPTableOutput(OutputConfig):
                               else "[value − accuracy_95, value + accuracy_95]")
         if self.discovers_keys():
             fig["threshold"] = self.discovery_threshold()
+            # The delta actually spent, the mass at the threshold included (OpenDP 0.16 leaves it out).
+            per_col = K.threshold_delta(self.discovery_scale(), fig["threshold"], self.l0(), int(s["max_records"]))
             fig["discovery"] = {"columns": self.discover_columns(), "epsilon_per_column": self.discovery_epsilon(),
-                                "scale": self.discovery_scale()}
+                                "scale": self.discovery_scale(), "delta_per_column_exact": per_col,
+                                "delta_exact": per_col * len(self.discover_columns())}
             fig["cells"] = None
         else:
             fig["cells"] = int(np.prod([len(k) for k in self.key_lists(schema)]))

@@ -1,4 +1,10 @@
-"""`pseudonymize`: replace identifiers by keyed HMAC-SHA256 pseudonyms or fresh random ids."""
+"""`pseudonymize`: replace identifiers by keyed HMAC-SHA256 pseudonyms or fresh random ids.
+
+The deployment secret is never the HMAC key itself: each (dataset, column) gets its own key,
+HKDF-SHA256(secret, info = "release-pseudonym" | dataset | column). Two datasets therefore share no
+pseudonym, and cannot be joined on them, unless both policies name the same `link_group`, which then
+takes the dataset's place in the context (and which the privacy office approves with the policy).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import model_validator
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from pydantic import Field, model_validator
 
 from release.context import StepContext
 from release.errors import UsageError
@@ -37,6 +45,9 @@ class PseudonymizeStep(StepConfig):
     length: int = 16
     "Hex characters kept of each pseudonym."
     prefix: str = ""
+    "Text put before every pseudonym (e.g. 'GO-')."
+    link_group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")
+    "Declared linkage: datasets naming the same link group share pseudonyms of a column; without it none do."
 
     @model_validator(mode="after")
     def _secret(self) -> PseudonymizeStep:
@@ -44,6 +55,8 @@ class PseudonymizeStep(StepConfig):
             raise ValueError("hmac pseudonyms need secret_env or secret_file")
         if self.method == "random" and (self.secret_env or self.secret_file):
             raise ValueError("random ids take no secret")
+        if self.method == "random" and self.link_group:
+            raise ValueError("random ids link nothing: link_group needs method hmac")
         if not 8 <= self.length <= 64:
             raise ValueError("length must be between 8 and 64")
         return self
@@ -78,16 +91,28 @@ class PseudonymizeStep(StepConfig):
             raise UsageError(f"pseudonymize: the HMAC key must be at least {_MIN_SECRET_BYTES} bytes")
         return key
 
+    def context(self, dataset: str) -> str:
+        """What the column keys are derived for: the link group when declared, else the dataset alone."""
+        return f"link-group:{self.link_group}" if self.link_group else f"dataset:{dataset}"
+
+    def column_key(self, secret: bytes, dataset: str, column: str) -> bytes:
+        """HKDF-SHA256 of the deployment secret with (dataset or link group, column) as context."""
+        info = b"\0".join([b"release-pseudonym", self.context(dataset).encode(), column.encode()])
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
+
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         out = frame.copy()
-        key = self._key(ctx) if self.method == "hmac" else secrets.token_bytes(32)
+        secret = self._key(ctx) if self.method == "hmac" else None
         for c in self.columns:
+            # "random": a key drawn now and forgotten; "hmac": the column's own key derived from the secret.
+            key = (self.column_key(secret, ctx.policy.dataset.name, c) if secret is not None
+                   else secrets.token_bytes(32))
             col = out[c]
             # Pseudonyms are per distinct value, so the HMAC runs once per value, not per row.
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
-            # "random" uses a key drawn now and forgotten: fresh, unlinkable ids every release.
             mapped = [self.prefix + hmac.new(key, str(u).encode(), hashlib.sha256).hexdigest()[: self.length]
                       for u in uniques]
             arr = np.asarray(mapped + [None], dtype=object)
             out[c] = pd.array(arr[np.where(codes < 0, len(mapped), codes)], dtype="string")
-        return out, {"columns": list(self.columns), "method": self.method}
+        return out, {"columns": list(self.columns), "method": self.method,
+                     "key_context": None if secret is None else self.context(ctx.policy.dataset.name)}

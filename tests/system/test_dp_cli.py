@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from release.cli import main
 from release.io.bundle import sha256_bytes
 from release.synth import synth_use_of_force, write_records
+from tests.budget import write_config
 from tests.system.report_demo import resign
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,15 @@ def tight_policy(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment (release.toml: approval off, the demo's sources and ceilings); runs and checks use it."""
+    monkeypatch.setenv("RELEASE_CONFIG", str(write_config(tmp_path / "deploy")))
+
+
 def _run(args: list[str]) -> tuple[int, str]:
+    if args[0] == "check":
+        args = [*args, "--allow-unapproved"]
     r = CliRunner().invoke(main, args, catch_exceptions=False)
     return r.exit_code, r.output
 
@@ -61,12 +70,12 @@ def test_two_runs_differ_ledger_lists_both_then_cap_blocks(tmp_path: Path, uof: 
     assert code == 0
     for x in bundles:
         assert x.name in shown
-    assert "epsilon 3 of 3 spent, 0 left" in shown
+    assert "epsilon 3 of 3 spent, 0 left" in shown and "use-of-force-records (unit person)" in shown
     # A third release would pass the period cap: exit 1, the budget message, no bundle.
     code, text = _run(["run", str(tight_policy), "--input", str(uof), "--out", str(out), "--ledger", str(ledger)])
     assert code == 1
     assert "epsilon_per_period cap 3" in text and "3 already spent" in text and "asks 1.5" in text
-    assert "new ledger" in text
+    assert "the budget belongs to the source" in text
     assert sorted(p.name for p in (out / "use-of-force-by-race").iterdir()) == sorted(x.name for x in bundles)
     code, shown = _run(["ledger", "show", "--ledger", str(ledger), "--json"])
     assert len({s["release_id"] for s in json.loads(shown)["spends"]}) == 2
@@ -103,9 +112,11 @@ def test_report_and_manifest_carry_dp_figures(tmp_path: Path, uof: Path) -> None
     manifest["files"]["policy.yaml"] = sha256_bytes(pol.read_bytes())
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     resign(bundle)
-    code, text = _run(["check", "--allow-unapproved", "--allow-unapproved", str(bundle)])
+    code, text = _run(["check", "--allow-unapproved", str(bundle)])
     assert code == 1
     assert "max-epsilon-per-release" in text and "passes the cap 1.5" in text
+    # The ledger entry the bundle recorded is no longer what its policy spends.
+    assert "FAIL [dp-ledger-entry]" in text and "differ from what the policy's outputs spend" in text
 
 
 def test_plan_shows_scale_and_accuracy_before_reading() -> None:

@@ -68,7 +68,11 @@ def test_untouched_demo_bundles_pass_with_junit(demo: dict[str, Any], tmp_path: 
     r = CliRunner().invoke(main, ["check-all", str(demo["out"]), "--junit", str(junit)])
     assert r.exit_code == 0, r.output
     root = ET.parse(junit).getroot()
-    assert len(root.findall("testsuite")) == len(demo["bundles"]) and root.get("failures") == "0"
+    # One suite per bundle, and one for the checks across the folder (budget re-count, linkage).
+    assert len(root.findall("testsuite")) == len(demo["bundles"]) + 1 and root.get("failures") == "0"
+    folder = root.findall("testsuite")[-1]
+    assert {c.get("name").split("]")[0] + "]" for c in folder.findall("testcase")} == {"[budget-recount]",
+                                                                                      "[cross-dataset-linkage]"}
 
 
 def test_records_class_below_k(demo: dict[str, Any], tmp_path: Path) -> None:

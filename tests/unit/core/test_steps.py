@@ -28,9 +28,12 @@ SCHEMA = {
 }
 
 
-def ctx(**kw: object) -> StepContext:
-    return StepContext(policy=None, policy_path=None, schema=SCHEMA, release_id="r",  # type: ignore[arg-type]
-                       now=datetime.now(UTC), **kw)  # type: ignore[arg-type]
+def ctx(dataset: str = "ds", **kw: object) -> StepContext:
+    from types import SimpleNamespace
+
+    # Steps see the policy only for its dataset name (the pseudonym keys' context).
+    return StepContext(policy=SimpleNamespace(dataset=SimpleNamespace(name=dataset)),  # type: ignore[arg-type]
+                       policy_path=None, schema=SCHEMA, release_id="r", now=datetime.now(UTC), **kw)  # type: ignore[arg-type]
 
 
 def frame() -> pd.DataFrame:

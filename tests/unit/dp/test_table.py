@@ -29,7 +29,7 @@ outputs:
 OUTPUTS
 BUDGET
 """
-BUDGET = "budget: {privacy_unit: pid, epsilon: 1.0, max_records_per_unit: 2}"
+BUDGET = "budget: {source: s, privacy_unit: pid, epsilon: 1.0, epsilon_per_period: 10, max_records_per_unit: 2}"
 
 
 def policy(outputs: str, budget: str = BUDGET):  # noqa: ANN201
@@ -99,7 +99,7 @@ def test_weights_split_the_budget() -> None:
 
 def test_zcdp_uses_the_discrete_gaussian() -> None:
     p = policy("  - {name: c, kind: dp-table, by: [g], keys: {g: categories}}",
-               budget="budget: {privacy_unit: pid, rho: 0.5, max_records_per_unit: 2}")
+               budget="budget: {source: s, privacy_unit: pid, rho: 0.5, rho_per_period: 5, max_records_per_unit: 2}")
     out, b = build(p, frame())
     figs, ok = assess(p, out, b.tables)
     assert figs["dp"]["mechanism"] == "discrete gaussian" and figs["dp"]["rho"] == 0.5
@@ -109,7 +109,8 @@ def test_zcdp_uses_the_discrete_gaussian() -> None:
 
 def test_discovered_keys_never_include_a_rare_value() -> None:
     p = policy("  - {name: c, kind: dp-table, by: [h, g], keys: {h: discover, g: categories}}",
-               budget="budget: {privacy_unit: pid, epsilon: 1.0, delta: 1.0e-6, max_records_per_unit: 2}")
+               budget="budget: {source: s, privacy_unit: pid, epsilon: 1.0, epsilon_per_period: 10, delta: 1.0e-6,"
+                      " delta_per_period: 1.0e-5, max_records_per_unit: 2}")
     out, b = build(p, frame())
     t = b.tables["c"]
     assert set(t["h"]) == {"x"}  # 399 records pass the threshold, the single 'rare' one cannot
