@@ -239,4 +239,11 @@ unit = "person"
 epsilon_per_release = 1.5
 epsilon_per_period = 15.0
 period_days = 365
+
+[sources.enforcement-records]
+description = "enforcement actions, one row per person per action (persons are the privacy unit)"
+unit = "person"
+epsilon_per_release = 1.0
+epsilon_per_period = 10.0
+period_days = 365
 """
