@@ -44,6 +44,23 @@ class Jurisdiction(StrictModel):
         return v
 
 
+class InputSource(StrictModel):
+    """Records read from a database (release/io/postgres.py) when the run gives no --input file."""
+
+    connection: str
+    "Name of the connection in release.toml [connections.NAME]: the server and where its password is, never the password."
+    table: str | None = None
+    "SCHEMA.TABLE to read, every row (names as stored, no case folding)."
+    query: str | None = None
+    "A SELECT whose result rows are the records; the manifest records its sha256."
+
+    @model_validator(mode="after")
+    def _one(self) -> InputSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+
 class InputSchema(StrictModel):
     """The internal records' schema: every column, its type and its privacy role."""
 
@@ -55,6 +72,8 @@ class InputSchema(StrictModel):
     "refuse: any invalid row stops the run (exit 2). exclude: invalid rows are dropped and counted."
     allow_extra_columns: bool = False
     "Accept input columns the policy does not declare (they are dropped at once)."
+    source: InputSource | None = None
+    "Where the records are when `release run` gets no --input: a database table or query (docs/postgres.md)."
 
     @model_validator(mode="after")
     def _rid(self) -> InputSchema:
