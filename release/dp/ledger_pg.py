@@ -22,19 +22,19 @@ import json
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from release.dp.ledger import MEASURES, Caps
 from release.errors import BlockedError, UsageError
 
 if TYPE_CHECKING:
     from release.io.postgres import Connection
 
 SCHEMA_VERSION = 2
-MEASURES = ("epsilon", "rho", "delta")
 # The entry format of the chained SQLite ledger (issue 12): the same fields hash the same way, so an
-# entry recorded in a manifest verifies whichever backend wrote it.
+# entry recorded in a manifest verifies whichever backend wrote it. (Once both are merged, ENTRY_FIELDS,
+# genesis_hash, entry_hash, ChainBroken and missing_spends are the SQLite module's, imported from it.)
 ENTRY_FIELDS = ("seq", "prev_hash", "release_id", "dataset", "source", "unit", "epsilon", "rho", "delta",
                 "created_utc", "detail")
 _SLACK = 1e-9
@@ -64,18 +64,6 @@ CREATE TABLE IF NOT EXISTS release_ledger_limits (
 """
 # Any fixed number: only ledger set-up takes this advisory lock (concurrent CREATE IF NOT EXISTS can collide).
 _SETUP_LOCK = 0x7265_6C65
-
-
-@dataclass(frozen=True)
-class Caps:
-    """Caps a reservation is checked against (None: no cap); the same shape as the SQLite ledger's."""
-
-    per_release: dict[str, float | None]
-    per_period: dict[str, float | None]
-    period_days: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"per_release": self.per_release, "per_period": self.per_period, "period_days": self.period_days}
 
 
 class ChainBroken(BlockedError):
