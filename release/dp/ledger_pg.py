@@ -183,11 +183,12 @@ def missing_spends(entries: list[dict[str, Any]], lid: str, published: list[dict
 
 def reserve(conn: Connection, *, source: str, unit: str, dataset: str, release_id: str,
             spends: list[dict[str, Any]], caps: Caps, now: datetime, published: list[dict[str, Any]] | None = None,
-            reset_hint: str = "") -> dict[str, Any]:
+            migrate_as: Any = None, reset_hint: str = "") -> dict[str, Any]:
     """Append this release's spend to the chain, or nothing: raise BlockedError if a cap would be passed, the
     chain is broken, or a published bundle records a spend the ledger does not hold.
 
-    One READ COMMITTED transaction that starts by locking the ledger's id row: every later statement
+    The SQLite ledger's signature; `migrate_as` is accepted and unused (no per-dataset PostgreSQL ledger
+    ever existed to migrate from). One READ COMMITTED transaction that starts by locking the ledger's id row: every later statement
     sees every reservation committed before the lock was granted, and no other reservation can
     commit until this one does, so concurrent releases on any number of machines never pass a cap.
     """
