@@ -138,7 +138,8 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
     plan = compile_plan(policy)
     # A postgresql:// URL (or the policy's input.source) is a database; anything else a file.
     db = source_for(input_path, options, policy)
-    input_path = Path(input_path) if db is None else db.label  # type: ignore[arg-type]
+    records = Path(input_path) if db is None and input_path is not None else None
+    input_label = str(records) if db is None else db.label
     signer = release_signer(options)
     internal_dir = internal_folder(options, out_dir)
     trusted = TrustedFiles()
@@ -149,15 +150,16 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
                 hook(policy, policy_path, options)
             now = now or datetime.now(UTC)
             release_id = new_release_id(now, out_dir / policy.dataset.name)
-            progress(f"reading {input_path}")
-            if db is None:
-                raw = read_table(trusted.take("input", "records", input_path, covered=False))
+            progress(f"reading {input_label}")
+            if records is not None:
+                raw = read_table(trusted.take("input", "records", records, covered=False))
             else:
+                assert db is not None
                 got = read_records(db, policy)
                 raw = got.frame
                 trusted.subjects["input"] = Subject("input", "records", got.sha256, got.hashed_bytes)
             progress(f"validating {len(raw):,} records against {policy_path.name}")
-            frame, vreport = validate_records(raw, policy, now, str(input_path))
+            frame, vreport = validate_records(raw, policy, now, input_label)
             del raw
             ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
                               now=now, seed=seed, options=options, original=frame)
