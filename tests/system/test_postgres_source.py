@@ -197,7 +197,7 @@ def test_bad_source_exits_2_names_the_source_never_the_password_and_spends_nothi
     assert r.exit_code == 2, r.output
     assert f"postgresql://127.0.0.1:{world['server'].port}/{DB}" in r.output
     assert reason in r.output, r.output
-    for secret in (READER_PW, "wrong-password-77", pg.SUPERUSER_PASSWORD, f"{READER}@"):
+    for secret in (READER_PW, "wrong-password-77", pg.SUPERUSER_PASSWORD, READER):
         assert secret not in r.output
     assert _spent(tmp_path / "ledger.sqlite") == 0
     assert not (tmp_path / "out" / "use-of-force-by-race").exists() or \
@@ -232,3 +232,22 @@ def test_password_file_and_read_only_snapshot(world: dict[str, Any], tmp_path: P
     with pytest.raises(InputError) as e:
         read_records(src, load_policy(_policy(tmp_path)))
     assert "read-only transaction" in e.value.message
+
+
+def test_pgpass_file_gives_the_password(world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from release.io.postgres import DatabaseSource, named_connection, read_records
+    from release.policy.loader import load_policy
+
+    server = world["server"]
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"{server.host}:{server.port}:{DB}:{READER}:{READER_PW}\n")
+    passfile.chmod(0o600)  # libpq ignores a pgpass file others can read
+    cfg = tmp_path / "release.toml"
+    cfg.write_text(f"[approval]\nrequired = false\n[connections.records]\nurl = \"{server.url(DB)}\"\n"
+                   f"user = \"{READER}\"\npassfile = \"pgpass\"\n", encoding="utf-8")
+    monkeypatch.setenv("RELEASE_CONFIG", str(cfg))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    conn = named_connection("records", {})
+    assert conn.password is None and conn.passfile == str(passfile)
+    got = read_records(DatabaseSource(conn, relation="public.incidents"), load_policy(_policy(tmp_path)))
+    assert got.manifest["rows"] == 300
