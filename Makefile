@@ -3,8 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The benchmark peers (anonypy, maskmypy and their pins, e.g. osmnx's numpy < 1.27) live in their own
+# environment, created and used by the benchmark runner: `make bench` never changes .venv.
+BENCH_VENV := .venv-bench
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-env lint clean
 
 setup: $(STAMP)
 
@@ -23,12 +26,14 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-bench: setup
-	$(BIN)/python -m pip install -q -e '.[bench]'
-	$(BIN)/python -m benchmarks.run
+bench:
+	$(PYTHON) -m benchmarks.run
+
+bench-env:
+	$(PYTHON) -m benchmarks.run --setup-only
 
 lint: setup
 	$(BIN)/ruff check release tests benchmarks
 
 clean:
-	rm -rf $(VENV) out .release-demo
+	rm -rf $(VENV) $(BENCH_VENV) out .release-demo

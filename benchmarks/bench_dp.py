@@ -20,7 +20,7 @@ MAX_RECORDS = 3
 
 POLICY = f"""
 version: 1
-dataset: {{name: bench-dp, title: bench}}
+dataset: {{name: bench-dp, title: bench, publisher: bench}}
 jurisdiction: {{bbox: [-80, 43, -79, 44]}}
 input:
   record_id: record_id

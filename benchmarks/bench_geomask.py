@@ -33,7 +33,7 @@ def _policy(steps: list[dict[str, Any]]) -> Any:
     from release.policy.models import Policy
 
     return Policy.model_validate({
-        "dataset": {"name": "bench", "title": "bench"},
+        "dataset": {"name": "bench", "title": "bench", "publisher": "bench"},
         "jurisdiction": {"bbox": [-79.64, 43.58, -79.11, 43.86], "crs": 2952},
         "input": {"record_id": "record_id", "columns": {
             "record_id": {"type": "string", "role": "record-id"},

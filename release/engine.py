@@ -152,7 +152,7 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
             release_id = new_release_id(now, out_dir / policy.dataset.name)
             progress(f"reading {input_label}")
             if records is not None:
-                raw = read_table(trusted.take("input", "records", records, covered=False))
+                raw = read_table(trusted.take("input", "records", records, covered=False), policy.input)
             else:
                 assert db is not None
                 got = read_records(db, policy)

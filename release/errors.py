@@ -20,8 +20,11 @@ class ReleaseError(Exception):
         self.details = list(details or [])
 
     def render(self) -> str:
-        lines = [f"{self.kind}: {self.message}"]
-        lines.extend(f"  {d}" for d in self.details)
+        """Lines for the terminal: messages quote file and column names, which may be hostile."""
+        from release.textsafe import safe_text
+
+        lines = [f"{self.kind}: {safe_text(self.message)}"]
+        lines.extend(f"  {safe_text(d)}" for d in self.details)
         return "\n".join(lines)
 
     def to_json(self) -> dict:

@@ -16,6 +16,9 @@ BUNDLE_CHECKS: list[Callable[..., list[Any]]] = []
 "functions(policy, bundle_dir, manifest, report, options) -> list[Finding] for `release check`"
 PRE_RUN: list[Callable[..., None]] = []
 "functions(policy, policy_path, options) run before any record is read (e.g. approval)"
+PLAN_CHECKS: list[Callable[..., None]] = []
+"""functions(policy, policy_path, options) run by `release plan` with no record read: every file a
+step references exists, loads and validates (networks, layers, hierarchies); raise a ReleaseError"""
 PRE_OUTPUT: list[Callable[..., None]] = []
 "functions(policy, ctx) run after the steps and before any output is built (e.g. budget)"
 POST_BUNDLE: list[Callable[..., None]] = []
@@ -39,12 +42,15 @@ PLUGINS: list[str] = [
     "release.outputs.records",
     "release.anonymize.step",
     "release.anonymize.files",
+    "release.anonymize.plancheck",
     "release.geomask.plugins",
     "release.dp.table",
     "release.dp.hooks",
     "release.governance.hooks",
     "release.report.render",
     "release.tables.output",
+    "release.outputs.identifier_scan",
+    "release.outputs.cells",
 ]
 
 _loaded = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ import pandas as pd
 from release.errors import InputError
 from release.policy.base import ColumnSpec, ColumnType, Role
 from release.policy.models import Policy
+from release.textsafe import UNSAFE_CHARS
 
 MAX_ROWS_SHOWN = 20
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -106,16 +108,25 @@ def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: s
     schema = policy.input.columns
     report = ValidationReport(rows_read=int(len(raw)))
     v = report.violations
+    if len(raw) == 0 and not policy.input.allow_empty:
+        raise InputError(f"{source}: the input holds no record (a header only, or zero rows) [rule: empty-input];"
+                         " nothing was published (set input.allow_empty: true to publish an empty release)")
     missing = [c for c in schema if c not in raw.columns]
     extra = [c for c in raw.columns if c not in schema]
     for c in missing:
         v.append(Violation("missing-column", c, np.array([], dtype=int), "declared in the policy but absent from the input"))
     if extra and not policy.input.allow_extra_columns:
+        positions = {c: i + 1 for i, c in enumerate(raw.columns)}
         for c in extra:
-            v.append(Violation("unexpected-column", c, np.array([], dtype=int),
-                               "present in the input but not declared in the policy (renamed or new column?)"))
+            # An undeclared header name is not echoed (the "header" may be a data row): its position
+            # is, with the declared column it most resembles.
+            near = difflib.get_close_matches(str(c), missing, n=1, cutoff=0.5) or \
+                difflib.get_close_matches(str(c), list(schema), n=1, cutoff=0.8)
+            hint = f"; did you mean {near[0]!r}?" if near else " (renamed or new column?)"
+            v.append(Violation("unexpected-column", f"#{positions[c]}", np.array([], dtype=int),
+                               f"input column {positions[c]} is not declared in the policy" + hint))
     typed: dict[str, pd.Series] = {}
-    bad_rows = np.zeros(len(raw), dtype=bool)
+    bad_rows = _check_text(raw, schema, policy.input.max_field_length, v)
     for name, spec in schema.items():
         if name not in raw.columns:
             continue
@@ -166,6 +177,37 @@ def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: s
         report.rows_excluded = int(bad_rows.sum())
         frame = frame.loc[~bad_rows].reset_index(drop=True)
     return frame, report
+
+
+def _check_text(raw: pd.DataFrame, schema: dict[str, ColumnSpec], max_len: int, v: list[Violation]) -> np.ndarray:
+    """NULs, control characters and over-long fields in text columns: refused, located, never shown."""
+    any_bad = np.zeros(len(raw), dtype=bool)
+    for name in schema:
+        if name not in raw.columns:
+            continue
+        col = raw[name]
+        if not (pd.api.types.is_string_dtype(col) or col.dtype == object):
+            continue
+        s = col.astype("string")
+        # Distinct values first: a category column of a million rows is a few dozen regex calls.
+        codes, uniq = pd.factorize(s, use_na_sentinel=True)
+        u = pd.Series(uniq, dtype="string")
+        if not len(u):
+            continue
+        for rule, mask_u, msg in (
+            ("nul-byte", u.str.contains("\x00", regex=False), "value holds a NUL byte"),
+            ("control-character", u.str.contains(UNSAFE_CHARS, regex=True) & ~u.str.contains("\x00", regex=False),
+             "value holds a control character, escape sequence or bidi override"),
+            ("field-length", u.str.len() > max_len, f"value longer than {max_len:,} characters"),
+        ):
+            bad_u = mask_u.fillna(False).to_numpy(dtype=bool)
+            if bad_u.any():
+                bad = np.zeros(len(s), dtype=bool)
+                ok = codes >= 0
+                bad[ok] = bad_u[codes[ok]]
+                v.append(Violation(rule, name, _rows(bad), msg))
+                any_bad |= bad
+    return any_bad
 
 
 def _check_coordinates(typed: dict[str, pd.Series], lat_c: str, lon_c: str, policy: Policy,

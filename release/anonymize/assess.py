@@ -139,9 +139,63 @@ def _r(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 6) for k, v in d.items()}
 
 
+IDENTIFYING_ROLES = (Role.quasi_identifier, Role.area, Role.time)
+"Roles of the columns an attacker may know about a person or an event (besides the point)."
+
+
+def published_identifying(policy: Any, cols: list[str]) -> tuple[list[str], list[str]]:
+    """Published columns an attacker could know: (quasi-identifiers, areas, times), and the point
+    (latitude, longitude) when both are published. Roles are read from the schema after the steps."""
+    from release.plan import compile_plan
+
+    try:
+        schema = compile_plan(policy).final_schema
+    except Exception:  # noqa: BLE001 - a plan error is reported elsewhere; fall back to the input roles
+        schema = dict(policy.input.columns)
+    roles = {c: (schema[c].role if c in schema else policy.input.columns[c].role if c in policy.input.columns
+                 else Role.other) for c in cols}
+    ident = [c for c in cols if roles[c] in IDENTIFYING_ROLES]
+    lat = [c for c in cols if roles[c] == Role.latitude]
+    lon = [c for c in cols if roles[c] == Role.longitude]
+    return ident, (lat[:1] + lon[:1] if lat and lon else [])
+
+
+def published_risk(table: pd.DataFrame, ident: list[str], point: list[str], missing: dict[str, str],
+                   threshold: float) -> dict[str, Any]:
+    """Class sizes, sample uniques and prosecutor risk over everything published an attacker could know,
+    with the point (latitude and longitude together: one value) and without it, and the sentence that
+    says how many records the public can single out."""
+    n = len(table)
+
+    def one(cols: list[str]) -> dict[str, Any]:
+        f = measure(table, cols, missing, {}, None, threshold)
+        return {"columns": cols, "classes": f["classes"], "k": f["k"], "sample_uniques": f["sample_uniques"],
+                "prosecutor": f["risk"]["prosecutor"], "class_size_distribution": f["class_size_distribution"]}
+
+    with_point = one(ident + point)
+    fig: dict[str, Any] = {"records": n, **with_point}
+    if point:
+        fig["without_point"] = one(ident)
+    u = with_point["sample_uniques"]
+    what = ", ".join(ident) + (" and the point" if point else "") if ident or point else "no identifying column"
+    text = (f"{u['records']:,} of {n:,} records ({u['share']:.1%}) are unique on what the public can see"
+            f" ({what})")
+    if point:
+        w = fig["without_point"]["sample_uniques"]
+        text += f"; without the point, {w['records']:,} ({w['share']:.1%})"
+    fig["statement"] = text + "."
+    return fig
+
+
 @register_assessor("records")
 def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessContext) -> dict[str, Any]:
-    """Recompute k, l, t and the risks of a records output from its published file; gate them."""
+    """Recompute k, l, t and the risks of a records output from its published file; gate them.
+
+    Beside the k step's own figures (over its quasi-identifiers), every records output gets the same
+    figures over all published columns an attacker could know (`reidentification`): a k step does not
+    widen its model to them; the report states k over the full set beside it, and the gate's
+    `min_k_published` / `max_sample_uniques_share` can require it.
+    """
     from release.anonymize.step import KAnonymityStep
 
     policy = actx.policy
@@ -149,7 +203,53 @@ def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
     if table is None:
         return {}
     cols = list(table.columns)
-    steps: list[KAnonymityStep] = []
+    fig_pub = _assess_published(policy, table, cols, actx, out)
+    anon = _assess_k_step(policy, table, cols, actx, out, KAnonymityStep)
+    if anon.get("quasi_identifiers") is not None:
+        extra = [c for c in fig_pub["columns"] if c not in anon["quasi_identifiers"]]
+        if extra:
+            # The k step's claim covers its own columns only: say so beside it, with k over everything.
+            fig_pub["beyond_k_step"] = extra
+            fig_pub["statement"] += (f" The k step's k={anon['k']} covers {', '.join(anon['quasi_identifiers'])}"
+                                     f" only; over every published identifying column k is {fig_pub['k']}.")
+    # Beside (not inside) the k step's figures: an output with no k step has no `anonymity` figures.
+    return {**({"anonymity": anon} if anon else {}), "reidentification": fig_pub}
+
+
+def _assess_published(policy: Any, table: pd.DataFrame, cols: list[str], actx: AssessContext,
+                      out: Any) -> dict[str, Any]:
+    from release.anonymize.step import KAnonymityStep
+
+    ident, point = published_identifying(policy, cols)
+    missing: dict[str, str] = {}
+    threshold = policy.gate.max_prosecutor_risk or 0.2
+    for st in policy.steps:
+        if isinstance(st, KAnonymityStep) and set(st.quasi_identifiers) & set(cols):
+            missing = st.sensitive_missing()
+            threshold = st.risk_threshold
+    fig = published_risk(table, ident, point, missing, threshold)
+    gate = policy.gate
+    file = actx.files.get(out.name)
+    cols_txt = ", ".join(fig["columns"]) or "no identifying column"
+    if gate.min_k_published is not None:
+        k = fig["k"]
+        actx.finding("k-anonymity-published", k is None or k >= gate.min_k_published,
+                     f"smallest class over every published identifying column ({cols_txt}): {k} record(s);"
+                     f" the gate's min_k_published requires {gate.min_k_published}"
+                     if k is not None else "no records published",
+                     file=file, figure=k, threshold=gate.min_k_published)
+    if gate.max_sample_uniques_share is not None:
+        share = fig["sample_uniques"]["share"]
+        actx.finding("sample-uniques", share <= gate.max_sample_uniques_share + 1e-12,
+                     f"{fig['statement']} The gate allows {gate.max_sample_uniques_share:.1%}",
+                     file=file, figure=share, threshold=gate.max_sample_uniques_share)
+    return fig
+
+
+def _assess_k_step(policy: Any, table: pd.DataFrame, cols: list[str], actx: AssessContext, out: Any,
+                   KAnonymityStep: Any) -> dict[str, Any]:  # noqa: N803
+    """The k step's own figures and findings, over its quasi-identifiers ({} when there is nothing to assess)."""
+    steps: list[Any] = []
     for st in policy.steps:
         ka: Any = st
         if isinstance(ka, KAnonymityStep) and set(ka.quasi_identifiers) & set(cols):
@@ -205,4 +305,4 @@ def assess_anonymity(out: Any, tables: dict[str, pd.DataFrame], actx: AssessCont
         actx.finding("average-risk", pros["average"] <= gate.max_average_risk + 1e-12,
                      f"average prosecutor risk {pros['average']:.4f}; the gate allows {gate.max_average_risk}",
                      file=file, figure=pros["average"], threshold=gate.max_average_risk)
-    return {"anonymity": fig}
+    return fig

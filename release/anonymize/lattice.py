@@ -8,6 +8,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from release.anonymize.fairness import GroupCap, caps_hold, group_shares
 from release.anonymize.hierarchies import EncodedColumn
 from release.anonymize.models import ClassVerdict, SensitiveColumn, group_pairs, judge_classes
 
@@ -132,6 +133,8 @@ class Evaluation:
     fail: np.ndarray
     sizes: np.ndarray
     verdict: ClassVerdict
+    caps_ok: bool = True
+    "every capped group within its cap (already part of `ok`)"
 
 
 @dataclass
@@ -152,9 +155,17 @@ class Problem:
     """Quasi-identifiers, sensitive columns and the models, ready for node evaluations."""
 
     def __init__(self, qis: list[EncodedColumn], sensitive: list[SensitiveColumn], k: int,
-                 max_suppression: float, loss: Loss = "precision", weights: list[float] | None = None) -> None:
+                 max_suppression: float, loss: Loss = "precision", weights: list[float] | None = None,
+                 passive: list[tuple[str, np.ndarray, int]] | None = None, cap: GroupCap | None = None,
+                 capped: list[str] | None = None) -> None:
+        """`passive` columns (name, codes, card) are carried through the tables without a model, so that
+        groups of protected columns can be capped; `cap` caps the suppression of the groups of the
+        `capped` columns (quasi-identifiers, by their level-0 values, or passive columns)."""
         self.qis = qis
         self.sensitive = sensitive
+        self.passive = list(passive or [])
+        self.cap = cap
+        self.n_sens = len(sensitive)
         self.k = k
         self.max_suppression = max_suppression
         self.loss_name = loss
@@ -163,8 +174,10 @@ class Problem:
         # Attribute weights (ARX's): how much losing detail in each column costs.
         self.weights = np.asarray(weights if weights is not None else [1.0] * len(qis), dtype=float)
         self.any_missing = any(q.any_missing for q in qis)
-        cols = [q.codes0.astype(np.int64) for q in qis] + [s.codes.astype(np.int64) for s in sensitive]
-        cards = [len(q.labels[0]) for q in qis] + [s.card for s in sensitive]
+        cols = [q.codes0.astype(np.int64) for q in qis] + [s.codes.astype(np.int64) for s in sensitive] + \
+            [c.astype(np.int64) for _, c, _ in self.passive]
+        self._sens_cards = [s.card for s in sensitive] + [max(int(card), 1) for _, _, card in self.passive]
+        cards = [len(q.labels[0]) for q in qis] + self._sens_cards
         self.record_row: np.ndarray
         first: np.ndarray
         self.record_row, first = classes_of(cols, cards) if self.n else (np.zeros(0, np.int64),
@@ -190,6 +203,19 @@ class Problem:
         self.fast_bits: int | None = None
         "log2 of the quick test's hash table (None: sized to the data; tests shrink it to force collisions)"
         self._fast_groups: list[tuple[list[int], dict[tuple[int, ...], tuple[np.ndarray, int]]]] | None = None
+        # Capped groups as codes per bottom row: a quasi-identifier's level-0 value or a passive column's.
+        names = [q.name for q in qis]
+        pnames = [p[0] for p in self.passive]
+        self.cap_groups: list[tuple[str, np.ndarray, int]] = []
+        for c in (capped or []) if cap is not None else []:
+            if c in names:
+                j = names.index(c)
+                self.cap_groups.append((c, self.bottom.qi[j], len(qis[j].labels[0])))
+            elif c in pnames:
+                i = pnames.index(c)
+                self.cap_groups.append((c, self.bottom.sens[self.n_sens + i], self._sens_cards[self.n_sens + i]))
+            else:
+                raise ValueError(f"capped column {c!r} is neither a quasi-identifier nor a passive column")
 
     # --- encoding helpers -------------------------------------------------------------------------
 
@@ -238,8 +264,8 @@ class Problem:
         qcards = [len(q.labels[b]) for q, b in zip(self.qis, node, strict=True)]
         span_q = radix(qcards)
         cls, nc = factorize_keys(combine(qi, qcards), span_q if span_q < _LIMIT else 0)
-        if self.sensitive:
-            scards = [s.card for s in self.sensitive]
+        if src.sens:
+            scards = self._sens_cards
             skey = combine(src.sens, scards)
             span = radix(scards)
             if span >= _LIMIT // max(nc, 1):
@@ -333,8 +359,9 @@ class Problem:
     def evaluate(self, node: tuple[int, ...], keep_table: bool = True) -> Evaluation:
         if node in self._cache:
             return self._cache[node]
-        table, _ = self.rollup(node)
-        ev = self._judge(node, table)
+        # Group caps need each bottom row's class, so capped problems roll up from the bottom table.
+        table, inv = self.rollup(node, self.bottom if self.cap_groups else None)
+        ev = self._judge(node, table, inv if self.cap_groups else None)
         self._cache[node] = ev
         if keep_table and len(self._tab_keys) < 4096:
             i = len(self._tab_keys)
@@ -344,7 +371,11 @@ class Problem:
             self._tab_rows[i] = table.rows
         return ev
 
-    def _judge(self, node: tuple[int, ...], table: Table) -> Evaluation:
+    def _judge(self, node: tuple[int, ...], table: Table, inv: np.ndarray | None = None) -> Evaluation:
+        """Judge the classes of `table` at `node`; with group caps, `inv` maps bottom rows to its rows
+        (computed here when not given)."""
+        if self.cap_groups and inv is None:
+            table, inv = self.rollup(node, self.bottom)
         qcards = [len(q.labels[b]) for q, b in zip(self.qis, node, strict=True)]
         if table.row_class is not None:
             row_class, nc = table.row_class, table.n_classes
@@ -356,18 +387,39 @@ class Problem:
         if self.any_missing:
             verdict, fail = self._judge_any(node, table, row_class, first, sizes, qcards)
         else:
-            verdict = judge_classes(row_class, nc, table.w, sizes, self.k, self.sensitive, table.sens)
+            verdict = judge_classes(row_class, nc, table.w, sizes, self.k, self.sensitive, table.sens[:self.n_sens])
             fail = verdict.fail
         n = max(self.n, 1)
         supp = float(sizes[fail].sum()) / n
         mono_supp = float(sizes[verdict.mono_fail].sum()) / n
         ok = supp <= self.max_suppression + 1e-12
         mono_ok = mono_supp <= self.max_suppression + 1e-12
+        caps_ok = True
+        if self.cap_groups and inv is not None:
+            caps_ok, mono_caps = self._caps(row_class[inv], fail, verdict.mono_fail, supp)
+            ok = ok and caps_ok
+            mono_ok = mono_ok and mono_caps
         nosupp = float(self.static_bound(np.asarray([node]))[0]) if self.loss_name != "discernibility" else \
             float((sizes ** 2).sum()) / n ** 2
         loss = self._loss(node, table, row_class, sizes, fail, nosupp)
         return Evaluation(node=node, ok=ok, mono_ok=mono_ok, suppressed=supp, loss=loss, loss_nosupp=nosupp,
-                          table=table, row_class=row_class, fail=fail, sizes=sizes, verdict=verdict)
+                          table=table, row_class=row_class, fail=fail, sizes=sizes, verdict=verdict, caps_ok=caps_ok)
+
+    def _caps(self, bottom_class: np.ndarray, fail: np.ndarray, mono_fail: np.ndarray,
+              overall: float) -> tuple[bool, bool]:
+        """(every capped group within its cap, every group within the share cap on the monotone
+        suppression). The second is down-closed in the lattice, so a node failing it tags its down-set."""
+        assert self.cap is not None
+        w = self.bottom.w
+        f_rows, m_rows = fail[bottom_class], mono_fail[bottom_class]
+        ok = mono = True
+        for _, codes, card in self.cap_groups:
+            tot, share = group_shares(codes, card, w, f_rows)
+            ok &= caps_hold(self.cap, tot, share, overall)
+            if self.cap.share is not None:
+                _, mshare = group_shares(codes, card, w, m_rows)
+                mono &= caps_hold(self.cap, tot, mshare, overall, monotone_only=True)
+        return ok, mono
 
     def _judge_any(self, node: tuple[int, ...], table: Table, row_class: np.ndarray, first: np.ndarray,
                    sizes: np.ndarray, qcards: list[int]) -> tuple[ClassVerdict, np.ndarray]:
@@ -376,7 +428,7 @@ class Problem:
         cq = [c[first] for c in table.qi]
         miss = [q.missing[b] if q.any_missing else -1 for q, b in zip(self.qis, node, strict=True)]
         nc = len(first)
-        verdict = judge_classes(row_class, nc, table.w, sizes, self.k, self.sensitive, table.sens,
+        verdict = judge_classes(row_class, nc, table.w, sizes, self.k, self.sensitive, table.sens[:self.n_sens],
                                 k_sizes=np.full(nc, np.inf))
         fail = verdict.fail.copy()
         while True:
@@ -630,8 +682,8 @@ class Problem:
         best_key = None
         for row in nodes:
             node = tuple(int(x) for x in row)
-            table, _ = self.rollup(node, self.bottom)
-            ev = self._judge(node, table)
+            table, inv = self.rollup(node, self.bottom)
+            ev = self._judge(node, table, inv)
             if ev.ok:
                 key = (round(ev.loss, 12), int(sum(node)), node)
                 if best_key is None or key < best_key:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, model_validator
 
+from release.anonymize.fairness import GroupCap, GroupColumn, fairness_figures
 from release.anonymize.hierarchies import STAR, Hierarchy, encode_column
 from release.anonymize.lattice import Problem
 from release.anonymize.models import SensitiveColumn, SensitiveSpec
@@ -57,12 +58,18 @@ class KAnonymityStep(StepConfig):
     "Information-loss measure the search minimizes (entropy = non-uniform entropy)."
     weights: dict[str, float] | None = None
     "Weight of each quasi-identifier in the loss (default 1): detail the release must keep costs more to lose."
+    recoding: Literal["full-domain", "local"] = "full-domain"
+    "full-domain: one level per column for every record (lattice search); local: per class, top-down (Mondrian-like)."
     levels: dict[str, int | Literal["max"]] | None = None
     "Generalization level per quasi-identifier fixed by hand ('max' = '*'); skips the search."
     population: Population | None = None
     "Population model for journalist risk and population uniqueness."
     risk_threshold: float = Field(default=0.2, gt=0, le=1)
     "Records whose re-identification risk exceeds this are counted in the report's share_above."
+    protected: tuple[str, ...] = ()
+    "Columns whose groups must not bear the suppression (perceived race, gender, age group): reported per value."
+    max_group_suppression: GroupCap | None = None
+    "Caps on the share of a group's records suppressed; the search keeps only nodes within them."
 
     @model_validator(mode="after")
     def _check(self) -> KAnonymityStep:
@@ -72,12 +79,37 @@ class KAnonymityStep(StepConfig):
         if self.weights is not None and (set(self.weights) - set(self.quasi_identifiers)
                                          or any(w <= 0 for w in self.weights.values())):
             raise ValueError("weights must be positive and name only quasi-identifiers")
+        if self.recoding == "local" and (self.levels is not None or self.max_suppression or
+                                         self.suppression == "cells"):
+            raise ValueError("recoding: local splits classes until k/l/t would break, so it takes no levels,"
+                             " max_suppression or cell suppression")
+        if self.recoding == "local" and any(h.missing == "any" for h in self.quasi_identifiers.values()):
+            raise ValueError("recoding: local treats a missing value as its own category (missing: any is"
+                             " for full-domain recoding)")
         if self.levels is not None and set(self.levels) != set(self.quasi_identifiers):
             raise ValueError("levels must give a level for every quasi-identifier, and only for them")
+        cap = self.max_group_suppression
+        if cap is not None and cap.columns is not None:
+            bad = set(cap.columns) - set(self.quasi_identifiers) - set(self.protected)
+            if bad:
+                raise ValueError(f"max_group_suppression.columns must be quasi-identifiers or protected: {sorted(bad)}")
         return self
 
     def referenced_columns(self) -> list[str]:
-        return list(self.quasi_identifiers) + list(self.sensitive)
+        extra = [c for c in self.protected if c not in self.quasi_identifiers and c not in self.sensitive]
+        return list(self.quasi_identifiers) + list(self.sensitive) + extra
+
+    def group_columns(self) -> list[str]:
+        """Columns whose values are the groups of the fairness figures: quasi-identifiers, then protected."""
+        return list(self.quasi_identifiers) + [c for c in self.protected if c not in self.quasi_identifiers]
+
+    def capped_columns(self) -> list[str]:
+        cap = self.max_group_suppression
+        if cap is None:
+            return []
+        if cap.columns is not None:
+            return list(cap.columns)
+        return list(self.protected) if self.protected else list(self.quasi_identifiers)
 
     def schema_after(self, schema: Schema) -> Schema:
         out = dict(schema)
@@ -95,13 +127,17 @@ class KAnonymityStep(StepConfig):
     def describe(self) -> str:
         extra = "".join(f", {s.model if s.l else ''}{' l=' + str(s.l) if s.l else ''}"
                         f"{' t=' + str(s.t) if s.t is not None else ''} on {c}" for c, s in self.sensitive.items())
+        if self.recoding == "local":
+            return f"{self.k}-anonymity on {', '.join(self.quasi_identifiers)}{extra} (local recoding)"
         return (f"{self.k}-anonymity on {', '.join(self.quasi_identifiers)}{extra}"
                 f" (≤{self.max_suppression:.1%} suppressed, {self.loss} loss)")
 
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         return {"quasi_identifiers": list(self.quasi_identifiers), "k": self.k,
                 "sensitive": {c: s.model_dump(exclude_none=True) for c, s in self.sensitive.items()},
-                "max_suppression": self.max_suppression, "search": "fixed levels" if self.levels else "lattice"}
+                "max_suppression": self.max_suppression,
+                "search": "local (top-down)" if self.recoding == "local" else
+                "fixed levels" if self.levels else "lattice"}
 
     # ---------------------------------------------------------------------------------------------
 
@@ -109,7 +145,9 @@ class KAnonymityStep(StepConfig):
         qis = [encode_column(frame[c], h, c, base) for c, h in self.quasi_identifiers.items()]
         sens = [encode_sensitive(frame[c], c, s) for c, s in self.sensitive.items()]
         weights = [float((self.weights or {}).get(c, 1.0)) for c in self.quasi_identifiers]
-        return Problem(qis, sens, self.k, self.max_suppression, self.loss, weights)
+        passive = [(c, *_codes(frame[c])[:2]) for c in self.protected if c not in self.quasi_identifiers]
+        return Problem(qis, sens, self.k, self.max_suppression, self.loss, weights, passive=passive,
+                       cap=self.max_group_suppression, capped=self.capped_columns())
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         t0 = time.perf_counter()
@@ -117,6 +155,8 @@ class KAnonymityStep(StepConfig):
 
         prob = self.build_problem(frame, hierarchy_resolver(getattr(ctx, "options", {}), ctx.policy_path))
         where = f"k-anonymity on {', '.join(self.quasi_identifiers)}"
+        if self.recoding == "local":
+            return self._apply_local(frame, prob, ctx, where, t0)
         if self.levels is not None:
             node = tuple(q.height if self.levels[q.name] == "max" else int(self.levels[q.name]) for q in prob.qis)
             bad = [q.name for q, lv in zip(prob.qis, node, strict=True) if not 0 <= lv <= q.height]
@@ -128,21 +168,27 @@ class KAnonymityStep(StepConfig):
             evaluated, size = 1, 1
             if not ev.ok:
                 raise BlockedError(f"{where}: the fixed levels {dict(zip(self.quasi_identifiers, node, strict=True))}"
-                                   f" need {ev.suppressed:.1%} suppression, above max_suppression"
-                                   f" {self.max_suppression:.1%}; nothing was published")
+                                   + (f" need {ev.suppressed:.1%} suppression, above max_suppression"
+                                      f" {self.max_suppression:.1%}" if ev.caps_ok else
+                                      " suppress more of some group than max_group_suppression allows")
+                                   + "; nothing was published")
         else:
             res = prob.search()
             if res.evaluation is None:
                 raise BlockedError(f"{where}: no generalization satisfies k={self.k}"
                                    + (f" and the l/t models on {sorted(self.sensitive)}" if self.sensitive else "")
-                                   + f" with at most {self.max_suppression:.1%} of records suppressed;"
-                                   " nothing was published",
-                                   details=["raise max_suppression, add hierarchy levels, or lower k/l"])
+                                   + f" with at most {self.max_suppression:.1%} of records suppressed"
+                                   + (f" and every group of {', '.join(self.capped_columns())} within"
+                                      " max_group_suppression" if self.max_group_suppression else "")
+                                   + "; nothing was published",
+                                   details=["raise max_suppression, add hierarchy levels, or lower k/l"
+                                            + (", or loosen max_group_suppression" if self.max_group_suppression
+                                               else "")])
             ev, evaluated, size = res.evaluation, res.evaluated, res.lattice_size
             node = ev.node
         # Re-judge the chosen node from the bottom table so failing classes map back to records.
         table, inv = prob.rollup(node, prob.bottom)
-        final = prob._judge(node, table)
+        final = prob._judge(node, table, inv)
         failed_bottom = final.fail[final.row_class[inv]]
         failed = failed_bottom[prob.record_row] if len(prob.record_row) else np.zeros(0, dtype=bool)
         out = frame.copy()
@@ -169,6 +215,8 @@ class KAnonymityStep(StepConfig):
                 raise InternalError(f"{where}: result breaks {broken} (this is a bug)")
             raise BlockedError(f"{where}: after suppression the published table breaks {', '.join(broken)};"
                                " nothing was published", details=["raise t, or lower max_suppression"])
+        fair_pub, fair_int = self._fairness(prob, node, failed, frame, out, ctx)
+        ctx.internal.setdefault("fairness", {})[",".join(self.quasi_identifiers)] = fair_int
         ctx.internal.setdefault("anonymize", {})[",".join(self.quasi_identifiers)] = {
             q.name: {str(k): str(v) for k, v in zip(
                 (str(x) for x in q.labels[0]), q.labels[lv][q.maps[lv][np.arange(len(q.labels[0]))]], strict=True)}
@@ -182,9 +230,92 @@ class KAnonymityStep(StepConfig):
                                                                                else 0.0, 6),
             "suppression": "records (local suppression fell back: the '*' class failed the models)"
             if fallback else self.suppression,
+            "fairness": fair_pub,
             "lattice_size": int(size), "nodes_evaluated": int(evaluated),
             "search_seconds": round(time.perf_counter() - t0, 3),
         }
+
+    def _apply_local(self, frame: pd.DataFrame, prob: Problem, ctx: Any, where: str,
+                     t0: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+        from release.anonymize.local import local_recode
+
+        ordered, seps = self._ordered(prob)
+        res = local_recode(prob, ordered, seps)
+        if res is None:
+            raise BlockedError(f"{where}: the whole file fails k={self.k}"
+                               + (f" or the l/t models on {sorted(self.sensitive)}" if self.sensitive else "")
+                               + " even with every value generalized to '*'; nothing was published")
+        out = frame.copy()
+        full = np.ones(len(frame), dtype=bool)
+        for j, q in enumerate(prob.qis):
+            lab = res.labels(prob, j)
+            out[q.name] = pd.array(lab, dtype="string")
+            full &= lab.astype(str) == q.labels[0][q.codes0].astype(str)
+        broken = self._violations(out)
+        if broken:
+            raise InternalError(f"{where}: local recoding breaks {broken} (this is a bug)")
+        failed = np.zeros(len(frame), dtype=bool)
+        fair_pub, fair_int = self._fairness(prob, None, failed, frame, out, ctx, full=full)
+        ctx.internal.setdefault("fairness", {})[",".join(self.quasi_identifiers)] = fair_int
+        lv = res.levels[prob.record_row] if len(prob.record_row) else np.zeros((0, len(prob.qis)), dtype=np.int64)
+        return out, {
+            "quasi_identifiers": list(self.quasi_identifiers), "recoding": "local",
+            "levels_used": {q.name: {("interval" if a < 0 else str(int(a))): int(b)
+                                     for a, b in zip(*np.unique(lv[:, j], return_counts=True), strict=True)}
+                            for j, q in enumerate(prob.qis)},
+            "heights": {q.name: int(q.height) for q in prob.qis},
+            "loss": "precision", "information_loss": round(res.loss, 6),
+            "suppressed_records": 0, "suppressed_share": 0.0, "suppression": "none (local recoding)",
+            "fairness": fair_pub, "partitions": int(res.partitions),
+            "search_seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    def _ordered(self, prob: Problem) -> tuple[list[np.ndarray | None], list[str]]:
+        """Rank order of the level-0 codes of the columns local recoding may publish as intervals: times,
+        and numbers without bottom/top coding (an interval must not reveal a rare extreme) or missing values."""
+        out: list[np.ndarray | None] = []
+        seps: list[str] = []
+        for q, h in zip(prob.qis, self.quasi_identifiers.values(), strict=True):
+            lab0 = q.labels[0]
+            missing = any(x is None for x in lab0)
+            if h.time is not None and not missing:
+                out.append(np.argsort(lab0.astype(str), kind="stable"))
+                seps.append("/")  # ISO 8601 interval
+            elif (h.widths is not None or h.age) and h.bottom is None and h.top is None and not missing:
+                out.append(np.argsort(pd.to_numeric(pd.Series(lab0)).to_numpy(dtype=float), kind="stable"))
+                seps.append("-")
+            else:
+                out.append(None)
+                seps.append("")
+        return out, seps
+
+    def _fairness(self, prob: Problem, node: tuple[int, ...] | None, failed: np.ndarray, frame: pd.DataFrame,
+                  out: pd.DataFrame, ctx: Any, full: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Per group: share suppressed and share published at full detail (every quasi-identifier value
+        unchanged); exact for the internal report, banded for the public one."""
+        n = len(failed)
+        if full is None:
+            assert node is not None
+            full = np.ones(n, dtype=bool)
+            for q, lv in zip(prob.qis, node, strict=True):
+                codes = np.arange(len(q.labels[0]))
+                same = q.labels[lv][q.maps[lv][codes]].astype(str) == q.labels[0].astype(str)
+                full &= same[q.codes0]
+        schema = getattr(ctx, "schema", None) or {}
+        capped = set(self.capped_columns())
+        groups: list[GroupColumn] = []
+        public: dict[str, set[str]] = {}
+        for c in self.group_columns():
+            if c in self.quasi_identifiers:
+                q = prob.qis[list(self.quasi_identifiers).index(c)]
+                groups.append(GroupColumn(c, q.codes0.astype(np.int64), [str(x) for x in q.labels[0]], c in capped))
+            else:
+                codes, _, labels = _codes(frame[c])
+                groups.append(GroupColumn(c, codes, labels, c in capped))
+            declared = schema[c].categories if c in schema and schema[c].categories else ()
+            seen = set(out[c].dropna().astype(str).unique()) if c in out.columns and len(out) else set()
+            public[c] = set(map(str, declared)) | seen
+        return fairness_figures(groups, failed, full, self.max_group_suppression, public)
 
     def sensitive_missing(self) -> dict[str, str]:
         return {c: h.missing for c, h in self.quasi_identifiers.items()}
@@ -213,6 +344,17 @@ def _l_ok(fig: dict[str, Any], col: str, spec: SensitiveSpec) -> bool:
     if spec.t is not None and fig["t"].get(col, 0.0) > spec.t + 1e-9:
         return False
     return True
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, int, list[str]]:
+    """Integer codes of a column (missing values are a group of their own), the number of codes, labels."""
+    codes, uniq = pd.factorize(values, use_na_sentinel=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    labels = [str(x) for x in uniq]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(labels), codes)
+        labels.append("(missing)")
+    return codes, max(len(labels), 1), labels
 
 
 def encode_sensitive(values: pd.Series, name: str, spec: SensitiveSpec) -> SensitiveColumn:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
+import io
 import json
+import os
 import sys
 import traceback
 from typing import Any
@@ -11,6 +15,7 @@ from typing import Any
 import click
 
 from release.errors import EXIT_INTERNAL, ReleaseError
+from release.textsafe import safe_text
 
 # Command modules; each defines `register(group)`. Plug-ins add one line here.
 COMMANDS = [
@@ -39,6 +44,7 @@ class ReleaseGroup(click.Group):
                 rep = getattr(e, "report", None)
                 if rep is not None:
                     payload["report"] = rep
+                # json.dumps escapes every control character, so the JSON needs no cleaning.
                 click.echo(json.dumps(payload, indent=2, default=str))
             click.echo(e.render(), err=True)
             ctx.exit(e.exit_code)
@@ -49,7 +55,8 @@ class ReleaseGroup(click.Group):
             ctx.exit(130)
         except Exception:  # noqa: BLE001 - the one place bugs are reported as bugs
             click.echo("internal error (this is a bug in the release engine, not in your policy or data):", err=True)
-            traceback.print_exc(file=sys.stderr)
+            # An exception message may quote a value: the traceback is cleaned like any other text.
+            click.echo(safe_text(traceback.format_exc(), multiline=True), err=True)
             ctx.exit(EXIT_INTERNAL)
 
 
@@ -59,9 +66,53 @@ def main() -> None:
     """Privacy-preserving release engine for public-safety open data."""
 
 
+def _flush_c_stdio() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).fflush(None)
+
+
+class _StdoutForJson:
+    """While a --json command runs, file descriptor 1 points at stderr, so C libraries (a solver's
+    banner, a native logger) cannot write into the JSON; Python's sys.stdout keeps the real stdout."""
+
+    def __init__(self) -> None:
+        self.saved: int | None = None
+        self.old_stdout: Any = None
+
+    def enter(self) -> None:
+        try:
+            if sys.stdout.fileno() != 1:
+                return
+        except (AttributeError, OSError, io.UnsupportedOperation, ValueError):
+            return  # not a real stream (click's test runner): nothing native can reach it
+        sys.stdout.flush()
+        _flush_c_stdio()
+        self.saved = os.dup(1)
+        self.old_stdout = sys.stdout
+        sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(self.saved), "wb"), encoding="utf-8",
+                                      line_buffering=True)
+        os.dup2(2, 1)
+
+    def exit(self) -> None:
+        if self.saved is None:
+            return
+        _flush_c_stdio()
+        sys.stdout.flush()
+        os.dup2(self.saved, 1)
+        os.close(self.saved)
+        self.saved = None
+        with contextlib.suppress(Exception):
+            sys.stdout.close()
+        sys.stdout = self.old_stdout
+
+
 def json_option(f: Any) -> Any:
     def cb(ctx: click.Context, _p: click.Parameter, value: bool) -> bool:
         ctx.find_root().meta["json"] = value
+        if value:
+            guard = _StdoutForJson()
+            guard.enter()
+            ctx.find_root().call_on_close(guard.exit)
         return value
 
     return click.option("--json", "as_json", is_flag=True, callback=cb, expose_value=True,
@@ -71,7 +122,7 @@ def json_option(f: Any) -> Any:
 def progress_printer(quiet: bool) -> Any:
     def show(msg: str) -> None:
         if not quiet:
-            click.echo(f"· {msg}", err=True)
+            click.echo(f"· {safe_text(msg)}", err=True)
 
     return show
 

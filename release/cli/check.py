@@ -11,6 +11,7 @@ import click
 from release.check import CheckResult, check_bundle
 from release.cli import json_option
 from release.geomask.cli import geo_options
+from release.textsafe import safe_text
 
 
 def verifier_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -75,7 +76,7 @@ def register(group: click.Group) -> None:
             click.echo(json.dumps(result.to_json(), indent=2, default=str))
         else:
             for f in result.findings:
-                click.echo(finding_line(f))
-            click.echo(f"{verdict_word(result)}: {bundle}")
+                click.echo(safe_text(finding_line(f)))
+            click.echo(safe_text(f"{verdict_word(result)}: {bundle}"))
         if not result.ok:
             raise SystemExit(1)

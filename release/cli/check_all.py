@@ -9,6 +9,7 @@ import click
 
 from release.cli import json_option
 from release.cli.check import finding_line, options_of, verdict_word, verifier_options
+from release.textsafe import safe_text
 
 
 def register(group: click.Group) -> None:
@@ -32,12 +33,12 @@ def register(group: click.Group) -> None:
                                    "folder_findings": [f.to_json() for f in strays]}, indent=2, default=str))
         else:
             for f in strays:
-                click.echo(finding_line(f))
+                click.echo(safe_text(finding_line(f)))
             for r in results:
                 for f in r.findings:
                     if not f.ok:
-                        click.echo(f"{r.bundle}: {finding_line(f)}")
-                click.echo(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle} ({verdict_word(r)})")
+                        click.echo(safe_text(f"{r.bundle}: {finding_line(f)}"))
+                click.echo(safe_text(f"{'pass  ' if r.ok else 'FAILED'} {r.bundle} ({verdict_word(r)})"))
             failed = sum(not r.ok for r in results)
             click.echo(f"{len(results)} bundle(s) checked, {failed} failed" +
                        (f"; {len(strays)} problem(s) with the folder itself" if strays else ""))

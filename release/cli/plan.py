@@ -7,7 +7,10 @@ import json
 import click
 
 from release.cli import json_option
-from release.engine import plan_policy
+from release.geomask.cli import geo_options
+from release.plan import check_referenced_files, compile_plan
+from release.policy.loader import load_policy
+from release.textsafe import safe_text
 
 
 def render_plan(plan_json: dict) -> str:
@@ -33,11 +36,19 @@ def render_plan(plan_json: dict) -> str:
 def register(group: click.Group) -> None:
     @group.command("plan")
     @click.argument("policy", type=click.Path(dir_okay=False))
+    @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network file a run would get.")
+    @click.option("--addresses", type=click.Path(dir_okay=False), default=None, help="Address points a run would get.")
+    @click.option("--layer", "layers", multiple=True, metavar="NAME=FILE", help="Area polygon layer a run would get (repeatable).")
     @json_option
-    def plan_cmd(policy: str, as_json: bool) -> None:
-        """Validate POLICY and print its plan (steps, outputs, published columns) without reading records."""
-        plan = plan_policy(policy)
+    def plan_cmd(policy: str, network: str | None, addresses: str | None, layers: tuple[str, ...], as_json: bool) -> None:
+        """Validate POLICY and every file it names, and print its plan, without reading records."""
+        pol = load_policy(policy)
+        plan = compile_plan(pol)
+        options = {"network": network} if network else {}
+        options.update(geo_options(addresses, layers))
+        check_referenced_files(pol, policy, options)
         if as_json:
             click.echo(json.dumps(plan.to_json(), indent=2, default=str))
         else:
-            click.echo(render_plan(plan.to_json()))
+            # Policy text (column names, descriptions) is printed cleaned, one line at a time.
+            click.echo("\n".join(safe_text(line) for line in render_plan(plan.to_json()).splitlines()))

@@ -8,19 +8,14 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, PrivateAttr, model_validator
 
+from release import registry
 from release.context import AssessContext, OutputBuild, StepContext
 from release.dp import keys as K
-from release.dp.accuracy import describe_accuracy, part_scale
+from release.dp.accuracy import describe_accuracy, expected_signal_share, part_scale, signal_figures
 from release.dp.bounding import bound_contributions, bounding_key
 from release.dp.config import dp_outputs
 from release.dp.noise import noisy_threshold, noisy_vector, threshold_for
-from release.dp.postprocess import (
-    group_index,
-    least_squares,
-    margin_of,
-    round_within_groups,
-    suppress,
-)
+from release.dp.postprocess import PostProcessing, margin_of, post_process, suppress
 from release.errors import PolicyError
 from release.policy.base import OutputConfig, Schema
 from release.registry import register_output
@@ -53,6 +48,10 @@ class DPTableOutput(OutputConfig):
     "Fraction of this table's epsilon spent finding the keys of 'discover' columns (the rest noises the cells)."
     value_column: str = Field(default="count", pattern=r"^[a-z][a-z0-9_]*$")
     "Name of the published value column."
+    post_processing: PostProcessing = "consistent"
+    "none (unbiased, may be negative), nonnegative (clipped at 0), consistent (least squares with the margins)."
+    expected_total: float | None = Field(default=None, ge=0)
+    "Expected total of the table: `release plan` estimates the share of cells above their 95% error from it."
 
     spends_budget: ClassVar[bool] = True
     _share: dict[str, Any] | None = PrivateAttr(default=None)
@@ -65,6 +64,8 @@ class DPTableOutput(OutputConfig):
             raise ValueError(f"statistic {self.statistic} needs `column` and `bounds`")
         if self.statistic == "mean" and self.margins:
             raise ValueError("margins are published for counts and sums, not means")
+        if self.statistic == "mean" and self.post_processing != "consistent":
+            raise ValueError("post_processing applies to counts and sums; a mean is always clipped to its bounds")
         if self.bounds is not None and self.bounds[0] > self.bounds[1]:
             raise ValueError("bounds: lower must not exceed upper")
         for m in self.margins:
@@ -164,6 +165,10 @@ class DPTableOutput(OutputConfig):
             fig.update(count_scale=cscale, count_accuracy_95=describe_accuracy(s["mechanism"], cscale)["accuracy_95"],
                        accuracy_meaning="95% bounds of the noisy sum (accuracy_95) and of the noisy count"
                        " (count_accuracy_95) per cell; the mean's error follows from both")
+        fig["post_processing_choice"] = self.post_processing
+        fig["intervals_truncated_at_zero"] = self.clips()
+        fig["interval_95"] = ("[max(0, value − accuracy_95), value + accuracy_95]" if self.clips()
+                              else "[value − accuracy_95, value + accuracy_95]")
         if self.discovers_keys():
             fig["threshold"] = self.discovery_threshold()
             fig["discovery"] = {"columns": self.discover_columns(), "epsilon_per_column": self.discovery_epsilon(),
@@ -171,14 +176,24 @@ class DPTableOutput(OutputConfig):
             fig["cells"] = None
         else:
             fig["cells"] = int(np.prod([len(k) for k in self.key_lists(schema)]))
+            if self.expected_total is not None and self.statistic != "mean" and fig["cells"]:
+                fig["expected_signal_share"] = round(expected_signal_share(
+                    s["mechanism"], scale, self.expected_total / fig["cells"], float(fig["accuracy_95"])), 4)
         return fig
+
+    def clips(self) -> bool:
+        """Whether published values are clipped at zero (so intervals are truncated there)."""
+        if self.statistic == "mean" or self.post_processing == "none":
+            return False
+        return self.statistic == "count" or bool(self.bounds and self.bounds[0] >= 0)
 
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         f = self.dp_figures(schema)
         for k in ("scale", "accuracy_95"):
             f[k] = round(float(f[k]), 6)
         return {k: f[k] for k in ("mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95", "key_source",
-                                  "threshold", "cells", "margins") if k in f}
+                                  "threshold", "cells", "margins", "post_processing_choice", "expected_signal_share")
+                if k in f}
 
     def key_lists(self, schema: Schema, found: dict[str, list[str]] | None = None) -> list[list[str]]:
         out = []
@@ -191,19 +206,28 @@ class DPTableOutput(OutputConfig):
             out.append(ks)
         return out
 
-    def post_processing(self) -> list[str]:
+    def post_processing_steps(self) -> list[str]:
         if self.statistic == "mean":
             least = max(self.suppress_below or 1, 1)
             return ["mean = noisy clipped sum / noisy count, clipped to the bounds",
                     f"cells with noisy count below {least} blanked"]
         steps = []
-        if self.margins:
-            steps.append("least-squares consistency of cells with margins " + ", ".join(
-                "[" + ", ".join(m) + "]" for m in self.margins))
-        if self.statistic == "count" or (self.bounds and self.bounds[0] >= 0):
-            steps.append("non-negative (clipped at 0)")
-        steps.append("integer rounding" + (" (largest remainder within each entry of the first margin)"
-                                           if self.margins else ""))
+        if self.post_processing == "none":
+            steps.append("none: the noisy integers as drawn (unbiased; may be negative"
+                         + ("; margins noised separately, not the sums of their cells" if self.margins else "") + ")")
+        elif self.post_processing == "nonnegative":
+            if self.clips():
+                steps.append("non-negative (clipped at 0)")
+            if self.margins:
+                steps.append("margins noised separately, not the sums of their cells")
+        else:
+            if self.margins:
+                steps.append("least-squares consistency of cells with margins " + ", ".join(
+                    "[" + ", ".join(m) + "]" for m in self.margins))
+            if self.clips():
+                steps.append("non-negative (clipped at 0)")
+            steps.append("integer rounding" + (" (largest remainder within each entry of the first margin)"
+                                               if self.margins else ""))
         if self.suppress_below is not None:
             steps.append(f"cells with noisy value below {self.suppress_below} blanked")
         return steps
@@ -257,7 +281,7 @@ class DPTableOutput(OutputConfig):
         scale = float(figs["scale"])
         mech = self.share["mechanism"]
         evidence = {"dp": {k: figs[k] for k in ("mechanism", "scale", "accuracy_95", "key_source", "threshold")},
-                    "post_processing": self.post_processing(),
+                    "post_processing": self.post_processing_steps(),
                     "seed": ("contribution bounding derived from the test seed; OpenDP's noise cannot be seeded"
                              if ctx.seed is not None else None)}
         internal: dict[str, Any] = {"bounding": stats}
@@ -305,12 +329,7 @@ class DPTableOutput(OutputConfig):
         axes = {c: i for i, c in enumerate(self.by)}
         margin_axes = [tuple(sorted(axes[c] for c in m)) for m in self.margins]
         noisy_margins = [(ax, noisy_vector(margin_of(true, shape, ax), mech, scale)) for ax in margin_axes]
-        est = least_squares(noisy_cells.astype(float), shape, noisy_margins)
-        groups = group_index(shape, margin_axes[0]) if margin_axes else None
-        if self.statistic == "sum" and self.bounds is not None and self.bounds[0] < 0:
-            cells = np.rint(est).astype(np.int64)
-        else:
-            cells = round_within_groups(est, groups)
+        cells, margins = post_process(noisy_cells, shape, noisy_margins, self.post_processing, self.clips())
         internal["true_total"] = int(true.sum())
         internal["mean_abs_error"] = float(np.abs(cells - true).mean()) if n else 0.0
         blank = suppress(cells, self.suppress_below)
@@ -318,9 +337,9 @@ class DPTableOutput(OutputConfig):
         table[self.value_column] = pd.array(np.where(blank, 0, cells), dtype="Int64")
         table.loc[blank, self.value_column] = pd.NA
         tables = {self.name: table}
-        for m, ax in zip(self.margins, margin_axes, strict=True):
+        for m, ax, mv in zip(self.margins, margin_axes, margins, strict=True):
             mt = K.grid_frame(list(m), [key_lists[a] for a in ax])
-            mt[self.value_column] = pd.array(margin_of(cells, shape, ax), dtype="Int64")
+            mt[self.value_column] = pd.array(mv, dtype="Int64")
             tables[self.margin_stem(m)] = mt
         return tables
 
@@ -347,7 +366,7 @@ class DPTableOutput(OutputConfig):
         figs = self.dp_figures(schema)
         t = tables[self.name]
         file = ctx.files.get(self.name)
-        figs["post_processing"] = self.post_processing()
+        figs["post_processing"] = self.post_processing_steps()
         if ctx.run is not None and dp_outputs(ctx.policy)[0] is self:
             # During the run, the budget findings join the report (check re-derives them via BUNDLE_CHECKS).
             from release.dp.hooks import check_budget
@@ -364,6 +383,15 @@ class DPTableOutput(OutputConfig):
         v = pd.to_numeric(t[vcol], errors="coerce")
         blanks = int(v.isna().sum())
         figs["cells_suppressed"] = blanks
+        if self.statistic != "mean":
+            sig = signal_figures(v.dropna().to_numpy(dtype=float), float(figs["accuracy_95"]))
+            figs.update(sig)
+            gate = ctx.policy.gate.min_signal_share
+            if gate is not None:
+                ctx.finding("dp-signal", sig["signal_share"] >= gate - 1e-12,
+                            f"{sig['signal_share']:.1%} of published cells exceed their 95% error"
+                            f" ±{float(figs['accuracy_95']):.1f}; the gate's min_signal_share is {gate:.0%}",
+                            file=file, figure=sig["signal_share"], threshold=gate)
         if self.statistic == "mean":
             assert self.bounds is not None
             out = int(((v.dropna() < self.bounds[0]) | (v.dropna() > self.bounds[1])).sum())
@@ -397,7 +425,11 @@ class DPTableOutput(OutputConfig):
             figs["cells"] = len(exp)
             figs["discovered_keys"] = {c: len(v) for c, v in found.items()}
         for m in self.margins:
-            self._assess_margin(t, tables, m, ctx, figs)
+            if self.post_processing == "consistent":
+                self._assess_margin(t, tables, m, ctx, figs)
+            elif self.margin_stem(m) not in tables:
+                ctx.finding("dp-margins", False, f"margin table {self.margin_stem(m)} not published",
+                            file=ctx.files.get(self.margin_stem(m)))
         return {"dp": figs, "rows": int(len(t))}
 
     def _assess_margin(self, t: pd.DataFrame, tables: dict[str, pd.DataFrame], m: tuple[str, ...],
@@ -420,3 +452,26 @@ class DPTableOutput(OutputConfig):
                   + joined["margin"].isna().sum())
         ctx.finding("dp-margins", bad == 0, f"cells add up to the published margin [{', '.join(m)}]" if not bad else
                     f"{bad} entry(ies) of margin [{', '.join(m)}] disagree with the sum of their cells", file=file)
+
+
+def signal_preflight(policy: Any, policy_path: Any, options: dict[str, Any]) -> None:
+    """PRE_RUN hook: a dp-table whose expected total says it would be mostly noise is refused before any
+    record is read or any budget is reserved (the gate's `min_signal_share` against the plan's estimate)."""
+    need = policy.gate.min_signal_share
+    if need is None:
+        return
+    from release.errors import BlockedError
+    from release.plan import compile_plan
+
+    schema = compile_plan(policy).final_schema
+    for out in dp_outputs(policy):
+        est = out.dp_figures(schema).get("expected_signal_share") if isinstance(out, DPTableOutput) else None
+        if est is not None and est < need:
+            raise BlockedError(f"output {out.name}: with expected_total {out.expected_total:g} over its cells, about"
+                               f" {est:.0%} of cells would stand above their 95% error; the gate's min_signal_share"
+                               f" is {need:.0%}; nothing was read or spent",
+                               details=["coarsen the keys, drop margins, raise the budget share (weight), or lower"
+                                        " min_signal_share"])
+
+
+registry.add_hook(registry.PRE_RUN, signal_preflight)

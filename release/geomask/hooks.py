@@ -44,10 +44,13 @@ def preflight(policy: Any, policy_path: Path | None, options: dict[str, Any]) ->
     proj = projector_for(policy.jurisdiction)
     for s in steps:
         if s.type == "geomask-snap":
-            network_for(s.network, options, policy_path, policy.jurisdiction, proj)
+            net = network_for(s.network, options, policy_path, policy.jurisdiction, proj)
+            if s.min_addresses is not None:
+                net.eligible(s.min_addresses)  # min_addresses without address counts fails here, not mid-run
         for layer in _layers(s):
             areas_for(layer, options, policy_path, proj)
 
 
-registry.PRE_RUN.append(preflight)
+registry.add_hook(registry.PRE_RUN, preflight)
+registry.add_hook(registry.PLAN_CHECKS, preflight)
 registry.add_hook(registry.REFERENCED_FILES, referenced_files)

@@ -195,7 +195,8 @@ def _read_points(path: Path, cfg: NetworkConfig) -> pd.DataFrame:
     except InputError:
         raise
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"network file {path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        # Parser messages can quote a row: name the kind of failure only.
+        raise InputError(f"network file {path}: unreadable ({type(e).__name__}) [rule: network-format]") from None
 
 
 def _is_streets(path: Path) -> bool:

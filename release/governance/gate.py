@@ -18,6 +18,7 @@ from release.governance.approval import (
 )
 from release.governance.config import load_config
 from release.governance.keys import Keyring
+from release.textsafe import safe_text
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -68,6 +69,9 @@ def junit_xml(results: Sequence[tuple[str, Sequence[Finding]]]) -> bytes:
 
 
 def _escape_data(s: str) -> str:
+    # Escape sequences and control characters go first (safe_text); the runner's own escapes then
+    # keep '%', CR and LF from ending the command, so data can never start a workflow command.
+    s = "\n".join(safe_text(line) for line in s.splitlines())
     return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 

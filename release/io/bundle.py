@@ -63,8 +63,12 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_to_csv(frame: pd.DataFrame) -> bytes:
+    """CSV bytes; string cells a spreadsheet would run as a formula get a leading apostrophe (OWASP)."""
+    from release.outputs.cells import neutralise_frame
+
     buf = io.StringIO()
-    _csv_ready(frame).to_csv(buf, index=False, lineterminator="\n", float_format="%.7f")
+    safe, _ = neutralise_frame(_csv_ready(frame))
+    safe.to_csv(buf, index=False, lineterminator="\n", float_format="%.7f")
     return buf.getvalue().encode("utf-8")
 
 
@@ -166,9 +170,11 @@ def read_json(path: Path) -> Any:
 
 def read_published_csv(path: Path, schema: Schema) -> pd.DataFrame:
     """Read a published CSV back with the types its columns were declared with."""
+    from release.outputs.cells import restore_frame
     from release.validate import _convert
 
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    raw = restore_frame(raw)  # the published values, as Parquet and GeoJSON hold them
     out = {}
     for c in raw.columns:
         spec = schema.get(c)

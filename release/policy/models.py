@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from release import registry
 from release.policy.base import ColumnSpec, Role, StrictModel
@@ -19,8 +19,17 @@ class Dataset(StrictModel):
     "Folder name of the dataset's bundles: lower-case letters, digits and '-'."
     title: str
     description: str = ""
-    publisher: str = "Toronto Police Service (synthetic demo)"
-    license: str = "Open Government Licence – Toronto"
+    publisher: str = Field(min_length=1)
+    "Who publishes the dataset (datapackage.json sources): required, never a silent default."
+    license: str = Field(default="Open Government Licence – Toronto", validation_alias=AliasChoices("license", "licence"))
+    "Licence of the published files; `licence` (British spelling) is accepted too."
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "license" in data and "licence" in data:
+            raise ValueError("give license or licence, not both")
+        return data
 
 
 class Jurisdiction(StrictModel):
@@ -72,8 +81,28 @@ class InputSchema(StrictModel):
     "refuse: any invalid row stops the run (exit 2). exclude: invalid rows are dropped and counted."
     allow_extra_columns: bool = False
     "Accept input columns the policy does not declare (they are dropped at once)."
+    encoding: Literal["utf-8", "cp1252", "latin-1"] = "utf-8"
+    "Text encoding of a CSV input (a UTF-8 byte-order mark is skipped); undecodable bytes are located errors."
+    delimiter: Literal["comma", "tab", "semicolon", "pipe"] = "comma"
+    "Field separator of a CSV input."
+    allow_empty: bool = False
+    "Publish an empty release when the input holds no record; otherwise an empty input is an error (exit 2)."
+    max_field_length: int = Field(default=65_536, ge=1, le=1 << 28)
+    "Longest value (characters) a field may hold; longer ones are input errors (a broken quote or a dump)."
     source: InputSource | None = None
     "Where the records are when `release run` gets no --input: a database table or query (docs/postgres.md)."
+
+    @field_validator("columns")
+    @classmethod
+    def _printable_names(cls, v: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
+        import re
+
+        from release.textsafe import UNSAFE_CHARS
+
+        bad = [i + 1 for i, n in enumerate(v) if not n.strip() or re.search(UNSAFE_CHARS + "|[\r\n\t]", n)]
+        if bad:
+            raise ValueError(f"column names must be non-empty and hold no control characters (columns {bad})")
+        return v
 
     @model_validator(mode="after")
     def _rid(self) -> InputSchema:
@@ -106,10 +135,19 @@ class Gate(StrictModel):
     "Largest epsilon one release may spend."
     max_epsilon_per_period: float | None = Field(default=None, gt=0)
     "Largest epsilon the ledger may show within the policy's budget period."
+    min_k_published: int | None = Field(default=None, ge=2)
+    "Smallest class over every published column an attacker could know (QIs, areas, times, the point)."
+    max_sample_uniques_share: float | None = Field(default=None, ge=0, le=1)
+    "Largest share of a records output's records that may be unique on everything published."
+    min_signal_share: float | None = Field(default=None, ge=0, le=1)
+    "Smallest share of a dp-table's cells whose published value exceeds its 95% error (the rest is noise)."
     min_audit_interval: float | None = Field(default=None, ge=0)
     "Smallest interval an LP attacker may narrow any suppressed cell to."
     scan_identifiers: bool = True
     "Scan every published column for identifier patterns (names, phones, emails, addresses)."
+    identifier_scan_waivers: dict[str, tuple[Literal["email", "phone", "postal-code", "sin", "street-address",
+                                                     "person-name"], ...]] = Field(default_factory=dict)
+    "Checks of the identifier scan waived for a published column, by name (place names read as person names)."
 
 
 def _step_union() -> Any:

@@ -20,6 +20,7 @@ from release.report.view import (
     label,
     location_block,
     records_table,
+    reidentification_block,
     suppression_block,
 )
 
@@ -29,7 +30,8 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'n
 _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
-KNOWN_FIGURES = {"rows", "columns", "identifier_scan", "anonymity", "location", "dp", "suppression"}
+KNOWN_FIGURES = {"rows", "columns", "identifier_scan", "anonymity", "reidentification", "location", "dp",
+                 "suppression"}
 ROW_KEYS = ("rows_excluded", "rows_removed", "rows_suppressed", "records_suppressed", "suppressed_records")
 
 
@@ -51,7 +53,14 @@ def _pipeline(report: dict[str, Any]) -> Block:
     rows: list[dict[str, Any]] = []
     for s in report.get("steps") or []:
         removed = sum(int(s.get(k) or 0) for k in ROW_KEYS if isinstance(s.get(k), (int, float)))
-        detail = {k: v for k, v in s.items() if k not in ("index", "type", "seconds")}
+        detail = {k: v for k, v in s.items() if k not in ("index", "type", "seconds", "fairness")}
+        fair = s.get("fairness")
+        if isinstance(fair, dict) and isinstance(fair.get("groups"), list) and fair["groups"]:
+            b.tables.append(records_table(
+                f"Step {s.get('index', len(rows)) + 1}: share of each group suppressed and published at full detail"
+                f" (bands; {fmt(fair.get('overall_suppressed'))} overall"
+                + ("" if "caps_held" not in fair else
+                   f"; caps {'held' if fair['caps_held'] else 'BROKEN'}") + ")", fair["groups"]))
         rows.append({"step": f"{s.get('index', len(rows)) + 1}. {s.get('type')}",
                      "what it did": fmt(detail)})
         if removed and isinstance(n, int):
@@ -91,6 +100,8 @@ def _output_section(o: dict[str, Any], files: dict[str, bytes], areas: dict[str,
         hits = fig["identifier_scan"] or {}
         pub.facts.append(("identifier scan", "no identifier patterns" if not hits else fmt(hits)))
     blocks.append(pub)
+    if isinstance(fig.get("reidentification"), dict):
+        blocks.append(reidentification_block(fig["reidentification"]))
     if isinstance(fig.get("anonymity"), dict):
         blocks.append(anonymity_block(fig["anonymity"], gate))
     if isinstance(fig.get("location"), dict) or any(p.endswith(".geojson") for p in paths):
@@ -109,6 +120,26 @@ def _output_section(o: dict[str, Any], files: dict[str, bytes], areas: dict[str,
     findings = o.get("findings") or []
     return {"name": o.get("name", "?"), "kind": o.get("kind", "?"), "description": o.get("description"),
             "blocks": blocks, "findings": findings, "failed": sum(not f.get("ok") for f in findings)}
+
+
+def first_screen_notices(report: dict[str, Any]) -> list[str]:
+    """What a reader must see before the details: records the public can single out, DP tables that are
+    mostly noise, groups a cap did not hold for."""
+    out: list[str] = []
+    for o in report.get("outputs") or []:
+        fig = o.get("figures") or {}
+        name = o.get("name", "?")
+        pub = fig.get("reidentification") if isinstance(fig.get("reidentification"), dict) else None
+        if pub and pub.get("statement"):
+            out.append(f"{name}: {pub['statement']}")
+        dp = fig.get("dp")
+        if isinstance(dp, dict) and dp.get("warning"):
+            out.append(f"{name}: {dp['warning']}")
+    for s in report.get("steps") or []:
+        fair = s.get("fairness") if isinstance(s, dict) else None
+        if isinstance(fair, dict) and fair.get("statement"):
+            out.append(str(fair["statement"]))
+    return out
 
 
 def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[str, Any] | None = None,
@@ -131,6 +162,7 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
                                        Block("Rendering problem", notes=[f"{type(e).__name__}: {e}"])],
                             "findings": o.get("findings") or [],
                             "failed": sum(not f.get("ok") for f in o.get("findings") or [])})
+    notices = first_screen_notices(report)
     release_blocks = [_pipeline(report)]
     if budget:
         release_blocks.append(budget_block(budget))
@@ -148,5 +180,5 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
             internal_blocks.append(Block("No internal diagnostics were recorded for this release"))
     return _ENV.get_template("report.html.j2").render(
         csp=CSP, r=report, verdict=report.get("verdict", "?"), findings=findings, failed=failed,
-        outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {},
+        outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {}, notices=notices,
         internal=internal is not None, internal_blocks=internal_blocks)

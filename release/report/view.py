@@ -145,6 +145,27 @@ def anonymity_block(a: dict[str, Any], gate: dict[str, Any]) -> Block:
     return b
 
 
+def reidentification_block(pub: dict[str, Any]) -> Block:
+    """Uniqueness over every published column an attacker could know (with and without the point)."""
+    b = Block("Re-identification over everything published")
+    if pub.get("statement"):
+        b.notes.append(str(pub["statement"]))
+    rows = [{"columns": fmt(pub.get("columns")), "k": pub.get("k"), "classes": pub.get("classes"),
+             "sample uniques": (pub.get("sample_uniques") or {}).get("records"),
+             "share unique": (pub.get("sample_uniques") or {}).get("share"),
+             "highest prosecutor risk": (pub.get("prosecutor") or {}).get("highest")}]
+    wp = pub.get("without_point")
+    if isinstance(wp, dict):
+        rows.append({"columns": fmt(wp.get("columns")) + " (without the point)", "k": wp.get("k"),
+                     "classes": wp.get("classes"), "sample uniques": (wp.get("sample_uniques") or {}).get("records"),
+                     "share unique": (wp.get("sample_uniques") or {}).get("share"),
+                     "highest prosecutor risk": (wp.get("prosecutor") or {}).get("highest")})
+    b.tables.append(records_table("Classes over the published identifying columns", rows))
+    if pub.get("beyond_k_step"):
+        b.facts.append(("published beside the k step (not covered by its k)", fmt(pub["beyond_k_step"])))
+    return b
+
+
 def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """Distinct published coordinates and records per point, from the output's GeoJSON (else its CSV)."""
     lon: np.ndarray | None = None
@@ -234,6 +255,8 @@ def _interval_arrays(t: pd.DataFrame, vcol: str, acc: Any) -> tuple[np.ndarray, 
 
 def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budget: Any) -> Block:
     b = Block("Differential privacy")
+    if dp.get("warning"):
+        b.notes.append(str(dp["warning"]))
     for k in ("mechanism", "epsilon", "rho", "delta", "scale", "accuracy_95", "key_source", "threshold", "cells"):
         if k in dp:
             b.facts.append((label(k), fmt(dp[k])))
@@ -257,6 +280,8 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
         arr = _interval_arrays(t, vcol, dp.get("accuracy_95")) if vcol else None
         if arr is not None and vcol is not None:
             v, lo, hi = arr
+            if dp.get("intervals_truncated_at_zero"):
+                lo = np.maximum(lo, 0.0)  # the published values are clipped at zero: so is the interval
             keys = [c for c in t.columns if c != vcol and c not in ("accuracy_95", "ci95", "error_95")]
             labels = [" · ".join(str(t[c].iloc[i]) for c in keys) or str(i) for i in range(len(t))]
             ok = ~np.isnan(v)
@@ -274,8 +299,9 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
             if len(t) > MAX_TABLE_ROWS:
                 tab["note"] = f"first {MAX_TABLE_ROWS} of {len(t):,} cells shown; every cell is in {path}"
             b.tables.append(tab)
-            b.notes.append("Intervals are the published value ± the 95% accuracy bound of the noise: the true "
-                           "count lies inside with 95% probability; they use only public figures.")
+            b.notes.append("Intervals are the published value ± the 95% accuracy bound of the noise"
+                           + (", truncated at zero as the values are" if dp.get("intervals_truncated_at_zero") else "")
+                           + ": the true count lies inside with 95% probability; they use only public figures.")
     return b
 
 

@@ -12,7 +12,7 @@ import yaml
 
 MINI_POLICY: dict[str, Any] = {
     "version": 1,
-    "dataset": {"name": "mini", "title": "Mini test dataset"},
+    "dataset": {"name": "mini", "title": "Mini test dataset", "publisher": "test"},
     "jurisdiction": {"bbox": [-79.64, 43.58, -79.11, 43.86], "crs": 2952},
     "input": {
         "record_id": "record_id",

@@ -80,3 +80,23 @@ def test_check_fails_when_a_class_is_edited_below_k(bundle: Path, tmp_path: Path
     assert not [f for f in failed if f["check"] == "hash"]
     k = [f for f in failed if f["check"] == "k-anonymity"]
     assert k and k[0]["figure"] == 1 and k[0]["file"] == "arrests.csv"
+
+
+def test_fairness_bands_public_exact_figures_internal(bundle: Path) -> None:
+    rep = json.loads((bundle / "report.json").read_text())
+    fair = next(s for s in rep["steps"] if s["type"] == "k-anonymity")["fairness"]
+    bands = {"< 1%", "1–5%", "5–20%", "> 20%"}
+    cols = {g["column"] for g in fair["groups"]}
+    assert {"perceived_race", "age_group", "gender"} <= cols
+    assert all(g["suppressed"] in bands and g["full detail"] in bands for g in fair["groups"])
+    internal = json.loads(next(internal_dir(bundle).rglob("*.json")).read_text())
+    (exact,) = internal["fairness"].values()
+    race = exact["columns"]["perceived_race"]
+    assert sum(v["records"] for v in race.values()) == rep["outputs"][0]["figures"]["anonymity"]["records"] + next(
+        s for s in rep["steps"] if s["type"] == "k-anonymity")["suppressed_records"]
+    html = (bundle / "report.html").read_text()
+    assert "share of each group suppressed and published at full detail" in html
+    # The exact per-group figures (their keys) appear in no published file.
+    for p in bundle.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".csv", ".html"):
+            assert "full_detail_share" not in p.read_text(encoding="utf-8"), p.name

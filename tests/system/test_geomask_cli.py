@@ -218,7 +218,7 @@ def test_acceptance_real_tps_points_jittered_150m_snap_back_to_nodes(tps_dir: Pa
     inp.to_csv(tmp_path / "in.csv", index=False)
     for within in (False, True):
         pol = {
-            "dataset": {"name": f"tps-{int(within)}", "title": "TPS bicycle thefts"},
+            "dataset": {"name": f"tps-{int(within)}", "title": "TPS bicycle thefts", "publisher": "test"},
             "jurisdiction": {"bbox": [-79.64, 43.58, -79.11, 43.86], "crs": 2952, "outside": "nsa"},
             "input": {"record_id": "record_id", "columns": {
                 "record_id": {"type": "string", "role": "record-id"},

@@ -200,4 +200,5 @@ def test_report_json_mirrors_parsed_html_numbers(demo: dict[str, Any]) -> None:
             html = (bundle / "report.html").read_text()
             acc = out["figures"]["dp"]["accuracy_95"]
             v = float(t.iloc[0][t.columns[-1]])
-            assert f"[{v - acc:,.1f}, {v + acc:,.1f}]" in html, (dataset, rel)
+            lo = max(v - acc, 0.0) if out["figures"]["dp"].get("intervals_truncated_at_zero") else v - acc
+            assert f"[{lo:,.1f}, {v + acc:,.1f}]" in html, (dataset, rel)

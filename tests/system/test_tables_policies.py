@@ -16,7 +16,7 @@ from tests.conftest import POLICIES
 
 BASE = {
     "version": 1,
-    "dataset": {"name": "firms", "title": "Turnover by region and sector"},
+    "dataset": {"name": "firms", "title": "Turnover by region and sector", "publisher": "test"},
     "jurisdiction": {"bbox": [-79.64, 43.58, -79.11, 43.86]},
     "input": {"record_id": "rid", "columns": {
         "rid": {"type": "string", "role": "record-id"},

@@ -15,7 +15,7 @@ from release.policy.loader import parse_policy
 
 BASE = """
 version: 1
-dataset: {name: t, title: t}
+dataset: {name: t, title: t, publisher: test}
 jurisdiction: {bbox: [-80, 43, -79, 44]}
 input:
   record_id: rid

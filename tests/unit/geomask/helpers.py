@@ -28,7 +28,7 @@ def policy(steps: list[dict[str, Any]] | None = None, crs: int | None = 2952, **
         **cols,
     }
     return Policy.model_validate({
-        "dataset": {"name": "geo-test", "title": "t"},
+        "dataset": {"name": "geo-test", "title": "t", "publisher": "test"},
         "jurisdiction": {"bbox": BBOX, "crs": crs},
         "input": {"record_id": "record_id", "columns": columns},
         "steps": steps or [],

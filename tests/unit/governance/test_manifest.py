@@ -48,7 +48,7 @@ def test_manifest_without_required_approval(mini: tuple[Path, Path, Path]) -> No
 
 def test_schema_hash_changes_with_the_schema_only(tmp_path: Path) -> None:
     a = load_policy(write_policy(tmp_path / "a.yaml", mini_policy()))
-    b = load_policy(write_policy(tmp_path / "b.yaml", mini_policy(dataset={"name": "other", "title": "x"})))
+    b = load_policy(write_policy(tmp_path / "b.yaml", mini_policy(dataset={"name": "other", "title": "x", "publisher": "test"})))
     p = mini_policy()
     p["input"]["columns"]["age"]["max"] = 110
     c = load_policy(write_policy(tmp_path / "c.yaml", p))
