@@ -326,6 +326,7 @@ def read_records(src: DatabaseSource, policy: Policy) -> DatabaseRead:
     pg_types = {f.name: (f.metadata or {}).get(b"POSTGRESQL:type", b"?").decode() for f in schema}
     table = _check_types(src, table, pg_types, policy)
     table = _order_by_record_id(src, table, policy)
+    _timestamps_in_range(src, table)
     digest, nbytes = rows_sha256(table, [c for c in policy.input.columns if c in table.column_names])
     frame = table.to_pandas(date_as_object=False, types_mapper=lambda t: pd.StringDtype()
                             if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
@@ -351,11 +352,21 @@ def _check_types(src: DatabaseSource, table: pa.Table, pg_types: dict[str, str],
                             f" {spec.type.value} (accepted: {', '.join(sorted(ACCEPTS[spec.type]))})")
         if isinstance(col.type, pa.ExtensionType):
             col = pa.chunked_array([c.storage for c in col.chunks], type=col.type.storage_type)
+        if pa.types.is_date(col.type):
+            # As a timestamp the pandas-range check below covers it (a date in year 1 cannot be held).
+            col = pc.cast(col, pa.timestamp("us"))
         cols.append(col)
     if problems:
         raise InputError(f"{src.label}: {len(problems)} column type(s) do not match the policy; nothing was"
                          " published and no budget was spent", details=problems)
     return pa.Table.from_arrays(cols, names=table.column_names)
+
+
+def _timestamps_in_range(src: DatabaseSource, table: pa.Table) -> None:
+    """Timestamps pandas cannot hold (PostgreSQL allows years 4713 BC to 294276) are located input errors."""
+    from release.io.readers import _check_parquet_timestamps
+
+    _check_parquet_timestamps(src.label, table)  # type: ignore[arg-type]  # only formatted into the message
 
 
 def _order_by_record_id(src: DatabaseSource, table: pa.Table, policy: Policy) -> pa.Table:

@@ -43,6 +43,9 @@ def world(pg_server: pg.Server, tmp_path_factory: pytest.TempPathFactory) -> dic
         c.execute("CREATE TABLE public.uof_bad AS SELECT * FROM public.uof")
         c.execute("UPDATE public.uof_bad SET perceived_race = 'Martian'"
                   " WHERE record_id = (SELECT max(record_id) FROM public.uof_bad)")
+        c.execute("CREATE TABLE public.uof_old AS SELECT * FROM public.uof")
+        c.execute("UPDATE public.uof_old SET occurrence_date = '0001-01-01'"
+                  " WHERE record_id = (SELECT max(record_id) FROM public.uof_old)")
     pg.add_reader(pg_server, DB, READER, READER_PW)
     return {"dir": d, "server": pg_server, "uof_doc": uof_doc}
 
@@ -161,11 +164,12 @@ def _terminate_when_reading(server: pg.Server, stop: threading.Event) -> None:
 BAD_CASES = {
     "wrong password": ({"env": "wrong-password-77"}, {"table": "public.uof"}, "password authentication failed"),
     "missing table": ({}, {"table": "public.no_such_table"}, "does not exist"),
-    "undeclared column": ({}, {"query": "SELECT *, 1 AS shoe_size FROM public.uof"}, "shoe_size"),
+    "undeclared column": ({}, {"query": "SELECT *, 1 AS shoe_size FROM public.uof"}, "unexpected-column"),
     "type mismatch": ({}, {"query": "SELECT record_id, incident_id, person_id, subject_name, subject_dob,"
                        " occurrence_date::text AS occurrence_date, perceived_race, gender, age_group, division,"
                        " force_type FROM public.uof"}, "occurrence_date"),
     "bad row last": ({}, {"table": "public.uof_bad"}, "perceived_race"),
+    "date pandas cannot hold": ({}, {"table": "public.uof_old"}, "timestamp-range"),
     "dropped mid-read": ({}, {"query": "SELECT u.* FROM public.uof u CROSS JOIN pg_sleep(4)"}, "terminat"),
 }
 
