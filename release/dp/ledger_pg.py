@@ -95,7 +95,7 @@ def connection_of(table: dict[str, Any], config: Any = None) -> Connection:
     passfile); the same keys and rules as `[connections.NAME]`."""
     from release.io.postgres import _connection
 
-    return _connection(config, "ledger", {k: v for k, v in table.items() if k != "path"})
+    return _connection(config, "ledger", {k: v for k, v in table.items() if k != "path"}, section="ledger")
 
 
 @contextmanager

@@ -132,10 +132,10 @@ def _connections(options: dict[str, Any]) -> tuple[Path | None, dict[str, Any]]:
     return cfg.source, conns
 
 
-def _connection(cfg: Path | None, name: str, t: Any) -> Connection:
+def _connection(cfg: Path | None, name: str, t: Any, section: str | None = None) -> Connection:
     import os
 
-    where = f"configuration {cfg}: connections.{name}"
+    where = f"configuration {cfg}: {section or f'connections.{name}'}"
     if not isinstance(t, dict):
         raise UsageError(f"{where} must be a table")
     unknown = sorted(set(t) - CONNECTION_KEYS)
