@@ -244,7 +244,7 @@ def assess_published(b: Path, policy: Any, schema: Any, manifest: dict[str, Any]
         if len(tables) != len(stems):
             continue
         actx = AssessContext(policy=policy, output_name=out.name, files=stems, bundle_dir=b, manifest=manifest,
-                             options=options)
+                             options={**options, "_published": data})
         try:
             figures[out.name] = assess_output(out, tables, actx)
         except ReleaseError as e:

@@ -19,7 +19,13 @@ DEMO_SETUP: list[Callable[[Path, list[Path], dict[str, Any]], None]] = []
 
 def demo_inputs(work: Path, n: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Write the synthetic inputs once per record count; return the paths and run options."""
-    from release.synth import demo_city, synth_crimes, synth_use_of_force, write_records
+    from release.synth import (
+        demo_city,
+        synth_crimes,
+        synth_enforcement,
+        synth_use_of_force,
+        write_records,
+    )
 
     work.mkdir(parents=True, exist_ok=True)
     key = work / "pseudonym.key"
@@ -43,8 +49,11 @@ def demo_inputs(work: Path, n: int, progress: Callable[[str], None]) -> dict[str
     if not uof.exists():
         progress(f"synthesizing {max(n // 4, 100):,} use-of-force records")
         write_records(synth_use_of_force(max(n // 4, 100)), uof)
+    enf = work / f"enforcement-{n}.parquet"
+    if not enf.exists():
+        write_records(synth_enforcement(n), enf)
     return {
-        "inputs": {"crimes": crimes, "use-of-force": uof, **_published_tables()},
+        "inputs": {"crimes": crimes, "use-of-force": uof, "enforcement": enf, **_published_tables()},
         "options": {"network": str(net / "nodes.csv"), "addresses": str(net / "addresses.csv"),
                     "streets": str(net / "streets.geojson"), "neighbourhoods": str(net / "neighbourhoods.geojson"),
                     "divisions": str(net / "divisions.geojson"), "ledger": str(work / "ledger.sqlite")},

@@ -196,6 +196,8 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
     resources: list[dict[str, Any]] = []
     internal: dict[str, Any] = {"outputs": {}}
     staging_tables: dict[str, dict[str, pd.DataFrame]] = {}
+    # Outputs that post-process earlier outputs' published tables (e.g. indices) read them here.
+    ctx.options["_published"] = files
     for out in policy.outputs:
         progress(f"output {out.name} ({out.kind})")
         build = out.build(frame, ctx)

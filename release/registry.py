@@ -49,6 +49,7 @@ PLUGINS: list[str] = [
     "release.governance.hooks",
     "release.report.render",
     "release.tables.output",
+    "release.indices.output",
     "release.outputs.identifier_scan",
     "release.outputs.cells",
 ]

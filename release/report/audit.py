@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,18 @@ FORBIDDEN_TAGS = {"script", "iframe", "frame", "object", "embed", "link", "base"
 URL_ATTRS = {"src", "href", "xlink:href", "srcset", "action", "poster", "data", "background"}
 
 
+_BUNDLE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def bundle_link(v: str, files: set[str] | None) -> bool:
+    """A relative link to a file of the same bundle (a flat name, no scheme, no folder): opening it fetches nothing."""
+    return files is not None and bool(_BUNDLE_FILE.match(v)) and ".." not in v and v in files
+
+
 class _Scan(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, files: set[str] | None = None) -> None:
         super().__init__(convert_charrefs=True)
+        self.files = files
         self.problems: list[str] = []
         self.csp: str | None = None
         self.verdict_text: list[str] = []
@@ -29,6 +39,8 @@ class _Scan(HTMLParser):
         for k, v in a.items():
             if k.startswith("on"):
                 self.problems.append(f"event handler {k}=")
+            if k == "href" and tag == "a" and bundle_link(v, self.files):
+                continue
             if k in URL_ATTRS and v and not (v.startswith("#") or v.startswith("data:")):
                 self.problems.append(f"{k}={v[:60]!r} on <{tag}>")
             if k == "style" and "url(" in v.replace(" ", "").lower() and "url(#" not in v.replace(" ", ""):
@@ -50,7 +62,9 @@ def report_html_check(policy: Any, bundle: Path, manifest: dict[str, Any], optio
     p = bundle / "report.html"
     if not p.is_file():
         return [Finding("report-html", False, "report.html missing from the bundle", file="report.html")]
-    scan = _Scan()
+    # Links to the bundle's own published files are allowed (on <a> only): nothing loads until a reader clicks,
+    # and what opens is a file of this very bundle.
+    scan = _Scan({p.name for p in bundle.iterdir() if p.is_file() and p.name != "report.html"})
     scan.feed(p.read_text(encoding="utf-8", errors="replace"))
     problems = list(scan.problems)
     if scan.csp is None or "default-src 'none'" not in scan.csp:

@@ -17,7 +17,10 @@ _RC: Any = {
     "svg.fonttype": "none",  # text stays text: searchable, selectable, small
     "svg.hashsalt": "release-report",  # deterministic element ids, so the same report renders the same bytes
     "font.family": "sans-serif",
-    "font.size": 9,
+    "font.size": 10,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.titlesize": 10,
@@ -27,6 +30,8 @@ ACCENT = "#1f5f8b"
 WARN = "#b3261e"
 MUTED = "#8a8f98"
 OK = "#2e7d32"
+W = 3.9
+"Figure width (inches): with 10 pt text, drawn at a 390 px phone's width every label is at least 10 px tall."
 
 _METADATA = re.compile(r"\s*<metadata>.*?</metadata>", re.S)
 _SVG_SIZE = re.compile(r'<svg([^>]*?) width="[^"]*" height="[^"]*"')
@@ -45,9 +50,21 @@ def to_svg(fig: Figure, label: str) -> str:
     return text.replace("<svg", f'<svg class="chart" role="img" aria-label="{safe}"', 1)
 
 
-def _fig(w: float = 6.4, h: float = 3.0) -> Figure:
+def _wrap(title: str, n: int = 40) -> str:
+    """A title wrapped to the figure's width (a wider title would shrink the whole drawing)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, n)) or title
+
+
+def _short(labels: Sequence[str], n: int = 20) -> list[str]:
+    """Axis labels cut to n characters: a long label widens the drawing and shrinks every text on a phone."""
+    return [x if len(x) <= n else x[:n - 1] + "…" for x in map(str, labels)]
+
+
+def _fig(w: float | None = None, h: float = 3.0) -> Figure:
     with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(w, h))
+        fig = Figure(figsize=(w or W, h))
         fig.add_subplot(1, 1, 1)
     return fig
 
@@ -69,8 +86,11 @@ def class_sizes(dist: dict[Any, Any], min_k: int | None) -> str:
         else:
             colors = [WARN if min_k and s < min_k else ACCENT for s in sizes]
             ax.bar([str(s) for s in sizes], counts, color=colors)
-            if len(sizes) > 15:
-                ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+            if len(sizes) > 12:
+                # Upright labels stay legible on a phone: label every few sizes instead of rotating them all.
+                step = int(np.ceil(len(sizes) / 12))
+                for i, t in enumerate(ax.get_xticklabels()):
+                    t.set_visible(i % step == 0)
         if min_k and len(sizes) > 40:
             ax.axvline(min_k, color=WARN, linestyle="--", linewidth=1, label=f"policy k = {min_k}")
             ax.legend(frameon=False)
@@ -85,7 +105,7 @@ def displacement(disp: dict[str, Any]) -> str:
     with matplotlib.rc_context(_RC):
         keys = [k for k in ("min", "median", "p95", "max") if isinstance(disp.get(k), (int, float))]
         vals = [float(disp[k]) for k in keys]
-        fig = _fig(6.4, 1.5)
+        fig = _fig(W, 1.5)
         ax = fig.axes[0]
         if vals:
             ax.hlines(0, min(vals), max(vals), color=MUTED, linewidth=2)
@@ -93,7 +113,7 @@ def displacement(disp: dict[str, Any]) -> str:
             for i, (k, v) in enumerate(zip(keys, vals, strict=True)):
                 # Alternate above/below so close values (min and median) stay legible.
                 ax.annotate(f"{k} {v:,.0f} m", (v, 0), textcoords="offset points", xytext=(0, 9 if i % 2 == 0 else -16),
-                            ha="center", fontsize=8)
+                            ha="center", fontsize=10)
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
         ax.set_ylim(-0.4, 0.9)
@@ -105,16 +125,16 @@ def displacement(disp: dict[str, Any]) -> str:
 def displacement_histogram(edges: Sequence[float], counts: Sequence[float], disp: dict[str, Any]) -> str:
     """Records by displacement band (bands as the assessment defined them), with the median and p95 marked."""
     with matplotlib.rc_context(_RC):
-        fig = _fig(6.4, 2.6)
+        fig = _fig(W, 2.6)
         ax = fig.axes[0]
         # n+1 edges close every band; n edges leave the last band open ("5,000+").
         labels = [f"{edges[i]:,.0f}–{edges[i + 1]:,.0f}" if i + 1 < len(edges) else f"{edges[i]:,.0f}+"
                   for i in range(len(counts))]
         ax.bar(labels, counts, color=ACCENT)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=10)
         notes = [f"{k} {float(disp[k]):,.0f} m" for k in ("median", "p95", "max") if isinstance(disp.get(k), (int, float))]
         if notes:
-            ax.text(0.99, 0.95, " · ".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=8)
+            ax.text(0.99, 0.95, " · ".join(notes), transform=ax.transAxes, ha="right", va="top", fontsize=10)
         ax.set_xlabel("distance between true and published location (m)")
         ax.set_ylabel("records")
         ax.set_title("Displacement")
@@ -140,7 +160,7 @@ def point_map(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, areas: dict[
               title: str) -> str:
     """Published points (size by records per point) over the area boundaries; no tiles, no network."""
     with matplotlib.rc_context(_RC):
-        fig = _fig(6.4, 5.2)
+        fig = _fig(W, 5.2)
         ax = fig.axes[0]
         rings = _rings(areas) if areas else []
         if rings:
@@ -159,7 +179,7 @@ def point_map(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, areas: dict[
         ax.set_yticks([])
         for s in ax.spines.values():
             s.set_visible(False)
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
         return to_svg(fig, title)
 
 
@@ -167,23 +187,23 @@ def intervals(labels: Sequence[str], values: np.ndarray, lo: np.ndarray, hi: np.
     """Published noisy values with their 95% intervals, one row per cell."""
     with matplotlib.rc_context(_RC):
         n = len(labels)
-        fig = _fig(6.4, min(1.2 + 0.18 * n, 9.0))
+        fig = _fig(W, min(1.2 + 0.18 * n, 9.0))
         ax = fig.axes[0]
         y = np.arange(n)[::-1]
         ax.errorbar(values, y, xerr=[values - lo, hi - values], fmt="o", color=ACCENT, ecolor=MUTED,
                     markersize=3, capsize=2, linewidth=1)
         ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=7)
+        ax.set_yticklabels(_short(labels), fontsize=10)
         ax.axvline(0, color=MUTED, linewidth=0.5)
         ax.set_xlabel("published value with 95% interval")
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
         return to_svg(fig, title)
 
 
 def stacked_share(parts: dict[str, float], title: str) -> str:
     """One horizontal bar split into named parts (e.g. published / primary / secondary cells)."""
     with matplotlib.rc_context(_RC):
-        fig = _fig(6.4, 1.6)
+        fig = _fig(W, 1.6)
         ax = fig.axes[0]
         left = 0.0
         palette = [ACCENT, WARN, "#e39b2d", MUTED, OK]
@@ -193,7 +213,7 @@ def stacked_share(parts: dict[str, float], title: str) -> str:
         ax.set_yticks([])
         ax.spines["left"].set_visible(False)
         ax.legend(frameon=False, ncols=min(len(parts), 3), loc="upper center", bbox_to_anchor=(0.5, -0.35))
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
         return to_svg(fig, title)
 
 
@@ -202,18 +222,45 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str
     """Horizontal bars, one per label (used for pipeline counts, budgets and category counts)."""
     with matplotlib.rc_context(_RC):
         n = len(labels)
-        fig = _fig(6.4, min(1.0 + 0.26 * n, 8.0))
+        fig = _fig(W, min(1.0 + 0.26 * n, 8.0))
         ax = fig.axes[0]
         y = np.arange(n)[::-1]
         colors = [WARN if highlight and highlight[i] else ACCENT for i in range(n)]
         ax.barh(y, values, color=colors)
         ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=8)
+        ax.set_yticklabels(_short(labels), fontsize=10)
         vmax = max([float(v) for v in values] + [0.0])
         for yi, v in zip(y, values, strict=True):
             ax.annotate(f"{v:,.4g}", (float(v), yi), textcoords="offset points", xytext=(3, 0), va="center",
-                        fontsize=7)
+                        fontsize=10)
         ax.set_xlim(0, vmax * 1.15 if vmax > 0 else 1)
         ax.set_xlabel(xlabel)
-        ax.set_title(title)
+        ax.set_title(_wrap(title))
+        return to_svg(fig, title)
+
+
+def index_intervals(labels: Sequence[str], values: np.ndarray, lo: np.ndarray, hi: np.ndarray, title: str) -> str:
+    """Indices with their 95% intervals, 1 marked (parity); unbounded intervals drawn to the edge with an arrow."""
+    with matplotlib.rc_context(_RC):
+        n = len(labels)
+        fig = _fig(W, min(1.2 + 0.28 * n, 9.0))
+        ax = fig.axes[0]
+        y = np.arange(n)[::-1]
+        finite = np.concatenate([x[np.isfinite(x)] for x in (values, lo, hi)] + [np.array([1.0])])
+        right = float(finite.max()) * 1.1
+        top = np.where(np.isfinite(hi), hi, right)
+        low = np.where(np.isfinite(lo), lo, 0.0)
+        ax.hlines(y, low, top, color=MUTED, linewidth=2)
+        open_end = ~np.isfinite(hi)
+        if open_end.any():
+            ax.scatter(top[open_end], y[open_end], marker=">", color=WARN, s=30, zorder=3, label="no upper bound")
+            ax.legend(frameon=False, loc="lower right")
+        ok = np.isfinite(values)
+        ax.scatter(values[ok], y[ok], color=ACCENT, s=22, zorder=4)
+        ax.axvline(1.0, color=WARN, linestyle="--", linewidth=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels(_short(labels))
+        ax.set_xlim(0, right)
+        ax.set_xlabel("index (1 = parity) with 95% interval")
+        ax.set_title(_wrap(title))
         return to_svg(fig, title)

@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 
 from release.report import charts
+from release.report.summary import first_screen, group_findings
 from release.report.view import (
     Block,
     anonymity_block,
@@ -16,9 +17,11 @@ from release.report.view import (
     fallback_chart,
     fmt,
     generic_block,
+    indices_block,
     kv_facts,
     label,
     location_block,
+    qi_distribution_block,
     records_table,
     reidentification_block,
     suppression_block,
@@ -31,7 +34,7 @@ _ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent /
                           autoescape=True, trim_blocks=True, lstrip_blocks=True)
 
 KNOWN_FIGURES = {"rows", "columns", "identifier_scan", "anonymity", "reidentification", "location", "dp",
-                 "suppression"}
+                 "suppression", "indices"}
 ROW_KEYS = ("rows_excluded", "rows_removed", "rows_suppressed", "records_suppressed", "suppressed_records")
 
 
@@ -104,12 +107,17 @@ def _output_section(o: dict[str, Any], files: dict[str, bytes], areas: dict[str,
         blocks.append(reidentification_block(fig["reidentification"]))
     if isinstance(fig.get("anonymity"), dict):
         blocks.append(anonymity_block(fig["anonymity"], gate))
+        qi = qi_distribution_block(fig["anonymity"], files, paths)
+        if qi is not None:
+            blocks.append(qi)
     if isinstance(fig.get("location"), dict) or any(p.endswith(".geojson") for p in paths):
         blocks.append(location_block(fig.get("location"), files, paths, areas, gate))
     if isinstance(fig.get("dp"), dict):
         blocks.append(dp_block(fig["dp"], files, paths, budget))
     if isinstance(fig.get("suppression"), dict):
         blocks.append(suppression_block(fig["suppression"], files, paths, gate))
+    if isinstance(fig.get("indices"), dict):
+        blocks.append(indices_block(fig["indices"], files, paths))
     for k, v in fig.items():
         if k not in KNOWN_FIGURES:
             blocks.append(generic_block(label(k), v))
@@ -178,7 +186,9 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
                 internal_blocks.append(generic_block(label(k), v if isinstance(v, dict) else {"value": v}))
         if not internal_blocks:
             internal_blocks.append(Block("No internal diagnostics were recorded for this release"))
+    summary = first_screen(report, files)
     return _ENV.get_template("report.html.j2").render(
         csp=CSP, r=report, verdict=report.get("verdict", "?"), findings=findings, failed=failed,
-        outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {}, notices=notices,
+        summary=summary, finding_groups=group_findings(findings), notices=notices,
+        outputs=outputs, release_blocks=release_blocks, approval=approval, versions=versions or {},
         internal=internal is not None, internal_blocks=internal_blocks)

@@ -13,7 +13,8 @@ import pandas as pd
 
 from release.report import charts
 
-MAX_TABLE_ROWS = 200
+MAX_TABLE_ROWS = 50
+"Tables longer than this are collapsed to a summary, with a link to the published file when there is one."
 MAX_CHART_CELLS = 40
 VALUE_COLUMNS = ("count", "noisy_count", "value", "sum", "noisy_sum", "mean", "noisy_mean", "n")
 
@@ -80,15 +81,19 @@ def generic_block(title: str, d: Any, skip: set[str] | None = None) -> Block:
     return b
 
 
-def records_table(caption: str, rows: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS) -> dict[str, Any]:
+def records_table(caption: str, rows: list[dict[str, Any]], limit: int = MAX_TABLE_ROWS,
+                  link: str | None = None) -> dict[str, Any]:
+    """A table for the page; over `limit` rows it is collapsed, shows the first rows and links the published file."""
     cols: list[str] = []
     for r in rows:
         for c in r:
             if c not in cols:
                 cols.append(c)
     body = [[fmt(r.get(c)) for c in cols] for r in rows[:limit]]
-    note = f"first {limit} of {len(rows):,} rows shown" if len(rows) > limit else ""
-    return {"caption": caption, "header": [label(c) for c in cols], "rows": body, "note": note}
+    long = len(rows) > limit
+    note = (f"first {limit} of {len(rows):,} rows shown" + (f"; every row is in {link}" if link else "")) if long else ""
+    return {"caption": caption, "header": [label(c) for c in cols], "rows": body, "note": note,
+            "collapsed": long, "count": len(rows), "link": link if long else None}
 
 
 def read_table(files: dict[str, bytes], paths: list[str]) -> tuple[str, pd.DataFrame] | None:
@@ -230,7 +235,9 @@ def location_block(loc: dict[str, Any] | None, files: dict[str, bytes], paths: l
         b.charts.append(charts.point_map(lon, lat, counts, areas,
                                          f"Published points ({len(lon):,} distinct)"))
         if areas is None:
-            b.notes.append("no area boundaries were given (--neighbourhoods): the points are shown alone")
+            b.notes.append("the policy's steps name no area layer: the points are drawn without boundaries")
+        else:
+            b.notes.append("boundaries: the area layer the policy's steps used (as approved, by sha256)")
     known = {"method", "distinct_points", "units_per_point", "min_addresses_per_node", "area_changed",
              "records_per_point", "share_records_below", "withheld", "displacement_m", "displacement_histogram"}
     b.facts.extend(kv_facts({k: v for k, v in loc.items() if k not in known}))
@@ -294,10 +301,11 @@ def dp_block(dp: dict[str, Any], files: dict[str, bytes], paths: list[str], budg
                 b.notes.append(f"the chart shows the first {len(shown)} of {len(idx):,} cells; the table lists them all")
             rows = [{**{c: t[c].iloc[i] for c in keys}, vcol: t[vcol].iloc[i],
                      "95% interval": "—" if np.isnan(v[i]) else f"[{lo[i]:,.1f}, {hi[i]:,.1f}]"}
-                    for i in range(min(len(t), MAX_TABLE_ROWS))]
-            tab = records_table(f"{path}: cells with 95% intervals", rows)
+                    for i in range(min(len(t), MAX_TABLE_ROWS + 1))]
+            tab = records_table(f"{path}: cells with 95% intervals", rows, link=path)
             if len(t) > MAX_TABLE_ROWS:
                 tab["note"] = f"first {MAX_TABLE_ROWS} of {len(t):,} cells shown; every cell is in {path}"
+                tab["count"] = len(t)
             b.tables.append(tab)
             b.notes.append("Intervals are the published value ± the 95% accuracy bound of the noise"
                            + (", truncated at zero as the values are" if dp.get("intervals_truncated_at_zero") else "")
@@ -355,6 +363,7 @@ def suppression_block(s: dict[str, Any], files: dict[str, bytes], paths: list[st
     audit = s.get("audit")
     if isinstance(audit, list) and audit and all(isinstance(x, dict) for x in audit):
         b.tables.append(records_table("LP audit: interval an attacker can recompute for each suppressed cell", audit))
+        b.tables[-1]["collapsed"] = True  # engineering detail: collapsed with its count, whatever its length
     b.facts.extend(kv_facts({k: v for k, v in s.items() if k not in {"cells", "primary", "secondary",
                                                                      "suppressed_cells", "smallest_interval",
                                                                      "required_interval", "audit"}}))
@@ -368,7 +377,7 @@ def suppression_block(s: dict[str, Any], files: dict[str, bytes], paths: list[st
         for rec in t.astype(object).where(t.notna(), None).to_dict("records"):
             # An empty measure is a suppressed cell: say so, and never show anything in its place.
             rows.append({c: ("suppressed" if c == vcol else "") if v is None else v for c, v in rec.items()})
-        b.tables.append(records_table(f"{path} as published (suppressed cells are empty in the file)", rows))
+        b.tables.append(records_table(f"{path} as published (suppressed cells are empty in the file)", rows, link=path))
     return b
 
 
@@ -393,3 +402,56 @@ def fallback_chart(files: dict[str, bytes], paths: list[str], name: str) -> str 
             return charts.bars([str(x) for x in vc.index], list(vc.to_numpy(dtype=float)),
                                f"{path}: published records by {c}", "records")
     return None
+
+
+def indices_block(ix: dict[str, Any], files: dict[str, bytes], paths: list[str]) -> Block:
+    """Benchmarking indices with their intervals: one chart per benchmark and measure, the table, the method."""
+    b = Block("Benchmarking indices (multiple benchmarking)")
+    b.facts.append(("groups", f"{ix.get('group')}; disparity relative to {ix.get('reference')}"))
+    for bm in ix.get("benchmarks") or []:
+        if isinstance(bm, dict):
+            b.facts.append((f"benchmark {bm.get('name')}", fmt(bm.get("description") or bm.get("source"))))
+    b.facts.append(("interval methods", fmt(ix.get("methods"))))
+    main = next((p for p in paths if p.endswith(".csv") and not p.endswith("_benchmarks.csv")), None)
+    got = read_table(files, [main]) if main else None
+    if got is not None:
+        path, t = got
+        for (bench, measure), sub in t.groupby(["benchmark", "measure"], sort=False):
+            v = pd.to_numeric(sub["index"], errors="coerce").to_numpy(dtype=float)
+            lo = pd.to_numeric(sub["lower"], errors="coerce").to_numpy(dtype=float)
+            hi = pd.to_numeric(sub["upper"], errors="coerce").to_numpy(dtype=float)
+            b.charts.append(charts.index_intervals(list(sub["group"].astype(str)), v, lo, hi,
+                                                   f"{measure} vs {bench}"))
+        rows = [{k: r[k] for k in ("group", "benchmark", "measure", "index", "lower", "upper", "method", "flag")
+                 if k in r} for r in t.astype(object).where(t.notna(), None).to_dict("records")]
+        b.tables.append(records_table(f"{path}: indices with 95% intervals (empty upper: unbounded)", rows, link=path))
+        b.tables[-1]["collapsed"] = True
+    b.notes.append("Disproportionality: a group's share of the events over its share of the benchmark (1 = in"
+                   " proportion). Disparity: the group's rate per benchmark member over the reference group's."
+                   " Intervals: DP tables by simulating the published noise; suppressed tables by the LP bounds of"
+                   " the empty cells; exact tables: the value itself (docs/indices.md).")
+    return b
+
+
+def qi_distribution_block(a: dict[str, Any], files: dict[str, bytes], paths: list[str]) -> Block | None:
+    """Before/after view from the published file: each quasi-identifier's published values and their spread."""
+    qis = [q for q in a.get("quasi_identifiers") or [] if isinstance(q, str)]
+    got = read_table(files, paths)
+    if not qis or got is None:
+        return None
+    path, t = got
+    b = Block("Published values of each quasi-identifier")
+    for q in qis[:6]:
+        if q not in t.columns:
+            continue
+        vc = t[q].fillna("(suppressed)").value_counts()
+        top = vc.head(12)
+        title = f"{q}: {len(vc):,} published value(s)" + (f", top {len(top)}" if len(vc) > len(top) else "")
+        b.charts.append(charts.bars([str(x) for x in top.index], list(top.to_numpy(dtype=float)), title, "records",
+                                    highlight=[str(x) in ("(suppressed)", "*") for x in top.index]))
+    loss = a.get("information_loss") or a.get("loss")
+    if isinstance(loss, dict):
+        rows = [{"quasi-identifier": k, "information loss": v} for k, v in loss.items()]
+        b.tables.append(records_table("Information loss per quasi-identifier (0 = as recorded, 1 = fully hidden)",
+                                      rows))
+    return b

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import highspy
@@ -12,6 +14,12 @@ from scipy.sparse.csgraph import connected_components
 from release.tables.model import TableModel
 
 _TOL = 1e-7
+_CERT = 1e-6
+"Slack within which a feasible point attaining a row bound proves that bound (then rounded)."
+BATCH_CELLS = 4000
+"Small components are solved together in one block-diagonal LP of at most this many cells."
+PARALLEL_TASKS = 3000
+"Below this many min/max problems the audit stays in one process (a worker costs ~0.5 s to start)."
 
 
 @dataclass
@@ -24,6 +32,13 @@ class Audit:
     consistent: bool
     "False when the published values break additivity (tampering or a bug)."
     solves: int = 0
+    components: int = 0
+    "Independent blocks of suppressed cells (sharing no equation) the attack was split into."
+    largest_component: int = 0
+    certified: int = 0
+    "Bounds proved by a feasible point meeting a row bound (no LP of their own)."
+    exact: bool = True
+    "False for a screen (attack with `need`): wide-enough cells carry a sub-interval."
 
     @property
     def width(self) -> np.ndarray:
@@ -36,12 +51,16 @@ class Audit:
 
 
 def new_highs(strategy: int = 4) -> highspy.Highs:
-    """A quiet HiGHS instance; strategy 4 (primal simplex) suits repeated cost changes,
+    """A silent HiGHS instance; strategy 4 (primal simplex) suits repeated cost changes,
     1 (dual) repeated bound changes, both warm-started from the previous basis."""
-    h = highspy.Highs()
-    h.setOptionValue("simplex_strategy", strategy)
+    # highspy.Highs() prints its banner from the constructor (enableCallbacks runs before any
+    # option can be set), which would corrupt `--json` on stdout: build the core object, set
+    # the output options first; callbacks are not used here.
+    core = getattr(getattr(highspy, "_core", None), "_Highs", None)
+    h = core() if core is not None else highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("log_to_console", False)
+    h.setOptionValue("simplex_strategy", strategy)
     # Many solves on one model differing in a cost or a bound: presolve would discard the
     # warm-start basis each time; hot-started dual/primal simplex is far faster here.
     h.setOptionValue("presolve", "off")
@@ -50,28 +69,237 @@ def new_highs(strategy: int = 4) -> highspy.Highs:
 
 def pass_lp(h: highspy.Highs, A: sp.spmatrix, row_lo: np.ndarray, row_hi: np.ndarray, col_lo: np.ndarray,
             col_hi: np.ndarray, cost: np.ndarray) -> None:
+    """Load min cost·x s.t. row_lo <= A x <= row_hi, col_lo <= x <= col_hi (arrays passed as is)."""
     csc = sp.csc_matrix(A)
-    lp = highspy.HighsLp()
-    lp.num_col_ = int(csc.shape[1])
-    lp.num_row_ = int(csc.shape[0])
-    lp.col_cost_ = np.asarray(cost, dtype=float)
-    lp.col_lower_ = np.asarray(col_lo, dtype=float)
-    lp.col_upper_ = np.asarray(col_hi, dtype=float)
-    lp.row_lower_ = np.asarray(row_lo, dtype=float)
-    lp.row_upper_ = np.asarray(row_hi, dtype=float)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = csc.indices.astype(np.int32)
-    lp.a_matrix_.value_ = csc.data.astype(float)
-    h.passModel(lp)
+    n = int(csc.shape[1])
+    h.passModel(n, int(csc.shape[0]), int(csc.nnz), int(highspy.MatrixFormat.kColwise),
+                int(highspy.ObjSense.kMinimize), 0.0,
+                np.ascontiguousarray(cost, dtype=float), np.ascontiguousarray(col_lo, dtype=float),
+                np.ascontiguousarray(col_hi, dtype=float), np.ascontiguousarray(row_lo, dtype=float),
+                np.ascontiguousarray(row_hi, dtype=float), csc.indptr.astype(np.int32),
+                csc.indices.astype(np.int32), csc.data.astype(float), np.zeros(n, dtype=np.int32))
 
 
-def attack(model: TableModel, published: np.ndarray, *, integer: bool = True) -> Audit:
+# ---------------------------------------------------------------------- the decomposed attack
+
+def _row_bounds(B: sp.csr_matrix, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds every cell gets from a single equation (any feasible point attaining one proves it).
+
+    A line whose suppressed cells are all parts: each part <= the line's rest (b). A line whose
+    suppressed cells are parts and its total: total >= -b, and with one part only, part >= b.
+    """
+    k = B.shape[1]
+    upper = np.full(k, np.inf)
+    lower = np.zeros(k)
+    B = B.tocsr()
+    neg = B.copy()
+    neg.data = (neg.data < 0).astype(float)
+    pos = B.copy()
+    pos.data = (pos.data > 0).astype(float)
+    n_neg = np.asarray(neg.sum(axis=1)).ravel()
+    n_pos = np.asarray(pos.sum(axis=1)).ravel()
+    rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+    cols, vals = B.indices, B.data
+    allpos = (n_neg[rows] == 0)
+    np.minimum.at(upper, cols[allpos], b[rows[allpos]])
+    onetot = n_neg[rows] == 1
+    tot = onetot & (vals < 0)
+    np.maximum.at(lower, cols[tot], -b[rows[tot]])
+    single = onetot & (vals > 0) & (n_pos[rows] == 1)
+    np.maximum.at(lower, cols[single], b[rows[single]])
+    return lower, upper
+
+
+def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.ndarray | None,
+                 need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, bool, int]:
+    """Min and max of every cell of a block-diagonal LP (components `comp`), warm-started.
+
+    One solve serves one open (cell, sense) problem in every component at once: the components
+    share no equation, so minimising a sum of one cell per component minimises each. Feasible
+    points met on the way prove bounds for free: a zero proves a minimum of 0, and a point
+    meeting a single-equation bound proves that bound. `tasks` (bool, k x 2) limits the work to
+    some problems (a worker's share); the others are left NaN. With `need` (screening), a
+    cell two feasible points already show to be at least that wide is left there: its
+    interval is then the span of those points, inside the true one.
+    """
+    k = B.shape[1]
+    lo = np.full(k, np.nan)
+    hi = np.full(k, np.nan)
+    want = np.ones((k, 2), dtype=bool) if tasks is None else tasks.copy()
+    L, U = _row_bounds(B, b)
+    h = new_highs()
+    pass_lp(h, B, b, b, np.zeros(k), np.full(k, np.inf), np.zeros(k))
+    solves = 0
+    certified = 0
+    # Cells a ray (a perturbation that keeps every equation, >= 0) can grow without limit.
+    # (A cell bounded by one of its lines is bounded; only the others need the ray test.)
+    unb = _unbounded(B) if np.isinf(U).any() else np.zeros(k, dtype=bool)
+    hi[unb] = np.inf
+    want[unb, 1] = False
+    seen_lo = np.full(k, np.inf)
+    seen_hi = np.full(k, -np.inf)
+    OPT = highspy.HighsModelStatus.kOptimal
+
+    def harvest(x: np.ndarray) -> int:
+        np.minimum(seen_lo, x, out=seen_lo)
+        np.maximum(seen_hi, x, out=seen_hi)
+        got_lo = want[:, 0] & (seen_lo <= L + _CERT)
+        got_hi = want[:, 1] & (seen_hi >= U - _CERT)
+        lo[got_lo] = L[got_lo]
+        hi[got_hi] = U[got_hi]
+        want[got_lo, 0] = False
+        want[got_hi, 1] = False
+        if need is not None:
+            wide = want.any(axis=1) & (seen_hi - seen_lo >= need - 1e-9)
+            lo[wide & np.isnan(lo)] = seen_lo[wide & np.isnan(lo)]
+            hi[wide & np.isnan(hi)] = seen_hi[wide & np.isnan(hi)]
+            want[wide] = False
+        return int(got_lo.sum() + got_hi.sum())
+
+    # A first vertex: most cells sit at zero in it (a vertex has at most rank(B) non-zeros).
+    allc = np.arange(k, dtype=np.int32)
+    h.changeColsCost(k, allc, np.ones(k))
+    h.run()
+    solves += 1
+    st = h.getModelStatus()
+    if st == highspy.HighsModelStatus.kInfeasible:
+        return np.zeros(k), np.full(k, np.inf), solves, False, certified
+    if st == OPT:
+        certified += harvest(np.asarray(h.getSolution().col_value))
+    h.changeColsCost(k, allc, np.zeros(k))
+    # Batched certificate rounds: push many cells sharing no equation towards their bounds at
+    # once; a vertex reaching a cell's single-equation bound proves that cell's optimum. The
+    # rest get an LP of their own below. Stop when a round proves too little to pay its solve.
+    tried = np.zeros((k, 2), dtype=bool)
+    for _ in range(_MAX_BATCH_ROUNDS):
+        col = 1 if (want[:, 1] & ~tried[:, 1]).any() else 0
+        pick = _disjoint_open(B, want[:, col] & ~tried[:, col])
+        if len(pick) < _MIN_BATCH:
+            break
+        tried[pick, col] = True
+        sense = np.full(len(pick), -1.0 if col == 1 else 1.0)
+        h.changeColsCost(len(pick), pick, sense)
+        h.run()
+        solves += 1
+        ok = h.getModelStatus() == OPT
+        gained = harvest(np.asarray(h.getSolution().col_value)) if ok else 0
+        certified += gained
+        h.changeColsCost(len(pick), pick, np.zeros(len(pick)))
+        if gained < _MIN_BATCH // 2:
+            break
+    order = np.argsort(comp, kind="stable")
+    while want.any():
+        # One open problem per component: the first cell still wanting one, max before min.
+        open_cells = order[want[order].any(axis=1)]
+        pick = open_cells[np.unique(comp[open_cells], return_index=True)[1]].astype(np.int32)
+        sense = np.where(want[pick, 1], -1.0, 1.0)
+        h.changeColsCost(len(pick), pick, sense)
+        h.run()
+        solves += 1
+        if h.getModelStatus() != OPT:
+            h.clearSolver()  # numerical trouble: retry from a cold start
+            h.run()
+        if h.getModelStatus() == OPT:
+            x = np.asarray(h.getSolution().col_value)
+            got = x[pick]
+            mins, maxs = pick[sense > 0], pick[sense < 0]
+            lo[mins], hi[maxs] = got[sense > 0], got[sense < 0]
+            want[mins, 0] = False
+            want[maxs, 1] = False
+            seen_lo[mins] = np.minimum(seen_lo[mins], lo[mins])
+            seen_hi[maxs] = np.maximum(seen_hi[maxs], hi[maxs])
+            certified += harvest(x)
+            h.changeColsCost(len(pick), pick, np.zeros(len(pick)))
+            continue
+        # Still no optimum: one problem at a time; a problem that fails alone too reports its
+        # cell as exposed (width 0), so the gate blocks rather than trusts it.
+        h.changeColsCost(len(pick), pick, np.zeros(len(pick)))
+        for c, s in zip(pick.tolist(), sense.tolist(), strict=True):
+            h.changeColCost(c, s)
+            h.clearSolver()
+            h.run()
+            solves += 1
+            st = h.getModelStatus()
+            if st == OPT:
+                (lo if s > 0 else hi)[c] = h.getObjectiveValue() * s
+            elif st == highspy.HighsModelStatus.kUnbounded and s < 0:
+                hi[c] = np.inf
+            else:
+                lo[c] = hi[c] = 0.0
+                want[c, :] = False
+            want[c, 0 if s > 0 else 1] = False
+            h.changeColCost(c, 0.0)
+    return lo, hi, solves, True, certified
+
+
+_MIN_BATCH = 8
+_MAX_BATCH_ROUNDS = 400
+
+
+def _disjoint_open(B: sp.csr_matrix, open_: np.ndarray) -> np.ndarray:
+    """Open cells sharing no equation: those first (lowest index) among the open cells of
+    every line they lie on (vectorised; two such cells cannot share a line)."""
+    k = B.shape[1]
+    key = np.where(open_, np.arange(k), k)
+    ent = key[B.indices]
+    nonempty = np.diff(B.indptr) > 0
+    first = np.full(B.shape[0], k)
+    first[nonempty] = np.minimum.reduceat(ent, B.indptr[:-1][nonempty])
+    rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
+    ok = np.ones(k, dtype=bool)
+    np.logical_and.at(ok, B.indices, first[rows] == B.indices)
+    return np.flatnonzero(ok & open_).astype(np.int32)
+
+
+def _unbounded(B: sp.csr_matrix) -> np.ndarray:
+    """Cells some ray (d >= 0, B d = 0) increases: their maximum is infinite.
+
+    Maximise the sum of d over the cells not yet known unbounded, within 0 <= d <= 1: any
+    optimum above zero exhibits a ray through new cells; repeat until none is left.
+    """
+    k = B.shape[1]
+    found = np.zeros(k, dtype=bool)
+    m = B.shape[0]
+    h = new_highs()
+    pass_lp(h, B, np.zeros(m), np.zeros(m), np.zeros(k), np.ones(k), -np.ones(k))
+    while True:
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal or h.getObjectiveValue() > -_TOL:
+            return found
+        d = np.asarray(h.getSolution().col_value)
+        new = (d > _TOL) & ~found
+        if not new.any():
+            return found
+        found |= new
+        idx = np.flatnonzero(new).astype(np.int32)
+        h.changeColsCost(len(idx), idx, np.zeros(len(idx)))
+
+
+def _fresh_scheduler() -> None:
+    """A forked worker inherits HiGHS's thread-pool state but not its threads: start anew."""
+    reset = getattr(getattr(getattr(highspy, "_core", None), "_Highs", None), "resetGlobalScheduler", None)
+    if reset is not None:
+        reset(True)
+
+
+def _work(args: tuple) -> tuple:
+    return _solve_block(*args)
+
+
+def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None,
+           need: np.ndarray | None = None) -> Audit:
     """Min and max of every suppressed (NaN) cell given every published value and additivity.
 
-    The attacker knows the structure, each published value and that cells are non-negative;
-    the LP relaxation is solved per connected block of suppressed cells (blocks share no
-    equation, so they are independent), warm-started across the cells of a block.
+    The attacker knows the structure, each published value and that cells are non-negative.
+    A cell's interval depends only on its component of the graph linking suppressed cells
+    through the equations they share, so the LP relaxation is solved per component; small
+    components are batched into one block-diagonal LP, and a large problem is split between
+    `workers` processes (default: up to 2 cores). Every bound is an LP optimum or a feasible
+    point meeting a bound one equation implies: each is proved, none estimated.
+
+    `need` (per cell) turns the attack into a screen for the protection: a cell shown at least
+    that wide by two feasible tables is not solved further, its interval reported as their
+    span (narrower than or equal to the true one; `Audit.exact` is then False).
     """
     v = np.asarray(published, dtype=float)
     S = np.isnan(v)
@@ -79,13 +307,18 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True) ->
     upper = np.where(S, np.inf, v)
     A = model.A.tocsc()
     known = np.where(S, 0.0, v)
-    rhs = -(A @ known)
-    AS = A[:, np.flatnonzero(S)].tocsr()
-    touched = np.diff(AS.indptr) > 0
     scale = np.maximum(1.0, np.abs(A) @ np.abs(known))
-    consistent = bool(np.all(np.abs(rhs[~touched]) <= 1e-6 * scale[~touched]))
-    solves = 0
-    sidx = np.flatnonzero(S)
+    # Elimination: a line with a single suppressed cell gives that cell's exact value; take it
+    # as known and repeat (the forced steps of Gaussian elimination). What remains is the LP.
+    exact, solved_value, ok = eliminate(A, S, known)
+    known = np.where(exact, solved_value, known)
+    lower[exact] = upper[exact] = solved_value[exact]
+    rhs = -(A @ known)
+    open_ = S & ~exact
+    sidx = np.flatnonzero(open_)
+    AS = A[:, sidx].tocsr()
+    touched = np.diff(AS.indptr) > 0
+    consistent = ok and bool(np.all(np.abs(rhs[~touched]) <= 1e-6 * scale[~touched]))
     if len(sidx) == 0:
         return Audit(lower, upper, S, consistent, 0)
     rows = np.flatnonzero(touched)
@@ -95,65 +328,153 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True) ->
     adj.data = np.ones_like(adj.data)
     ncomp, labels = connected_components(adj, directed=False)
     row_lab, col_lab = labels[:r], labels[r:]
-    order_r = np.argsort(row_lab, kind="stable")
-    order_c = np.argsort(col_lab, kind="stable")
-    rs = np.searchsorted(row_lab[order_r], np.arange(ncomp + 1))
-    cs = np.searchsorted(col_lab[order_c], np.arange(ncomp + 1))
-    h = new_highs()
-    for c in range(ncomp):
-        vc = order_c[cs[c]:cs[c + 1]]
-        rc = order_r[rs[c]:rs[c + 1]]
-        if len(vc) == 0:
+    sizes = np.bincount(col_lab, minlength=ncomp)
+    # Components in batches: whole components, in order, up to BATCH_CELLS cells per batch.
+    comp_order = np.argsort(-sizes, kind="stable")
+    batches: list[list[int]] = []
+    fill = BATCH_CELLS + 1
+    for c in comp_order:
+        if sizes[c] == 0:
             continue
-        sub = B[rc][:, vc]
-        b = rhs[rows[rc]]
-        kk = len(vc)
-        pass_lp(h, sub, b, b, np.zeros(kk), np.full(kk, np.inf), np.zeros(kk))
-        lo = np.full(kk, np.nan)
-        hi = np.full(kk, np.nan)
-        for i in range(kk):
-            for sense in (1.0, -1.0):
-                if sense > 0 and not np.isnan(lo[i]):
-                    continue
-                h.changeColCost(i, sense)
-                h.run()
-                solves += 1
-                st = h.getModelStatus()
-                if st == highspy.HighsModelStatus.kInfeasible:
-                    consistent = False
-                    lo[:] = 0.0
-                    hi[:] = np.inf
-                    break
-                if st == highspy.HighsModelStatus.kUnbounded:
-                    hi[i] = np.inf
-                elif st == highspy.HighsModelStatus.kOptimal:
-                    x = np.asarray(h.getSolution().col_value)
-                    # A vertex with a cell at zero proves that cell's minimum for free.
-                    lo[(x <= _TOL) & np.isnan(lo)] = 0.0
-                    if sense > 0:
-                        lo[i] = x[i]
-                    else:
-                        hi[i] = x[i]
-                else:
-                    # Numerical trouble: retry from a cold start; if that fails too, report the
-                    # cell as exposed (width 0) so the gate blocks rather than trusts it.
-                    h.clearSolver()
-                    h.run()
-                    st2 = h.getModelStatus()
-                    if st2 == highspy.HighsModelStatus.kOptimal:
-                        x = np.asarray(h.getSolution().col_value)
-                        (lo if sense > 0 else hi)[i] = x[i]
-                    elif st2 == highspy.HighsModelStatus.kUnbounded and sense < 0:
-                        hi[i] = np.inf
-                    else:
-                        lo[i] = hi[i] = 0.0
-                h.changeColCost(i, 0.0)
-            else:
-                continue
-            break
+        if fill + sizes[c] > BATCH_CELLS:
+            batches.append([])
+            fill = 0
+        batches[-1].append(int(c))
+        fill += int(sizes[c])
+    jobs = []
+    for batch in batches:
+        in_b = np.zeros(ncomp, dtype=bool)
+        in_b[batch] = True
+        vc = np.flatnonzero(in_b[col_lab])
+        rc = np.flatnonzero(in_b[row_lab])
+        jobs.append((vc, B[rc][:, vc].tocsr(), rhs[rows[rc]], col_lab[vc],
+                     None if need is None else np.nan_to_num(need[sidx[vc]], nan=np.inf)))
+    n_workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    results = _run_jobs(jobs, n_workers)
+    solves = certified = 0
+    for (vc, *_), (lo, hi, s, ok, cert) in zip(jobs, results, strict=True):
+        solves += s
+        certified += cert
+        consistent &= ok
         if integer:
             lo = np.ceil(lo - 1e-6)
             hi = np.where(np.isinf(hi), hi, np.floor(hi + 1e-6))
         lower[sidx[vc]] = np.maximum(lo, 0.0)
         upper[sidx[vc]] = hi
+    return Audit(lower, upper, S, consistent, solves, int(ncomp), int(sizes.max()), certified, need is None)
+
+
+def eliminate(A: sp.csc_matrix, S: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Suppressed cells the published values determine exactly, and their values.
+
+    Repeatedly takes every line holding one undetermined suppressed cell: that cell equals the
+    line's published rest (parts minus total). Vectorised per sweep; the number of sweeps is
+    the depth of the chain of lines. Returns (determined, values, consistent): a negative or
+    conflicting value means the published files admit no table at all.
+    """
+    Ar = A.tocsr()
+    absA = abs(Ar)
+    exact = np.zeros(len(S), dtype=bool)
+    val = np.where(S, 0.0, known)
+    ok = True
+    while True:
+        open_ = (S & ~exact).astype(float)
+        count = absA @ open_
+        single = np.flatnonzero(count == 1)
+        if len(single) == 0:
+            return exact, val, ok
+        sub = Ar[single]
+        rows = np.repeat(np.arange(len(single)), np.diff(sub.indptr))
+        hit = open_[sub.indices] > 0
+        cell, coef = sub.indices[hit], sub.data[hit]
+        rest = -(sub @ np.where(S & ~exact, 0.0, val))
+        got = rest[rows[hit]] / coef
+        # Two lines may determine one cell: they must agree, else the files are inconsistent.
+        order = np.argsort(cell, kind="stable")
+        cell, got = cell[order], got[order]
+        first = np.unique(cell, return_index=True)[1]
+        lo_v = np.minimum.reduceat(got, first)
+        hi_v = np.maximum.reduceat(got, first)
+        cells = cell[first]
+        if np.any(hi_v - lo_v > 1e-6 * np.maximum(1.0, np.abs(hi_v))) or np.any(lo_v < -1e-6):
+            ok = False
+        val[cells] = np.maximum(lo_v, 0.0)
+        exact[cells] = True
+
+
+def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
+    """Solve the batches; with 2+ workers and enough work, split the problems between processes
+    (each rebuilds the same LP; a giant component is split by cells, halves warm-started apart)."""
+    total = sum(len(j[0]) for j in jobs)
+    if n_workers < 2 or total * 2 < PARALLEL_TASKS:
+        return [_solve_block(Bj, bj, cj, None, nj) for _, Bj, bj, cj, nj in jobs]
+    units: list[tuple[int, tuple]] = []
+    for ji, (vc, Bj, bj, cj, nj) in enumerate(jobs):
+        k = len(vc)
+        if k * 2 >= PARALLEL_TASKS:
+            for part in range(n_workers):
+                t = np.zeros((k, 2), dtype=bool)
+                t[part::n_workers] = True
+                units.append((ji, (Bj, bj, cj, t, nj)))
+        else:
+            units.append((ji, (Bj, bj, cj, None, nj)))
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_fresh_scheduler) as ex:
+        outs = list(ex.map(_work, [u[1] for u in units]))
+    merged: list[list] = [[None, None, 0, True, 0] for _ in jobs]
+    for (ji, _), (lo, hi, s, ok, cert) in zip(units, outs, strict=True):
+        m = merged[ji]
+        m[0] = lo if m[0] is None else np.where(np.isnan(m[0]), lo, m[0])
+        m[1] = hi if m[1] is None else np.where(np.isnan(m[1]), hi, m[1])
+        m[2] += s
+        m[3] &= ok
+        m[4] += cert
+    return [tuple(m) for m in merged]
+
+
+# ---------------------------------------------------------------------- the reference attack
+
+def attack_whole(model: TableModel, published: np.ndarray, *, integer: bool = True) -> Audit:
+    """The attack without decomposition or shortcuts: min and max of every suppressed cell over
+    one LP of the whole table (every equation, every suppressed cell), one solve each. The
+    reference the decomposed `attack` must equal; practical on small tables only."""
+    v = np.asarray(published, dtype=float)
+    S = np.isnan(v)
+    lower = np.where(S, 0.0, v)
+    upper = np.where(S, np.inf, v)
+    sidx = np.flatnonzero(S)
+    A = model.A.tocsc()
+    known = np.where(S, 0.0, v)
+    rhs = -(A @ known)
+    B = A[:, sidx]
+    k = len(sidx)
+    if k == 0:
+        return Audit(lower, upper, S, bool(np.allclose(rhs, 0)), 0)
+    h = new_highs()
+    pass_lp(h, B, rhs, rhs, np.zeros(k), np.full(k, np.inf), np.zeros(k))
+    consistent = True
+    solves = 0
+    for i in range(k):
+        for sense in (1.0, -1.0):
+            h.changeColCost(i, sense)
+            h.run()
+            solves += 1
+            st = h.getModelStatus()
+            if st == highspy.HighsModelStatus.kInfeasible:
+                consistent = False
+                val = 0.0 if sense > 0 else np.inf
+            elif st == highspy.HighsModelStatus.kUnbounded:
+                val = np.inf
+            else:
+                val = h.getObjectiveValue() * sense
+            if sense > 0:
+                lower[sidx[i]] = max(val, 0.0)
+            else:
+                upper[sidx[i]] = val
+            h.changeColCost(i, 0.0)
+    if integer:
+        lower[sidx] = np.ceil(lower[sidx] - 1e-6)
+        upper[sidx] = np.where(np.isinf(upper[sidx]), upper[sidx], np.floor(upper[sidx] + 1e-6))
     return Audit(lower, upper, S, consistent, solves)

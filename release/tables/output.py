@@ -12,7 +12,7 @@ from release.context import AssessContext, OutputBuild, StepContext
 from release.errors import InputError, PolicyError
 from release.policy.base import ColumnType, OutputConfig, Schema, StrictModel
 from release.registry import register_output
-from release.tables.audit import attack
+from release.tables.audit import Audit, attack
 from release.tables.model import (
     TableModel,
     TableShape,
@@ -21,7 +21,7 @@ from release.tables.model import (
     global_values,
 )
 from release.tables.primary import contributions, dominance_rule, p_percent_rule, threshold_rule
-from release.tables.secondary import Protection, protect_lp, protect_naive
+from release.tables.secondary import Protection, protect_fast, protect_lp, protect_naive
 
 FLAG = "flag"
 SUPPRESSED = "suppressed"
@@ -96,8 +96,8 @@ class TableOutput(OutputConfig):
     "What the LP attacker must not be able to narrow a suppressed cell to."
     secondary: Literal["lp", "naive"] = "lp"
     "lp: cheapest complementary cells by linear programming; naive: smallest cell per line (baseline)."
-    lp_search: Literal["auto", "whole-table"] = "auto"
-    "auto: complements searched in a sub-table (at most 2,600 cells in 2-D, 5,000 else) around each cell; whole-table: all cells."
+    lp_search: Literal["auto", "per-cell", "whole-table"] = "auto"
+    "auto: audit first, then a perturbation only for cells still short, in sub-tables of the linked tables; per-cell: one per primary cell (the earlier method); whole-table: per cell over all cells."
     cost: Literal["cells", "value"] = "cells"
     "Minimise the number of suppressed cells, or the total value they hide."
     margin_weight: float = Field(default=2.0, ge=1)
@@ -252,7 +252,10 @@ class TableOutput(OutputConfig):
         primary = self._primary(model, values, cubes, codes_per, frame, w, shapes)
         absolute = self.required_interval(ctx.policy.gate.min_audit_interval)
         whole = max(max(t.shape) for t in model.tables)
-        if self.secondary == "lp":
+        if self.secondary == "lp" and self.lp_search == "auto":
+            prot = protect_fast(model, values, primary, absolute=absolute, relative=self.protection.relative,
+                                integer=self.integer, cost=self.cost, margin_weight=self.margin_weight)
+        elif self.secondary == "lp":
             prot = protect_lp(model, values, primary, absolute=absolute, relative=self.protection.relative,
                               integer=self.integer, cost=self.cost, margin_weight=self.margin_weight,
                               local=whole if self.lp_search == "whole-table" else None)
@@ -265,8 +268,12 @@ class TableOutput(OutputConfig):
         sup = prot.suppressed & ~prot.unknown
         evidence = {"cells": model.n, "primary": int(prot.primary.sum()), "secondary": int(prot.secondary.sum()),
                     "suppressed_at_source": int(prot.unknown.sum()), "suppressed_cells": int(prot.suppressed.sum()),
-                    "method": prot.method, "seconds": round(prot.seconds, 3), "lp_solves": prot.lp_solves}
+                    "method": prot.method, "seconds": round(prot.seconds, 3), "lp_solves": prot.lp_solves,
+                    "audit_components": prot.audit.components, "largest_component": prot.audit.largest_component}
         internal = {"suppressed_total": float(np.sum(values[sup])),
+                    # Share of each table's true grand total hidden in its suppressed interior cells.
+                    "suppressed_total_share": {s.name: _hidden_share(model, s_i, values, sup)
+                                               for s_i, s in enumerate(shapes)},
                     "primary_cells": [dict(model.keys[j]) for j in np.flatnonzero(prot.primary)],
                     "secondary_cells": [dict(model.keys[j]) for j in np.flatnonzero(prot.secondary)],
                     "failing_cells": [dict(model.keys[j]) for j in prot.failing]}
@@ -346,7 +353,8 @@ class TableOutput(OutputConfig):
                         f"no published cell below the threshold {self.primary.threshold}" if not small else
                         f"{small} published cell(s) below the threshold {self.primary.threshold} (or not a count)",
                         figure=small, threshold=self.primary.threshold)
-        audit = attack(model, pub, integer=self.integer)
+        run = _RUNS.pop((ctx.run.release_id, self.name), None) if ctx.run is not None else None
+        audit = _reuse_audit(run, model, pub) or attack(model, pub, integer=self.integer)
         ctx.finding("table-additivity", audit.consistent,
                     "published cells add up to their margins" if audit.consistent else
                     "published values break the additivity of the table (edited file?)")
@@ -370,7 +378,7 @@ class TableOutput(OutputConfig):
                                 if any(d in s.dims for s in shapes)},
                        "lower": _num(audit.lower[j]), "upper": _num(audit.upper[j])} for j in sup],
         }
-        run = _RUNS.pop((ctx.run.release_id, self.name), None) if ctx.run is not None else None
+        figures["tables"] = [_table_figures(model, g, s.name, audit) for g, s in zip(model.local, shapes, strict=True)]
         if run is not None:
             prot: Protection = run["protection"]
             figures["primary"] = int(prot.primary.sum())
@@ -386,6 +394,36 @@ class TableOutput(OutputConfig):
                             f"all {int(prot.primary.sum())} primary cell(s) keep their protection interval" if not short
                             else f"{short} primary cell(s) can be narrowed below their protection interval")
         return {"rows": int(sum(len(tables[self.stem(t)]) for t in defs)), "suppression": figures}
+
+
+def _reuse_audit(run: dict[str, Any] | None, model: TableModel, pub: np.ndarray) -> Audit | None:
+    """At run time the protection's last audit was computed from exactly these published values
+    (same cells, same values): reuse it rather than solve the same LPs again. `release check`
+    has no run and always recomputes from the files."""
+    if run is None:
+        return None
+    prot: Protection = run["protection"]
+    same = run["model"].keys == model.keys and np.array_equal(
+        np.where(prot.suppressed, np.nan, np.nan_to_num(run["values"], nan=0.0)), pub, equal_nan=True)
+    return prot.audit if same and prot.audit.exact and prot.audit.suppressed.shape == pub.shape else None
+
+
+def _table_figures(model: TableModel, g: np.ndarray, name: str, audit: Audit) -> dict[str, Any]:
+    """Per published table: its cells, how many are suppressed and the smallest audited width."""
+    cells = np.unique(g)
+    s = audit.suppressed[cells]
+    w = audit.width[cells][s]
+    sw = float(w.min()) if len(w) else None
+    return {"table": name, "cells": int(len(cells)), "suppressed_cells": int(s.sum()),
+            "smallest_interval": "unbounded" if sw is not None and np.isinf(sw) else _num(sw)}
+
+
+def _hidden_share(model: TableModel, i: int, values: np.ndarray, sup: np.ndarray) -> float | None:
+    """Share of one table's true total held by its suppressed interior cells (internal only)."""
+    t = model.tables[i]
+    inner = model.local[i].reshape(t.shape)[tuple(slice(0, -1) for _ in t.shape)].ravel()
+    total = float(np.nansum(values[inner]))
+    return round(float(np.nansum(values[inner][sup[inner]])) / total, 6) if total > 0 else None
 
 
 def _num(x: float | None) -> float | int | None:

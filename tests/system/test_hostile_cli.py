@@ -50,7 +50,7 @@ def test_formula_cells_are_neutralised_counted_and_checked(tmp_path: Path) -> No
     csv_div = set(pd.read_csv(b / "records.csv", dtype=str)["division"])
     assert {"'" + f for f in FORMULAS} <= csv_div and not csv_div & set(FORMULAS)
     assert set(FORMULAS) <= set(pq.read_table(b / "records.parquet")["division"].to_pylist())
-    chk = CliRunner().invoke(main, ["check", str(b), "--json"])
+    chk = CliRunner().invoke(main, ["check", "--allow-unapproved", str(b), "--json"])
     assert chk.exit_code == 0, chk.output
     cells = [f for f in json.loads(chk.stdout)["findings"] if f["check"] == "published-cells"]
     assert cells and cells[0]["ok"]
@@ -67,7 +67,7 @@ def test_check_fails_a_bundle_with_a_live_formula_or_a_nul(tmp_path: Path) -> No
         p = tampered / "records.csv"
         p.write_text(bad(p.read_text()))
         rehash(tampered)
-        res = CliRunner().invoke(main, ["check", str(tampered), "--json"])
+        res = CliRunner().invoke(main, ["check", "--allow-unapproved", str(tampered), "--json"])
         assert res.exit_code == 1
         cells = [f for f in json.loads(res.stdout)["findings"] if f["check"] == "published-cells"]
         assert not cells[0]["ok"] and what in cells[0]["message"]

@@ -61,7 +61,8 @@ def test_a_release_id_that_exists_gets_a_new_one(mini: tuple[Path, Path, Path],
     pol, inp, out = mini
     now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     tokens = iter(["deadbeef", "deadbeef", "cafebabe"])
-    monkeypatch.setattr(engine.secrets, "token_hex", lambda _n: next(tokens))
+    real = engine.secrets.token_hex
+    monkeypatch.setattr(engine.secrets, "token_hex", lambda n: next(tokens, None) or real(n))
     taken = out / "mini" / "20261201T120000Z-deadbeef"
     taken.mkdir(parents=True)
     res = run_release(pol, inp, out, seed=1, now=now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -114,3 +115,62 @@ def test_the_network_probe_sees_requests(driver: Any, tmp_path: Path) -> None:
     driver.get(page.resolve().as_uri())
     assert "http://127.0.0.1:9/pixel.png" in _requests(driver)
     assert driver.execute_script("return performance.getEntriesByType('resource').length") >= 1
+
+
+ARTIFACTS = Path(os.environ.get("RELEASE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+"Screenshots of every demo report at each width (kept after the run: CI uploads this folder)."
+
+_LAYOUT_JS = """
+const vw = document.documentElement.clientWidth;
+const wide = [];
+for (const el of document.body.querySelectorAll('*')) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 && r.height === 0) continue;
+  if (r.right > vw + 1 || r.left < -1) wide.push(el.tagName + (el.id ? '#' + el.id : '') + ' ' + Math.round(r.width));
+}
+const small = [];
+for (const t of document.querySelectorAll('svg.chart text')) {
+  const r = t.getBoundingClientRect();
+  if (r.width > 0 && r.height < 10) small.push((t.textContent || '').trim().slice(0, 30) + ' ' + r.height.toFixed(1));
+}
+const bottom = id => { const e = document.getElementById(id); return e ? e.getBoundingClientRect().bottom + window.scrollY : null; };
+const risk = document.querySelector('#risk-statement ul.risks li');
+return {wide: wide.slice(0, 10), nwide: wide.length, small: small.slice(0, 10), nsmall: small.length,
+        ntext: document.querySelectorAll('svg.chart text').length,
+        verdict: bottom('verdict'), risk: risk ? risk.getBoundingClientRect().bottom + window.scrollY : null,
+        warnings: ['not-approved', 'test-mode', 'warnings'].map(bottom).filter(x => x !== null)};
+"""
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_first_screen_fits_and_charts_are_legible(driver: Any, demo: dict[str, Any], width: int) -> None:
+    """Acceptance 3: verdict, risk statement and warnings in the first 900 px; nothing wider than the screen;
+    every chart text at least 10 px tall as drawn; screenshots kept as artifacts."""
+    out = ARTIFACTS / "report-screens"
+    out.mkdir(parents=True, exist_ok=True)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 500})
+    try:
+        for dataset, bundle in demo["bundles"].items():
+            driver.get((bundle / "report.html").resolve().as_uri())
+            m = driver.execute_script(_LAYOUT_JS)
+            shot = out / f"{dataset}-{width}px.png"
+            assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 5_000
+            assert m["verdict"] is not None and m["verdict"] <= 900, (dataset, width, m["verdict"])
+            assert m["risk"] is not None and m["risk"] <= 900, (dataset, width, "risk statement", m["risk"])
+            assert m["warnings"] and max(m["warnings"]) <= 900, (dataset, width, "warnings", m["warnings"])
+            assert m["nwide"] == 0, (dataset, width, m["wide"])
+            assert m["ntext"] > 0 and m["nsmall"] == 0, (dataset, width, m["small"])
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_the_layout_probe_sees_overflow_and_small_text(driver: Any, tmp_path: Path) -> None:
+    """Control: a too-wide element and 4 px chart text are caught, so the probe's silence above means something."""
+    page = tmp_path / "bad.html"
+    page.write_text('<!DOCTYPE html><html><body><div id="verdict">PASS</div><div style="width:2000px">x</div>'
+                    '<svg class="chart" viewBox="0 0 1000 100" style="width:300px"><text x="0" y="50" '
+                    'font-size="12">tiny</text></svg></body></html>')
+    driver.get(page.resolve().as_uri())
+    m = driver.execute_script(_LAYOUT_JS)
+    assert m["nwide"] >= 1 and m["nsmall"] == 1

@@ -168,3 +168,49 @@ def test_bundle_check_of_report_html(tmp_path) -> None:  # type: ignore[no-untyp
         (tmp_path / "report.html").write_text(bad)
         [f] = report_html_check(None, tmp_path, {}, {})
         assert not f.ok and why in f.message, (why, f.message)
+
+
+def test_audit_allows_links_to_the_bundles_own_files_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A relative link to a file of the same bundle opens nothing by itself; any other target fails the check."""
+    from release.report.audit import report_html_check
+
+    good = build_page(full_report(), files(), areas=AREAS)
+    (tmp_path / "gender.csv").write_bytes(TABLE_CSV)
+    ok_page = good.replace("</main>", '<a href="gender.csv">gender.csv</a></main>')
+    (tmp_path / "report.html").write_text(ok_page)
+    [f] = report_html_check(None, tmp_path, {}, {})
+    assert f.ok, f.message
+    for href in ("missing.csv", "../other/gender.csv", "/etc/passwd", "https://example.org/gender.csv",
+                 "//example.org/x.csv", "sub/gender.csv", "file:///tmp/gender.csv"):
+        (tmp_path / "report.html").write_text(good.replace("</main>", f'<a href="{href}">x</a></main>'))
+        [f] = report_html_check(None, tmp_path, {}, {})
+        assert not f.ok and "href=" in f.message, href
+    (tmp_path / "report.html").write_text(good.replace("</main>", '<img src="gender.csv"></main>'))
+    [f] = report_html_check(None, tmp_path, {}, {})
+    assert not f.ok  # only <a> may point at a bundle file: nothing loads without a click
+
+
+def test_long_tables_collapse_with_a_link_to_the_published_file() -> None:
+    rep = full_report()
+    rows = "".join(f"D{i},Man,{i + 10}\n" for i in range(120))
+    big = ("division,gender,count\n" + rows).encode()
+    html = build_page(rep, {**files(), "gender.csv": big})
+    assert '<a href="gender.csv">' in html and "120 rows" in html and "first 50 of 120 rows" in html
+    assert html.count("<tr><td>D") < 120 + 10  # the table is cut to 50 rows, not all 120
+
+
+def test_first_screen_states_risk_in_plain_words_before_the_findings() -> None:
+    html = build_page(full_report(), files(), areas=AREAS)
+    risk = html.index('id="risk-statement"')
+    assert html.index('id="verdict"') < risk < html.index('id="approval"') < html.index('id="findings"')
+    assert "probability at most 20.0%" in html  # the prosecutor risk of the records output, in words
+    assert "Not approved" in html[:risk] and "--neighbourhoods" not in html
+    # findings grouped by check and collapsed when they all pass
+    assert '<details class="group"><summary>k-anonymity — 1 finding, all pass</summary>' in html
+
+
+def test_drowned_dp_cells_are_a_first_screen_warning() -> None:
+    html = build_page(full_report(), files())
+    warn = html.index('id="warnings"')
+    assert warn < html.index('id="risk-statement"')
+    assert "force: 1 of 3 counts are drowned in their noise" in html

@@ -1,0 +1,1 @@
+"""Multiple benchmarking: disproportionality and disparity indices from published tables (the `indices` output)."""

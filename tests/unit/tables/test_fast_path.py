@@ -1,0 +1,124 @@
+"""The fast path and the decomposed audit against the whole-table LP (issue 19's acceptance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import release.tables.audit as audit_mod
+from release.tables.audit import attack, attack_whole
+from release.tables.model import TableShape, build_model, cube_with_margins, global_values
+from release.tables.primary import threshold_rule
+from release.tables.secondary import protect_fast, protect_lp, required_widths
+
+THRESHOLD = 5
+
+
+def _model(inner: np.ndarray):
+    dims = tuple(f"d{i}" for i in range(inner.ndim))
+    shape = TableShape("t", dims, tuple(tuple(str(j) for j in range(s)) for s in inner.shape))
+    model = build_model([shape])
+    return model, global_values(model, [cube_with_margins(inner.astype(float))])
+
+
+def _cells(shape):
+    return arrays(np.int64, shape, elements=st.one_of(st.integers(0, 6), st.integers(5, 60)))
+
+
+def _fast_passes_whole_audit(model, v, absolute: float, relative: float) -> None:
+    primary = threshold_rule(v, THRESHOLD, protect_zeros=False)
+    prot = protect_fast(model, v, primary, absolute=absolute, relative=relative)
+    assert prot.suppressed[primary].all() and len(prot.failing) == 0
+    published = np.where(prot.suppressed, np.nan, v)
+    whole = attack_whole(model, published)
+    assert whole.consistent
+    need = required_widths(model, v, primary, absolute, relative, integer=True)
+    assert np.all(whole.width[primary] >= need[primary] - 1e-9), (whole.width[primary], need[primary])
+    assert np.all(whole.width[prot.suppressed] >= absolute - 1e-9)
+    # The protection's own (decomposed) audit is the whole-table LP's, cell for cell.
+    assert np.array_equal(prot.audit.lower, whole.lower) and np.array_equal(prot.audit.upper, whole.upper)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inner=st.tuples(st.integers(2, 8), st.integers(2, 7)).flatmap(_cells),
+       absolute=st.sampled_from([1.0, 5.0, 8.0]), relative=st.sampled_from([0.0, 0.5]))
+def test_fast_path_passes_whole_table_audit_2d(inner: np.ndarray, absolute: float, relative: float) -> None:
+    _fast_passes_whole_audit(*_model(inner), absolute, relative)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inner=st.tuples(st.integers(2, 5), st.integers(2, 4), st.integers(2, 4)).flatmap(_cells),
+       absolute=st.sampled_from([1.0, 5.0]))
+def test_fast_path_passes_whole_table_audit_3d(inner: np.ndarray, absolute: float) -> None:
+    _fast_passes_whole_audit(*_model(inner), absolute, 0.0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inner=st.one_of(st.tuples(st.integers(2, 8), st.integers(2, 8)),
+                       st.tuples(st.integers(2, 4), st.integers(2, 4), st.integers(2, 4))).flatmap(_cells),
+       data=st.data())
+def test_decomposed_audit_equals_whole_table_lp(inner: np.ndarray, data: st.DataObject) -> None:
+    """Any suppression pattern (many components, unbounded cells when a cell and all its margins
+    are hidden, exposed cells): the decomposed, batched attack gives the whole LP's intervals."""
+    model, v = _model(inner)
+    hide = data.draw(arrays(np.bool_, model.n, elements=st.booleans()))
+    published = np.where(hide, np.nan, v)
+    fast = attack(model, published, workers=1)
+    whole = attack_whole(model, published)
+    assert fast.consistent and whole.consistent
+    assert np.array_equal(fast.lower, whole.lower) and np.array_equal(fast.upper, whole.upper)
+
+
+def test_audit_split_between_two_workers_equals_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(11)
+    inner = np.where(rng.random((30, 12)) < 0.25, rng.integers(1, 5, (30, 12)), rng.integers(5, 60, (30, 12)))
+    model, v = _model(inner)
+    published = np.where(threshold_rule(v, THRESHOLD, False) | (rng.random(model.n) < 0.1), np.nan, v)
+    one = attack(model, published, workers=1)
+    monkeypatch.setattr(audit_mod, "PARALLEL_TASKS", 10)
+    two = attack(model, published, workers=2)
+    assert np.array_equal(one.lower, two.lower) and np.array_equal(one.upper, two.upper)
+    assert np.array_equal(one.lower, attack_whole(model, published).lower)
+
+
+def test_tampered_table_is_inconsistent_in_the_decomposed_audit() -> None:
+    model, v = _model(np.array([[2, 10, 7], [7, 9, 30], [8, 8, 8]]))
+    g = model.local[0].reshape(4, 4)
+    pub = v.copy()
+    for i, j in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+        pub[g[i, j]] = np.nan
+    pub[g[0, 3]] = 1.0  # a row total below its published part: no non-negative solution
+    assert not attack(model, pub).consistent
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fast_path_linked_tables_pass_whole_audit(data: st.DataObject) -> None:
+    """Two tables sharing a margin: perturbations in one table keep the shared cells fixed or
+    move both tables together; the whole joint LP confirms every interval."""
+    g, r, d = data.draw(st.integers(2, 4)), data.draw(st.integers(2, 5)), data.draw(st.integers(2, 5))
+    recs = data.draw(arrays(np.int64, (g, r, d), elements=st.one_of(st.integers(0, 2), st.integers(3, 20))))
+    a = TableShape("a", ("g", "r"), (tuple(map(str, range(g))), tuple(map(str, range(r)))))
+    b = TableShape("b", ("g", "d"), (tuple(map(str, range(g))), tuple(map(str, range(d)))))
+    model = build_model([a, b])
+    v = global_values(model, [cube_with_margins(recs.sum(axis=2).astype(float)),
+                              cube_with_margins(recs.sum(axis=1).astype(float))])
+    primary = threshold_rule(v, THRESHOLD, protect_zeros=False)
+    prot = protect_fast(model, v, primary, absolute=5.0)
+    whole = attack_whole(model, np.where(prot.suppressed, np.nan, v))
+    assert whole.consistent
+    assert np.all(whole.width[prot.suppressed] >= 5.0 - 1e-9)
+
+
+def test_fast_path_needs_no_more_cells_than_per_cell_lp_on_a_fixed_table() -> None:
+    rng = np.random.default_rng(7)
+    inner = np.where(rng.random((40, 12)) < 0.12, rng.integers(1, 5, (40, 12)), rng.integers(20, 80, (40, 12)))
+    model, v = _model(inner)
+    primary = threshold_rule(v, THRESHOLD, False)
+    fast = protect_fast(model, v, primary, absolute=5)
+    per_cell = protect_lp(model, v, primary, absolute=5)
+    assert len(fast.failing) == 0 and len(per_cell.failing) == 0
+    assert fast.secondary.sum() <= 1.1 * per_cell.secondary.sum()
