@@ -117,25 +117,29 @@ def direct_identifier_findings(policy: Policy, output: str, columns: list[str], 
                     f"direct-identifier column(s) published: {leaked}", output=output, file=file)]
 
 
-def run_release(policy_path: str | Path, input_path: str | Path, out_dir: str | Path, *,
+def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir: str | Path, *,
                 options: dict[str, Any] | None = None, seed: int | None = None,
                 progress: Progress = _quiet, now: datetime | None = None) -> RunResult:
     """Run one release. Raises PolicyError/InputError (exit 2) or BlockedError (exit 1)."""
     from release.governance.config import file_options
     from release.governance.signing import release_signer
-    from release.governance.trusted import TrustedFiles, read_once
+    from release.governance.trusted import Subject, TrustedFiles, read_once
+    from release.io.postgres import read_records, source_for
 
     if seed is not None and not test_mode():
         raise UsageError("a seed fixes the noise and the masks: it is refused outside test mode (RELEASE_TEST_MODE=1)")
     options = file_options(dict(options or {}))
     policy_path = Path(policy_path)
-    input_path = Path(input_path)
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     # The policy is read once: these bytes are parsed, checked against the approval and published.
     policy_bytes = read_once(policy_path, "policy file")
     policy = parse_policy(_policy_text(policy_bytes, policy_path), str(policy_path))
     plan = compile_plan(policy)
+    # A postgresql:// URL (or the policy's input.source) is a database; anything else a file.
+    db = source_for(input_path, options, policy)
+    records = Path(input_path) if db is None and input_path is not None else None
+    input_label = str(records) if db is None else db.label
     signer = release_signer(options)
     internal_dir = internal_folder(options, out_dir)
     trusted = TrustedFiles()
@@ -147,13 +151,21 @@ def run_release(policy_path: str | Path, input_path: str | Path, out_dir: str | 
                 hook(policy, policy_path, options)
             now = now or datetime.now(UTC)
             release_id = new_release_id(now, out_dir / policy.dataset.name)
-            progress(f"reading {input_path}")
-            raw = read_table(trusted.take("input", "records", input_path, covered=False), policy.input)
+            progress(f"reading {input_label}")
+            if records is not None:
+                raw = read_table(trusted.take("input", "records", records, covered=False), policy.input)
+            else:
+                assert db is not None
+                got = read_records(db, policy)
+                raw = got.frame
+                trusted.subjects["input"] = Subject("input", "records", got.sha256, got.hashed_bytes)
             progress(f"validating {len(raw):,} records against {policy_path.name}")
-            frame, vreport = validate_records(raw, policy, now, str(input_path))
+            frame, vreport = validate_records(raw, policy, now, input_label)
             del raw
             ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
                               now=now, seed=seed, options=options, original=frame)
+            if db is not None:
+                ctx.manifest["input_source"] = got.manifest
             for i, step in enumerate(policy.steps):
                 ts = time.perf_counter()
                 progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()}")

@@ -14,7 +14,11 @@ from release.geomask.cli import geo_options
 def register(group: click.Group) -> None:
     @group.command("run")
     @click.argument("policy", type=click.Path(dir_okay=False))
-    @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False), help="Internal records (CSV or Parquet).")
+    @click.option("--input", "input_path", default=None, help="Internal records: CSV or Parquet file, or"
+                  " postgresql://HOST:PORT/DB with --table or --query (default: the policy's input.source).")
+    @click.option("--table", default=None, metavar="SCHEMA.TABLE", help="With a postgresql:// --input: the table to read.")
+    @click.option("--query", "query_file", default=None, type=click.Path(dir_okay=False),
+                  help="With a postgresql:// --input: a file holding the SELECT whose rows are the records.")
     @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Publish folder; the bundle goes to OUT/<dataset>/<release-id>/.")
     @click.option("--ledger", type=click.Path(dir_okay=False), default=None, help="DP budget ledger (SQLite); overrides the policy's.")
     @click.option("--network", type=click.Path(dir_okay=False), default=None, help="Street network file; overrides the policy's.")
@@ -24,11 +28,12 @@ def register(group: click.Group) -> None:
     @click.option("--seed", type=int, default=None, help="Fix randomness (test mode only: RELEASE_TEST_MODE=1).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
     @json_option
-    def run_cmd(policy: str, input_path: str, out_dir: str, ledger: str | None, network: str | None,
+    def run_cmd(policy: str, input_path: str | None, table: str | None, query_file: str | None, out_dir: str, ledger: str | None, network: str | None,
                 addresses: str | None, layers: tuple[str, ...], config: str | None, seed: int | None, quiet: bool,
                 as_json: bool) -> None:
         """Run one release of POLICY over the records in --input."""
-        options = {k: v for k, v in {"ledger": ledger, "network": network, "config": config}.items() if v is not None}
+        options = {k: v for k, v in {"ledger": ledger, "network": network, "config": config, "table": table,
+                                     "query_file": query_file}.items() if v is not None}
         options.update(geo_options(addresses, layers))
         result = run_release(policy, input_path, out_dir, options=options, seed=seed,
                              progress=progress_printer(quiet or as_json))

@@ -53,6 +53,23 @@ class Jurisdiction(StrictModel):
         return v
 
 
+class InputSource(StrictModel):
+    """Records read from a database (release/io/postgres.py) when the run gives no --input file."""
+
+    connection: str
+    "Name of the connection in release.toml [connections.NAME]: the server and where its password is, never the password."
+    table: str | None = None
+    "SCHEMA.TABLE to read, every row (names as stored, no case folding)."
+    query: str | None = None
+    "A SELECT whose result rows are the records; the manifest records its sha256."
+
+    @model_validator(mode="after")
+    def _one(self) -> InputSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+
 class InputSchema(StrictModel):
     """The internal records' schema: every column, its type and its privacy role."""
 
@@ -72,6 +89,8 @@ class InputSchema(StrictModel):
     "Publish an empty release when the input holds no record; otherwise an empty input is an error (exit 2)."
     max_field_length: int = Field(default=65_536, ge=1, le=1 << 28)
     "Longest value (characters) a field may hold; longer ones are input errors (a broken quote or a dump)."
+    source: InputSource | None = None
+    "Where the records are when `release run` gets no --input: a database table or query (docs/postgres.md)."
 
     @field_validator("columns")
     @classmethod

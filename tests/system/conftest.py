@@ -21,3 +21,16 @@ def demo_config(demo: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     cfg = demo["work"] / "release.toml"
     monkeypatch.setenv("RELEASE_CONFIG", str(cfg))
     return cfg
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # type: ignore[no-untyped-def]
+    """One throwaway PostgreSQL 15 server for the session's PostgreSQL tests (tests/system/pg.py)."""
+    from tests.system import pg
+
+    why = pg.unavailable()
+    if why:
+        pytest.skip(f"no PostgreSQL test server: {why}")
+    server = pg.start()
+    yield server
+    server.stop()
