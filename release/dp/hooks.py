@@ -226,14 +226,15 @@ def _entry_finding(policy: Policy, manifest: dict[str, Any], rec: dict[str, Any]
 def _ledger_findings(rec: dict[str, Any], options: dict[str, Any], cfg: BudgetConfig | None) -> list[Finding]:
     """With `--ledger L` (or the configured ledger, when present): the entry is in L, same hash, chain intact."""
     path = Path(options["ledger"]) if options.get("ledger") else (cfg.ledger if cfg and cfg.ledger else None)
-    if path is None or (not options.get("ledger") and not path.is_file()):
+    if path is None or (not options.get("ledger") and isinstance(path, Path) and not path.is_file()):
         return []
+    name = path.name if isinstance(path, Path) else path.display  # a PostgreSQL ledger: server and database
     try:
         lid, entries, problems = ledger.read(path)
     except ReleaseError as err:
-        return [Finding("dp-ledger", False, f"{path.name}: {err.message}", file="manifest.json")]
+        return [Finding("dp-ledger", False, f"{name}: {err.message}", file="manifest.json")]
     if problems:
-        return [Finding("dp-ledger", False, f"the ledger {path.name} is not intact: {problems[0]}",
+        return [Finding("dp-ledger", False, f"the ledger {name} is not intact: {problems[0]}",
                         file="manifest.json")]
     e: dict[str, Any] = rec["entry"] if isinstance(rec.get("entry"), dict) else {}
     missing = ledger.missing_spends(entries, lid, [{"bundle": "this bundle", "ledger_id": rec.get("ledger_id"),
@@ -244,7 +245,7 @@ def _ledger_findings(rec: dict[str, Any], options: dict[str, Any], cfg: BudgetCo
     if e and (held is None or held["seq"] != e.get("seq")):
         return [Finding("dp-ledger", False, f"the ledger holds this entry at another position ({held and held['seq']})",
                         file="manifest.json")]
-    return [Finding("dp-ledger", True, f"the ledger {path.name} ({len(entries)} entries, chain intact) holds this"
+    return [Finding("dp-ledger", True, f"the ledger {name} ({len(entries)} entries, chain intact) holds this"
                     f" bundle's spend (entry {e.get('seq', '?')}, same hash)", file="manifest.json")]
 
 

@@ -258,6 +258,11 @@ def reserve(path: Path, *, source: str, unit: str, dataset: str, release_id: str
     Everything happens in ONE `BEGIN IMMEDIATE` transaction, so concurrent releases are serialized
     by SQLite's write lock and the period total never passes its cap.
     """
+    if not isinstance(path, Path):  # [ledger] url: the PostgreSQL backend, same semantics (release/dp/ledger_pg.py)
+        from release.dp import ledger_pg
+
+        return ledger_pg.reserve(path, source=source, unit=unit, dataset=dataset, release_id=release_id,
+                                 spends=spends, caps=caps, now=now, published=published, reset_hint=reset_hint)
     asked = {m: float(sum(s.get(m) or 0.0 for s in spends)) for m in MEASURES}
     since = (now - timedelta(days=caps.period_days)).isoformat(timespec="microseconds")
     stamp = now.isoformat(timespec="microseconds")
@@ -325,6 +330,10 @@ def reserve(path: Path, *, source: str, unit: str, dataset: str, release_id: str
 
 def read(path: Path) -> tuple[str, list[dict[str, Any]], list[str]]:
     """(ledger id, entries, chain problems) of an existing ledger, read-only in effect."""
+    if not isinstance(path, Path):  # [ledger] url
+        from release.dp import ledger_pg
+
+        return ledger_pg.read(path)
     with closing(_connect(path, create=False)) as con:
         old = legacy_datasets(con)
         if old is not None and not con.execute("SELECT COUNT(*) FROM entries").fetchone()[0]:

@@ -17,7 +17,6 @@ Configuration (release.toml): `[ledger] url = "postgresql://HOST:PORT/DB"`, with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Iterator
@@ -25,18 +24,22 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from release.dp.ledger import MEASURES, Caps
+# One entry format for both backends: an entry recorded in a manifest verifies whichever wrote it.
+from release.dp.ledger import (
+    ENTRY_FIELDS,
+    MEASURES,
+    Caps,
+    ChainBroken,
+    entry_hash,
+    genesis_hash,
+    missing_spends,
+)
 from release.errors import BlockedError, UsageError
 
 if TYPE_CHECKING:
     from release.io.postgres import Connection
 
 SCHEMA_VERSION = 2
-# The entry format of the chained SQLite ledger (issue 12): the same fields hash the same way, so an
-# entry recorded in a manifest verifies whichever backend wrote it. (Once both are merged, ENTRY_FIELDS,
-# genesis_hash, entry_hash, ChainBroken and missing_spends are the SQLite module's, imported from it.)
-ENTRY_FIELDS = ("seq", "prev_hash", "release_id", "dataset", "source", "unit", "epsilon", "rho", "delta",
-                "created_utc", "detail")
 _SLACK = 1e-9
 _DDL = """
 CREATE TABLE IF NOT EXISTS release_ledger_meta (key text PRIMARY KEY, value text NOT NULL);
@@ -64,24 +67,6 @@ CREATE TABLE IF NOT EXISTS release_ledger_limits (
 """
 # Any fixed number: only ledger set-up takes this advisory lock (concurrent CREATE IF NOT EXISTS can collide).
 _SETUP_LOCK = 0x7265_6C65
-
-
-class ChainBroken(BlockedError):
-    """The ledger's hash chain does not verify (an entry edited, removed or reordered)."""
-
-
-def genesis_hash(ledger_id: str) -> str:
-    """The `prev_hash` of a ledger's first entry: a fresh ledger starts a different chain."""
-    return hashlib.sha256(b"release-ledger-genesis\0" + ledger_id.encode()).hexdigest()
-
-
-def entry_hash(entry: dict[str, Any]) -> str:
-    """sha256 over the canonical JSON of an entry's fields (everything but its own hash)."""
-    doc = {k: entry.get(k) for k in ENTRY_FIELDS}
-    for m in MEASURES:
-        doc[m] = float(doc[m] or 0.0)
-    doc["seq"] = int(doc["seq"] or 0)
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
 
 def is_url(value: Any) -> bool:
@@ -160,25 +145,6 @@ def _totals(entries: list[dict[str, Any]], source: str, unit: str, since: str | 
     sel = [e for e in entries if e["source"] == source and e["unit"] == unit
            and (since is None or e["created_utc"] > since)]
     return {m: float(sum(e[m] for e in sel)) for m in MEASURES}
-
-
-def missing_spends(entries: list[dict[str, Any]], lid: str, published: list[dict[str, Any]]) -> list[str]:
-    """Published bundles whose recorded spend this ledger does not hold (deleted, truncated or swapped)."""
-    by_hash = {e["hash"] for e in entries}
-    releases = {e["release_id"] for e in entries}
-    out = []
-    for p in published:
-        e = p.get("entry")
-        where = p.get("bundle", "?")
-        if isinstance(e, dict):
-            if p.get("ledger_id") not in (None, lid):
-                out.append(f"{where}: recorded by ledger {p.get('ledger_id')}, this ledger is {lid} (swapped or"
-                           " recreated)")
-            elif e.get("hash") not in by_hash:
-                out.append(f"{where}: its spend (entry {e.get('seq')}) is not in the ledger")
-        elif p.get("release_id") not in releases:
-            out.append(f"{where}: its spend (release {p.get('release_id')}) is not in the ledger")
-    return out
 
 
 def reserve(conn: Connection, *, source: str, unit: str, dataset: str, release_id: str,

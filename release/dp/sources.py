@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from release.errors import PolicyError, UsageError
 
 if TYPE_CHECKING:
+    from release.io.postgres import Connection
     from release.policy.models import Policy
 
 MEASURES = ("epsilon", "rho", "delta")
@@ -78,8 +79,9 @@ class BudgetConfig:
 
     config: Path | None
     "The configuration file (None: no configuration found)."
-    ledger: Path | None
-    "The deployment's one budget ledger (SQLite), relative paths resolved against the configuration file."
+    ledger: Path | Connection | None
+    """The deployment's one budget ledger: SQLite (relative paths resolved against the configuration file) or
+    PostgreSQL (`[ledger] url`, release/dp/ledger_pg.py)."""
     sources: dict[str, Source] = field(default_factory=dict)
 
     def where(self) -> str:
@@ -137,9 +139,15 @@ def load_budget_config(options: dict[str, Any] | None = None) -> BudgetConfig:
     except OSError as e:
         raise UsageError(f"configuration {path}: cannot be read ({e.strerror})") from None
     led = doc.get("ledger", {})
-    if not isinstance(led, dict) or sorted(set(led) - {"path"}):
-        raise UsageError(f"configuration {path}: [ledger] must be a table with only `path`")
-    ledger = None
+    url_keys = {"url", "user", "password_env", "password_file", "passfile", "sslmode", "connect_timeout"}
+    if not isinstance(led, dict) or sorted(set(led) - {"path"} - url_keys) or ("path" in led and "url" in led):
+        raise UsageError(f"configuration {path}: [ledger] must be a table with `path` (SQLite) or `url` (PostgreSQL,"
+                         " with user and password_env, password_file or passfile: docs/postgres.md)")
+    ledger: Path | Connection | None = None
+    if led.get("url") is not None:
+        from release.dp.ledger_pg import connection_of
+
+        ledger = connection_of(led, path)
     if led.get("path") is not None:
         if not isinstance(led["path"], str) or not led["path"]:
             raise UsageError(f"configuration {path}: ledger.path must be a path string")
@@ -164,6 +172,14 @@ def ledger_of(cfg: BudgetConfig, given: str | None, policy_ledger: Path | None =
             return Path(given)
         raise UsageError(f"{cfg.where()} names no budget ledger: DP releases need `[ledger] path = ...` in"
                          " release.toml (the one ledger of the deployment)")
+    if not isinstance(cfg.ledger, Path):  # PostgreSQL: the configuration's server, never one a run names
+        if given and not test_mode():
+            raise UsageError(f"--ledger {given}: the deployment's ledger is {cfg.ledger.display} ({cfg.where()});"
+                             " a run cannot choose another")
+        if policy_ledger is not None and not test_mode():
+            raise PolicyError(f"budget.ledger names {policy_ledger}, not the deployment's ledger {cfg.ledger.display}:"
+                              " the ledger's location is the configuration's; remove budget.ledger from the policy")
+        return Path(given) if given else cfg.ledger  # type: ignore[return-value]
     if given and not _same_file(Path(given), cfg.ledger):
         if test_mode():
             return Path(given)
