@@ -19,14 +19,21 @@ TEST_DEPLOYMENT = Path(tempfile.mkdtemp(prefix="release-test-deployment-"))
                                               "[approval]\nrequired = false\n", encoding="utf-8")
 
 
+def _demo_sources() -> str:
+    from release.dp.sources import DEMO_BUDGET
+
+    return "\n" + DEMO_BUDGET[DEMO_BUDGET.index("[sources."):]
+
+
+DEMO_SOURCES = _demo_sources()
+"The bundled DP policies' registered sources (the demo's ceilings), for test configurations."
+
+
 def _register_demo_sources() -> None:
     """The bundled DP policies' sources (the demo's ceilings), but no [ledger]: a DP test names its own ledger
     (`--ledger`, allowed in test mode) so that no two tests share a budget."""
-    from release.dp.sources import DEMO_BUDGET
-
-    sources = DEMO_BUDGET[DEMO_BUDGET.index("[sources."):]
     with open(TEST_DEPLOYMENT / "release.toml", "a", encoding="utf-8") as f:
-        f.write("\n" + sources)
+        f.write(DEMO_SOURCES)
 
 
 _register_demo_sources()

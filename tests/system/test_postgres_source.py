@@ -18,6 +18,7 @@ from release.dp import ledger as L
 from release.engine import run_release
 from release.errors import InputError, ReleaseError
 from release.synth import synth_use_of_force, write_records
+from tests.conftest import DEMO_SOURCES
 from tests.system import pg
 from tests.system.mini import mini_policy, mini_records, write_policy
 
@@ -56,7 +57,7 @@ def deployment(world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.Monkey
     cfg = tmp_path / "release.toml"
     cfg.write_text("[approval]\nrequired = false\n"
                    f"[connections.records]\nurl = \"{world['server'].url(DB)}\"\nuser = \"{READER}\"\n"
-                   f"password_env = \"{ENV}\"\n", encoding="utf-8")
+                   f"password_env = \"{ENV}\"\n" + DEMO_SOURCES, encoding="utf-8")
     monkeypatch.setenv("RELEASE_CONFIG", str(cfg))
     monkeypatch.setenv(ENV, READER_PW)
     return cfg
@@ -224,7 +225,7 @@ def test_password_file_and_read_only_snapshot(world: dict[str, Any], tmp_path: P
     (tmp_path / "secret").write_text(READER_PW + "\n")
     cfg = tmp_path / "release.toml"
     cfg.write_text(f"[approval]\nrequired = false\n[connections.records]\nurl = \"{world['server'].url(DB)}\"\n"
-                   f"user = \"{READER}\"\npassword_file = \"secret\"\n", encoding="utf-8")
+                   f"user = \"{READER}\"\npassword_file = \"secret\"\n" + DEMO_SOURCES, encoding="utf-8")
     monkeypatch.setenv("RELEASE_CONFIG", str(cfg))
     from release.io.postgres import DatabaseSource
     from release.policy.loader import load_policy
@@ -248,7 +249,7 @@ def test_pgpass_file_gives_the_password(world: dict[str, Any], tmp_path: Path, m
     passfile.chmod(0o600)  # libpq ignores a pgpass file others can read
     cfg = tmp_path / "release.toml"
     cfg.write_text(f"[approval]\nrequired = false\n[connections.records]\nurl = \"{server.url(DB)}\"\n"
-                   f"user = \"{READER}\"\npassfile = \"pgpass\"\n", encoding="utf-8")
+                   f"user = \"{READER}\"\npassfile = \"pgpass\"\n" + DEMO_SOURCES, encoding="utf-8")
     monkeypatch.setenv("RELEASE_CONFIG", str(cfg))
     monkeypatch.delenv("PGPASSWORD", raising=False)
     conn = named_connection("records", {})
