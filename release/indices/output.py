@@ -153,6 +153,8 @@ class IndicesOutput(OutputConfig):
         if missing:
             raise PolicyError(f"output {self.name}: the tables {missing} it reads are not published before it")
         # Seeded from the hash of the published tables it post-processes: `release check` draws the same replicates.
+        # This randomness protects nothing (it simulates intervals from public figures and the published noise
+        # scale; no privacy noise is drawn here), so a reproducible NumPy generator is the right tool.
         rng = np.random.default_rng(seed_of([(self.name, b"indices"), *parts]))
         sources: dict[str, Source] = {}
         dims: dict[str, tuple[str, ...]] = {}
