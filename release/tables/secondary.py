@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from release.tables.audit import Audit, attack, new_highs, pass_lp
 from release.tables.model import TableModel
-from release.tables.subtables import SubTables
+from release.tables.subtables import SubTables, cube_lines
 
 _SUPPORT = 1e-7
 _MAX_ROUNDS = 8
@@ -39,23 +39,6 @@ class Protection:
     @property
     def secondary(self) -> np.ndarray:
         return self.suppressed & ~self.primary & ~self.unknown
-
-
-def cube_lines(shape: tuple[int, ...]) -> sp.csr_matrix:
-    """Additivity rows of one cube (last level of each axis is its Total), local C-order indices."""
-    cube = np.arange(int(np.prod(shape))).reshape(shape)
-    rows, cols, vals = [], [], []
-    r0 = 0
-    for ax in range(len(shape)):
-        moved = np.moveaxis(cube, ax, -1).reshape(-1, shape[ax])
-        m = len(moved)
-        rr = np.arange(r0, r0 + m)
-        rows += [np.repeat(rr, shape[ax] - 1), rr]
-        cols += [moved[:, :-1].ravel(), moved[:, -1]]
-        vals += [np.ones(m * (shape[ax] - 1)), -np.ones(m)]
-        r0 += m
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(r0, cube.size))
 
 
 class _Local:
