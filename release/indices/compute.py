@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -169,13 +169,46 @@ def seed_of(parts: list[tuple[str, bytes]]) -> int:
     return int.from_bytes(h.digest()[:8], "big")
 
 
-def noise_replicates(rng: np.random.Generator, shape: tuple[int, ...], mechanism: str, scale: float) -> np.ndarray:
-    """Integer noise with the published mechanism's distribution (discrete Laplace or Gaussian).
+class Sampler(Protocol):
+    """What the interval simulation draws from (HashStream in releases; any NumPy Generator in tests)."""
+
+    def normal(self, loc: float, scale: float, size: tuple[int, ...]) -> np.ndarray: ...
+
+    def geometric(self, p: float, size: tuple[int, ...]) -> np.ndarray: ...
+
+
+class HashStream:
+    """A reproducible stream keyed by the hash of the published tables (SHAKE-256 blocks, in order).
 
     Post-processing of public figures only: this randomness protects nothing (the noise that
-    protects was drawn by OpenDP at release time), so a seeded NumPy generator is right here —
-    it makes `release check` recompute every interval exactly.
+    protects was drawn by OpenDP at release time); it is a function of the bundle's bytes so that
+    `release check` recomputes every interval exactly.
     """
+
+    def __init__(self, seed: int) -> None:
+        self._key = seed.to_bytes(8, "big")
+        self._block = 0
+
+    def uniform(self, n: int) -> np.ndarray:
+        """n floats in [0, 1), each an exact multiple of 2**-53."""
+        raw = hashlib.shake_256(b"release-indices\0" + self._key + self._block.to_bytes(8, "big")).digest(8 * n)
+        self._block += 1
+        return (np.frombuffer(raw, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+    def normal(self, loc: float, scale: float, size: tuple[int, ...]) -> np.ndarray:
+        n = int(np.prod(size))
+        u1, u2 = 1.0 - self.uniform(n), self.uniform(n)  # Box–Muller; 1 - U lies in (0, 1]
+        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        return (loc + scale * z).reshape(size)
+
+    def geometric(self, p: float, size: tuple[int, ...]) -> np.ndarray:
+        """Trials to the first success (support 1, 2, ...), by inverting the geometric CDF."""
+        u = 1.0 - self.uniform(int(np.prod(size)))
+        return (np.floor(np.log(u) / np.log1p(-p)) + 1.0).reshape(size)
+
+
+def noise_replicates(rng: Sampler, shape: tuple[int, ...], mechanism: str, scale: float) -> np.ndarray:
+    """Integer noise with the published mechanism's distribution (discrete Laplace or Gaussian)."""
     if "gaussian" in mechanism:
         return np.rint(rng.normal(0.0, scale, size=shape))
     # Discrete Laplace(b) is the difference of two i.i.d. geometric variables with p = 1 - exp(-1/b).

@@ -12,7 +12,15 @@ from pydantic import Field, model_validator
 from release import registry
 from release.context import AssessContext, OutputBuild, StepContext
 from release.errors import InputError, PolicyError
-from release.indices.compute import Index, Quantity, disparity, disproportionality, exact, seed_of
+from release.indices.compute import (
+    HashStream,
+    Index,
+    Quantity,
+    disparity,
+    disproportionality,
+    exact,
+    seed_of,
+)
 from release.indices.sources import (
     Source,
     dp_source,
@@ -153,9 +161,7 @@ class IndicesOutput(OutputConfig):
         if missing:
             raise PolicyError(f"output {self.name}: the tables {missing} it reads are not published before it")
         # Seeded from the hash of the published tables it post-processes: `release check` draws the same replicates.
-        # This randomness protects nothing (it simulates intervals from public figures and the published noise
-        # scale; no privacy noise is drawn here), so a reproducible NumPy generator is the right tool.
-        rng = np.random.default_rng(seed_of([(self.name, b"indices"), *parts]))
+        rng = HashStream(seed_of([(self.name, b"indices"), *parts]))
         sources: dict[str, Source] = {}
         dims: dict[str, tuple[str, ...]] = {}
         for stem, (out, _) in sorted(need.items()):

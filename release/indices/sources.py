@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from release.errors import PolicyError
-from release.indices.compute import Quantity, noise_replicates
+from release.indices.compute import Quantity, Sampler, noise_replicates
 
 
 @dataclass
@@ -35,7 +35,7 @@ def read_csv_bytes(data: bytes, schema: Any) -> pd.DataFrame:
     return read_published_csv(io.BytesIO(data), schema)  # type: ignore[arg-type]
 
 
-def dp_source(frame: pd.DataFrame, value_column: str, mechanism: str, scale: float, rng: np.random.Generator,
+def dp_source(frame: pd.DataFrame, value_column: str, mechanism: str, scale: float, rng: Sampler,
               replicates: int) -> Source:
     v = pd.to_numeric(frame[value_column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     raw = v[None, :] + noise_replicates(rng, (replicates, len(v)), mechanism, scale)
