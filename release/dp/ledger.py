@@ -130,11 +130,10 @@ def _entries(con: sqlite3.Connection) -> list[dict[str, Any]]:
     return out
 
 
-def verify_chain(con: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[str]]:
-    """(entries, problems): every entry's hash recomputed, every link and sequence number followed."""
-    entries = _entries(con)
+def chain_problems(entries: list[dict[str, Any]], lid: str) -> list[str]:
+    """Every entry's hash recomputed, every link and sequence number followed (any backend's entries)."""
     problems: list[str] = []
-    prev = genesis_hash(ledger_id(con))
+    prev = genesis_hash(lid)
     for i, e in enumerate(entries, start=1):
         if e["seq"] != i:
             problems.append(f"entry {e['seq']}: expected sequence number {i} (an entry was removed)")
@@ -146,7 +145,13 @@ def verify_chain(con: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[st
         prev = e["hash"]
         if len(problems) >= 5:
             break
-    return entries, problems
+    return problems
+
+
+def verify_chain(con: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[str]]:
+    """(entries, problems) of the SQLite ledger's chain."""
+    entries = _entries(con)
+    return entries, chain_problems(entries, ledger_id(con))
 
 
 def _insert(con: sqlite3.Connection, entry: dict[str, Any]) -> None:
@@ -229,6 +234,20 @@ def _totals(entries: list[dict[str, Any]], source: str, unit: str, since: str | 
     return {m: float(sum(e[m] for e in sel)) for m in MEASURES}
 
 
+def cap_problems(before: dict[str, float], asked: dict[str, float], caps: Caps) -> list[str]:
+    """The caps this release's spend would pass, given what the period already spent (empty: it fits)."""
+    problems = []
+    for m in MEASURES:
+        cap = caps.per_release.get(m)
+        if cap is not None and asked[m] > cap * (1 + _SLACK):
+            problems.append(f"{m}_per_release cap {cap:g}: this release asks {asked[m]:g}")
+        cap = caps.per_period.get(m)
+        if cap is not None and before[m] + asked[m] > cap * (1 + _SLACK):
+            problems.append(f"{m}_per_period cap {cap:g} ({caps.period_days} days): {before[m]:g} already"
+                            f" spent, this release asks {asked[m]:g}, {max(cap - before[m], 0):g} left")
+    return problems
+
+
 def missing_spends(entries: list[dict[str, Any]], lid: str, published: list[dict[str, Any]]) -> list[str]:
     """Published bundles whose recorded spend this ledger does not hold (deleted, truncated or swapped)."""
     by_hash = {e["hash"] for e in entries}
@@ -292,15 +311,7 @@ def reserve(path: Path, *, source: str, unit: str, dataset: str, release_id: str
                                    " nothing was published and no budget was spent",
                                    details=[*missing[:10], f"ledger: {path}", "restore the deployment's ledger"])
             before = _totals(entries, source, unit, since)
-            problems = []
-            for m in MEASURES:
-                cap = caps.per_release.get(m)
-                if cap is not None and asked[m] > cap * (1 + _SLACK):
-                    problems.append(f"{m}_per_release cap {cap:g}: this release asks {asked[m]:g}")
-                cap = caps.per_period.get(m)
-                if cap is not None and before[m] + asked[m] > cap * (1 + _SLACK):
-                    problems.append(f"{m}_per_period cap {cap:g} ({caps.period_days} days): {before[m]:g} already"
-                                    f" spent, this release asks {asked[m]:g}, {max(cap - before[m], 0):g} left")
+            problems = cap_problems(before, asked, caps)
             if problems:
                 raise BlockedError(
                     f"privacy budget of source {source} (privacy unit {unit}) would pass the {problems[0]};"

@@ -30,6 +30,9 @@ from release.dp.ledger import (
     MEASURES,
     Caps,
     ChainBroken,
+    _totals,
+    cap_problems,
+    chain_problems,
     entry_hash,
     genesis_hash,
     missing_spends,
@@ -40,7 +43,6 @@ if TYPE_CHECKING:
     from release.io.postgres import Connection
 
 SCHEMA_VERSION = 2
-_SLACK = 1e-9
 _DDL = """
 CREATE TABLE IF NOT EXISTS release_ledger_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE IF NOT EXISTS release_ledger_entries (
@@ -123,30 +125,6 @@ def _ledger_id(con: Any) -> str:
     return str(con.execute("SELECT value FROM release_ledger_meta WHERE key = 'ledger_id'").fetchone()[0])
 
 
-def verify_chain(entries: list[dict[str, Any]], lid: str) -> list[str]:
-    """Chain problems: every entry's hash recomputed, every link and sequence number followed."""
-    problems: list[str] = []
-    prev = genesis_hash(lid)
-    for i, e in enumerate(entries, start=1):
-        if e["seq"] != i:
-            problems.append(f"entry {e['seq']}: expected sequence number {i} (an entry was removed)")
-        if e["prev_hash"] != prev:
-            problems.append(f"entry {e['seq']}: its previous hash is not the hash of entry {i - 1}"
-                            " (an entry was removed, replaced or reordered)")
-        if entry_hash(e) != e["hash"]:
-            problems.append(f"entry {e['seq']}: its content does not match its hash (the entry was edited)")
-        prev = e["hash"]
-        if len(problems) >= 5:
-            break
-    return problems
-
-
-def _totals(entries: list[dict[str, Any]], source: str, unit: str, since: str | None) -> dict[str, float]:
-    sel = [e for e in entries if e["source"] == source and e["unit"] == unit
-           and (since is None or e["created_utc"] > since)]
-    return {m: float(sum(e[m] for e in sel)) for m in MEASURES}
-
-
 def reserve(conn: Connection, *, source: str, unit: str, dataset: str, release_id: str,
             spends: list[dict[str, Any]], caps: Caps, now: datetime, published: list[dict[str, Any]] | None = None,
             migrate_as: Any = None, reset_hint: str = "") -> dict[str, Any]:
@@ -166,7 +144,7 @@ def reserve(conn: Connection, *, source: str, unit: str, dataset: str, release_i
         lid = str(con.execute("SELECT value FROM release_ledger_meta WHERE key = 'ledger_id' FOR UPDATE"
                               ).fetchone()[0])
         entries = _entries(con)
-        problems = verify_chain(entries, lid)
+        problems = chain_problems(entries, lid)
         if problems:
             raise ChainBroken(f"the budget ledger {where} is not intact (its hash chain is broken): nothing was"
                               " published and no budget was spent", details=[
@@ -177,15 +155,7 @@ def reserve(conn: Connection, *, source: str, unit: str, dataset: str, release_i
                                " hold (a deleted, truncated or swapped ledger would reset the budget): nothing was"
                                " published and no budget was spent", details=missing[:10])
         before = _totals(entries, source, unit, since)
-        problems = []
-        for m in MEASURES:
-            cap = caps.per_release.get(m)
-            if cap is not None and asked[m] > cap * (1 + _SLACK):
-                problems.append(f"{m}_per_release cap {cap:g}: this release asks {asked[m]:g}")
-            cap = caps.per_period.get(m)
-            if cap is not None and before[m] + asked[m] > cap * (1 + _SLACK):
-                problems.append(f"{m}_per_period cap {cap:g} ({caps.period_days} days): {before[m]:g} already"
-                                f" spent, this release asks {asked[m]:g}, {max(cap - before[m], 0):g} left")
+        problems = cap_problems(before, asked, caps)
         if problems:
             raise BlockedError(f"privacy budget of source {source} (privacy unit {unit}) would pass the {problems[0]};"
                                " nothing was published and no budget was spent",
@@ -221,7 +191,7 @@ def read(conn: Connection) -> tuple[str, list[dict[str, Any]], list[str]]:
             entries = _entries(con)
         finally:
             con.execute("ROLLBACK")
-    return lid, entries, verify_chain(entries, lid)
+    return lid, entries, chain_problems(entries, lid)
 
 
 def history(conn: Connection, source: str | None = None) -> list[dict[str, Any]]:
