@@ -56,6 +56,7 @@ PLUGINS: list[str] = [
     "release.indices.output",
     "release.outputs.identifier_scan",
     "release.outputs.cells",
+    "release.series.hooks",
     # Last: its demo hook adds [ledger] and [sources] to the release.toml the governance demo hook wrote.
     "release.dp.demo",
 ]

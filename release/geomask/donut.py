@@ -1,7 +1,14 @@
-"""`geomask-donut`: random displacement between two radii, uniform over the annulus's area."""
+"""`geomask-donut`: random displacement between two radii, uniform over the annulus's area.
+
+The offsets are keyed per record (release/series/keyed.py): a record's offset is a pseudo-random
+function of its registered source, its record id and the donut's radii, so every release and every
+dataset drawn from the same source publishes the same point for it (averaging re-releases gains
+nothing). Only a policy declaring `series.one_off: true` draws fresh offsets (os.urandom).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -42,6 +49,8 @@ from release.geomask.snap import node_areas, snap_xy
 from release.governance.trusted import trusted_path
 from release.policy.base import Schema, StepConfig
 from release.registry import register_step
+from release.series.config import one_off, secret_of, source_name
+from release.series.keyed import keyed_uniforms, mask_key
 
 BOUND_TOLERANCE_M = 0.05
 "Rounding published coordinates to 7 decimals moves a point by at most ~1 cm; the bounds check allows 5 cm."
@@ -52,6 +61,22 @@ def annulus(u_r: np.ndarray, u_t: np.ndarray, r_min: np.ndarray | float, r_max: 
     r = np.sqrt(u_r * (np.square(r_max) - np.square(r_min)) + np.square(r_min))
     theta = 2.0 * np.pi * u_t
     return r * np.cos(theta), r * np.sin(theta)
+
+
+def donut_record_ids(frame: pd.DataFrame, ctx: StepContext, step: Any, where: str) -> pd.Series:
+    """The record ids masks are keyed by: the input's record id, as read (not yet pseudonymized or dropped)."""
+    from release.errors import PolicyError
+
+    rid = ctx.policy.input.record_id
+    for s in ctx.policy.steps:
+        if s is step:
+            break
+        if rid in (getattr(s, "columns", None) or ()) and getattr(s, "type", None) in ("pseudonymize", "drop"):
+            raise PolicyError(f"{where}: the record id {rid!r} is {s.type}d by an earlier step; keyed masks need"
+                              " the record id as read: put the donut step before it")
+    if rid not in frame.columns:
+        raise PolicyError(f"{where}: the record id {rid!r} is no longer in the records; keyed masks need it")
+    return frame[rid]
 
 
 @register_step
@@ -99,6 +124,37 @@ class DonutStep(PointMaskColumns, StepConfig):
     def plan_info(self, schema: Schema) -> dict[str, Any]:
         return {"min_distance_m": self.min_distance, "max_distance_m": self.max_distance, "target_k": self.target_k}
 
+    def _draws(self, frame: pd.DataFrame, rows: np.ndarray, r_max: np.ndarray,
+               ctx: StepContext) -> Callable[[str, np.ndarray], np.ndarray]:
+        """draw(label, idx) -> 2 x len(idx) uniforms (radial shares, then angles) for the donut rows `idx`."""
+        if one_off(ctx.policy):
+            return lambda label, idx: uniforms(2 * len(idx), ctx, label)
+        where = f"geomask-donut ({self.min_distance:g}-{self.max_distance:g} m)"
+        secret = secret_of(ctx.policy, ctx.policy_path, where)
+        source = source_name(ctx.policy)
+        assert source is not None
+        ids = donut_record_ids(frame, ctx, self, where).iloc[rows].reset_index(drop=True)
+        keys: dict[str, bytes] = {}
+
+        def draw(label: str, idx: np.ndarray) -> np.ndarray:
+            # The radii are part of the key: two datasets with other radii draw independent offsets, never the
+            # same direction at another distance (two points on one ray would give the true point away).
+            purpose = f"geomask-donut:{self.min_distance!r}:{self.max_distance!r}:{label}"
+            key = keys.setdefault(purpose, mask_key(secret, source, purpose))
+            u = keyed_uniforms(ids.iloc[idx], key, r_max[idx])
+            return np.concatenate([u[:, 0], u[:, 1]])
+
+        ctx.manifest.setdefault("masks", {}).update({"per_record": "keyed", "source": source})
+        return draw
+
+    def _randomness(self, ctx: StepContext) -> str:
+        if not one_off(ctx.policy):
+            return (f"keyed per record (source {source_name(ctx.policy)}): a record keeps its point in every release"
+                    " and every dataset drawn from that source")
+        ctx.manifest.setdefault("masks", {}).update({"per_record": "one-off"})
+        seeded = "test-mode seed (SHAKE-256)" if ctx.seed is not None else "os.urandom"
+        return f"{seeded}: a declared one-off release (series.one_off); re-releasing these records would undo it"
+
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         lat_c, lon_c = coord_columns(ctx.schema, "geomask-donut")
         areas = area_columns(ctx.schema, self.area_columns)
@@ -125,7 +181,8 @@ class DonutStep(PointMaskColumns, StepConfig):
             widened = int((need > r_max).sum())
             r_max = np.maximum(r_max, need)
             ctx.manifest.setdefault("network", {})["addresses"] = {"file": addr.name, "sha256": file_sha256(addr)}
-        u = uniforms(2 * n, ctx, "donut")
+        draw = self._draws(frame, rows, r_max, ctx)
+        u = draw("donut", np.arange(n))
         dx, dy = annulus(u[:n], u[n:], self.min_distance, r_max)
         nx, ny = x + dx, y + dy
         reason = np.full(len(frame), "", dtype=object)
@@ -157,7 +214,7 @@ class DonutStep(PointMaskColumns, StepConfig):
                     break
                 idx = np.flatnonzero(bad)
                 redrawn += len(idx)
-                uu = uniforms(2 * len(idx), ctx, f"donut-redraw-{t}")
+                uu = draw(f"donut-redraw-{t}", idx)
                 ddx, ddy = annulus(uu[: len(idx)], uu[len(idx):], self.min_distance, r_max[idx])
                 nx[idx], ny[idx] = x[idx] + ddx, y[idx] + ddy
                 bad[idx] = ~in_area(nx[idx], ny[idx], rec_area[idx])
@@ -221,6 +278,6 @@ class DonutStep(PointMaskColumns, StepConfig):
                     "reasons": {r: int((reason == r).sum()) for r in ("not-geocoded", "outside-jurisdiction")
                                 if (reason == r).any()}},
             "area_changed": 0 if self.within is not None else measured,
-            "randomness": "test-mode seed (SHAKE-256)" if ctx.seed is not None else "os.urandom",
+            "randomness": self._randomness(ctx),
             **point_stats(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx)),
         }

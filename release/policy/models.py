@@ -174,6 +174,12 @@ def _budget_model() -> Any:
     return BudgetPolicy
 
 
+def _series_model() -> Any:
+    from release.series.config import SeriesPolicy
+
+    return SeriesPolicy
+
+
 class Policy(StrictModel):
     """One dataset's release policy, validated before anything runs."""
 
@@ -189,6 +195,8 @@ class Policy(StrictModel):
     gate: Gate = Field(default_factory=Gate)
     budget: _budget_model() | None = None  # type: ignore[valid-type]
     "Differential-privacy budget: privacy unit, caps and ledger (required by DP outputs)."
+    series: _series_model() | None = None  # type: ignore[valid-type]
+    "Re-releases: the registered source (keyed masks, predecessors) and what joint checks do (docs/series.md)."
 
     @model_validator(mode="after")
     def _names(self) -> Policy:

@@ -33,6 +33,8 @@ def policy(steps: list[dict[str, Any]] | None = None, crs: int | None = 2952, **
         "input": {"record_id": "record_id", "columns": columns},
         "steps": steps or [],
         "outputs": [{"name": "out", "kind": "records", "columns": ["offence", "hood", "latitude", "longitude"]}],
+        # Donut offsets are keyed by the registered source and the record id (docs/series.md).
+        "series": {"source": "crime-records", "secret_env": "RELEASE_PSEUDONYM_KEY"},
     })
 
 

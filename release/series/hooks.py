@@ -1,0 +1,37 @@
+"""Registers the series hooks: the source check before a run, predecessors, the joint checks, the report section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from release import registry
+from release.errors import PolicyError
+from release.series.config import source_name
+
+
+def check_source(policy: Any, policy_path: Path | None, options: dict[str, Any]) -> None:
+    """PRE_RUN and PLAN_CHECKS: a series source must be registered by the deployment and agree with the budget's."""
+    s = getattr(policy, "series", None)
+    if s is None or s.source is None:
+        return
+    b = getattr(policy, "budget", None)
+    if b is not None and b.source is not None and b.source != s.source:
+        raise PolicyError(f"series.source {s.source!r} differs from budget.source {b.source!r}: a dataset is drawn"
+                          " from one registered source")
+    from release.dp.sources import load_budget_config
+
+    cfg = load_budget_config(options)
+    if s.source not in cfg.sources:
+        known = ", ".join(sorted(cfg.sources)) or "none"
+        raise PolicyError(f"series.source {s.source!r} is not a source registered by the deployment ({cfg.where()};"
+                          f" registered: {known}): add [sources.{s.source}] to release.toml")
+
+
+def _register() -> None:
+    registry.add_hook(registry.PRE_RUN, check_source)
+    registry.add_hook(registry.PLAN_CHECKS, check_source)
+
+
+_register()
+__all__ = ["check_source", "source_name"]
