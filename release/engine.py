@@ -244,6 +244,8 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
         "gate": plan.gate,
         "budget": ctx.manifest.get("budget"),
         "approval": report_approval(approval),
+        # Re-releases (release/series): the source, masks, predecessors used and joint checks, when declared.
+        **({"series": ctx.manifest["series"]} if ctx.manifest.get("series") else {}),
     }
     if verdict == "blocked":
         failed = [f for f in findings if not f.ok]

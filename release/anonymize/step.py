@@ -150,6 +150,12 @@ class KAnonymityStep(StepConfig):
                        cap=self.max_group_suppression, capped=self.capped_columns())
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        from release.series.records import keep_series
+
+        # Re-releases (docs/series.md): joined records may keep their earlier values (series.joint).
+        return keep_series(self, *self._apply(frame, ctx), ctx)
+
+    def _apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         t0 = time.perf_counter()
         from release.anonymize.files import hierarchy_resolver
 

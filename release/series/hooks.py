@@ -28,9 +28,38 @@ def check_source(policy: Any, policy_path: Path | None, options: dict[str, Any])
                           f" registered: {known}): add [sources.{s.source}] to release.toml")
 
 
+def discover(policy: Any, policy_path: Path | None, options: dict[str, Any]) -> None:
+    """PRE_RUN, before any record is read: the verified predecessors in the publication folder, by source."""
+    if getattr(policy, "series", None) is None or source_name(policy) is None or not options.get("_out_dir"):
+        return
+    from release.series.discover import find_predecessors
+
+    options["_series"] = find_predecessors(Path(options["_out_dir"]), policy, options)
+
+
+def series_manifest(policy: Any, ctx: Any) -> None:
+    """PRE_OUTPUT: the manifest (and report) name the source, the masks and the predecessors used."""
+    d = ctx.options.get("_series")
+    s = getattr(policy, "series", None)
+    if s is None:
+        return
+    entry = ctx.manifest.setdefault("series", {})
+    entry.update({"source": source_name(policy), "one_off": bool(s.one_off), "joint_policy": s.joint})
+    if d is not None:
+        entry["predecessors"] = [p.ref() for p in d.predecessors]
+        if d.unverified:
+            entry["unverified"] = list(d.unverified)
+
+
 def _register() -> None:
+    from release.series.records import assess_series
+
     registry.add_hook(registry.PRE_RUN, check_source)
+    registry.add_hook(registry.PRE_RUN, discover)
     registry.add_hook(registry.PLAN_CHECKS, check_source)
+    registry.add_hook(registry.PRE_OUTPUT, series_manifest)
+    if assess_series not in registry.ASSESSORS.get("records", []):
+        registry.register_assessor("records")(assess_series)
 
 
 _register()
