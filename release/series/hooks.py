@@ -60,6 +60,10 @@ def _register() -> None:
     registry.add_hook(registry.PRE_OUTPUT, series_manifest)
     if assess_series not in registry.ASSESSORS.get("records", []):
         registry.register_assessor("records")(assess_series)
+    from release.series.cumulative import assess_cumulative
+
+    if assess_cumulative not in registry.ASSESSORS.get("table", []):
+        registry.register_assessor("table")(assess_cumulative)
 
 
 _register()

@@ -102,6 +102,8 @@ class TableOutput(OutputConfig):
     "Minimise the number of suppressed cells, or the total value they hide."
     margin_weight: float = Field(default=2.0, ge=1)
     "Extra cost of suppressing a margin (totals are the figures users need most)."
+    series: Literal["cumulative"] | None = None
+    "cumulative: running totals over a growing period, audited with the series' earlier tables (docs/series.md)."
 
     @model_validator(mode="after")
     def _check(self) -> TableOutput:
@@ -262,6 +264,11 @@ class TableOutput(OutputConfig):
         else:
             prot = protect_naive(model, values, primary, absolute=absolute, relative=self.protection.relative,
                                  integer=self.integer)
+        if self.series == "cumulative":
+            from release.series.cumulative import protect_for_run
+
+            # The earlier tables of the series are published: more of this table may need suppressing.
+            prot = protect_for_run(self, model, values, prot, ctx)
         tables = {s.name: self._publish(model, s, g, values, prot.suppressed)
                   for s, g in zip(shapes, model.local, strict=True)}
         _RUNS[(ctx.release_id, self.name)] = {"model": model, "values": values, "protection": prot}
