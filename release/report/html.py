@@ -174,6 +174,10 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
     release_blocks = [_pipeline(report)]
     if budget:
         release_blocks.append(budget_block(budget))
+    if report.get("series"):
+        from release.series.report import series_block
+
+        release_blocks.append(series_block(report))
     if gate:
         release_blocks.append(Block("Thresholds set by the policy", facts=kv_facts(gate)))
     internal_blocks = []

@@ -141,6 +141,7 @@ def test_differencing_a_cumulative_pair_is_caught_and_protected(tmp_path: Path) 
     # `release check` re-finds March in the folder and recomputes the joint audit from the files.
     res = check_bundle(june, UNAPPROVED)
     assert res.ok, [f.message for f in res.findings if not f.ok]
+    assert "cumulative table audit" in (june / "report.html").read_text()
 
 
 def test_a_falling_running_total_is_not_cumulative(tmp_path: Path) -> None:

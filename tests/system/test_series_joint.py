@@ -103,6 +103,26 @@ def test_keep_earlier_or_refine_publishes_joined_records_at_safe_values(tmp_path
     # `release check` re-discovers the predecessor and recomputes the series figures.
     res = check_bundle(b2, UNAPPROVED)
     assert res.ok, [f.message for f in res.findings if not f.ok]
+    # Acceptance 4: the series section of report.json, the manifest and report.html.
+    assert rep["series"]["source"] == "crime-records" and rep["series"]["joint_policy"] == policy
+    man = json.loads((b2 / "manifest.json").read_text())
+    assert man["series"]["predecessors"][0]["release_id"] == b1.name
+    assert man["series"]["joint"]["people"] == {"case": "joined", "k": joint["k"], "ok": True}
+    html = (b2 / "report.html").read_text()
+    assert "Series: earlier releases of the same source" in html and b1.name in html
+    assert "joint k-anonymity" in html and f"k={joint['k']}" in html
+
+
+def test_check_recomputes_the_series_figures_from_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "pub"
+    b1 = run(tmp_path, joint_policy(levels=V1), 480, out, "v1")
+    b2 = run(tmp_path, joint_policy(levels=V2, joint="keep-earlier"), 840, out, "v2")
+    assert check_bundle(b2, UNAPPROVED).ok
+    # Without its predecessor in the folder the check finds other series figures than report.json states.
+    shutil.move(str(b1), str(tmp_path / "elsewhere"))
+    res = check_bundle(b2, UNAPPROVED)
+    bad = [f.message for f in res.findings if not f.ok]
+    assert any("series" in m and "differ" in m for m in bad), bad
 
 
 def ages(label: str) -> range:
