@@ -99,7 +99,7 @@ def stack(models: list[TableModel]) -> Joint:
     A_diff = sp.csr_matrix((vals, (rows, cols)), shape=(r, n_cells + n_inc))
     A_tab = sp.hstack([A_tables, sp.csr_matrix((A_tables.shape[0], n_inc))]).tocsr()
     A = sp.vstack([A_tab, A_diff]).tocsr()
-    keys = [(("__cell", str(j)),) for j in range(n_cells + n_inc)]
+    keys: list[tuple[tuple[str, str], ...]] = [(("__cell", str(j)),) for j in range(n_cells + n_inc)]
     model = TableModel(tables=[], keys=keys, local=[], A=A, interior=np.ones(n_cells + n_inc, dtype=bool))
     return Joint(model=model, offsets=[int(o) for o in offsets], sizes=sizes, n_cells=n_cells)
 

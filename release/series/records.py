@@ -106,7 +106,7 @@ def joint_for(policy: Any, step: Any, table: pd.DataFrame, preds: list[Predecess
 
 def assess_series(out: Any, tables: dict[str, pd.DataFrame], actx: AssessContext) -> dict[str, Any]:
     """Records outputs of a series policy: predecessors used and the joint k (figures and a finding)."""
-    policy = actx.policy
+    policy: Any = actx.policy
     if getattr(policy, "series", None) is None or source_name(policy) is None:
         return {}
     disc = discovery_for_run(actx.options) if actx.run is not None else discovery_for_check(policy, actx)
@@ -155,7 +155,8 @@ def keep_series(step: Any, out: pd.DataFrame, ev: dict[str, Any], ctx: StepConte
     disc = discovery_for_run(getattr(ctx, "options", None) or {})
     if s is None or s.joint == "block" or disc is None or not disc.predecessors:
         return out, ev
-    later = [st for st in ctx.policy.steps[ctx.policy.steps.index(step) + 1:]]
+    at = next((i for i, st in enumerate(ctx.policy.steps) if st is step), len(ctx.policy.steps))
+    later: list[Any] = list(ctx.policy.steps[at + 1:])
     touched = {c for st in later for c in st.referenced_columns()}
     usable = set(out.columns) - touched  # a link column a later step rewrites is not yet in its published form
     table = out.astype(object).where(out.notna(), None)
