@@ -62,8 +62,8 @@ def keyed_uniforms(ids: pd.Series, key: bytes, tweak: np.ndarray | None = None) 
     if n == 0:
         return np.zeros((0, 2), dtype=np.float64)
     text = record_text(ids)
-    h1 = pd.util.hash_array(text, encoding="utf8", hash_key=_sip_key(key[32:48]), categorize=True)
-    h2 = pd.util.hash_array(text, encoding="utf8", hash_key=_sip_key(key[48:64]), categorize=True)
+    h1 = pd.util.hash_array(text, encoding="utf8", hash_key=_sip_key(key[32:48]), categorize=False)
+    h2 = pd.util.hash_array(text, encoding="utf8", hash_key=_sip_key(key[48:64]), categorize=False)
     if tweak is not None:
         h2 = h2 ^ np.ascontiguousarray(tweak, dtype="<f8").view("<u8")
     block = np.empty((n, 2), dtype="<u8")
