@@ -58,6 +58,9 @@ def _register() -> None:
     registry.add_hook(registry.PRE_RUN, discover)
     registry.add_hook(registry.PLAN_CHECKS, check_source)
     registry.add_hook(registry.PRE_OUTPUT, series_manifest)
+    from release.series.folder import folder_series_check
+
+    registry.add_hook(registry.FOLDER_CHECKS, folder_series_check)
     if assess_series not in registry.ASSESSORS.get("records", []):
         registry.register_assessor("records")(assess_series)
     from release.series.cumulative import assess_cumulative

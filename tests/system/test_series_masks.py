@@ -101,3 +101,37 @@ def test_unregistered_source_is_refused_before_reading(tmp_path: Path) -> None:
     base = mini_records(30, seed=6)
     with pytest.raises(PolicyError, match="not a source registered"):
         release(tmp_path, donut_policy(series={**SERIES, "source": "nowhere"}), base, "x", tmp_path / "pub")
+
+
+def _check_all(out: Path) -> dict[str, Any]:
+    import json
+
+    from click.testing import CliRunner
+
+    from release.cli import main
+
+    r = CliRunner().invoke(main, ["check-all", str(out), "--allow-unapproved", "--json"])
+    return json.loads(r.output)
+
+
+def test_check_all_confirms_every_record_keeps_its_point_across_the_source(tmp_path: Path) -> None:
+    base = mini_records(150, seed=8)
+    out = tmp_path / "pub"
+    release(tmp_path, donut_policy(), base.iloc[:100], "m1", out)
+    release(tmp_path, donut_policy("renamed"), base, "m2", out)
+    got = _check_all(out)
+    masks = [f for f in got["folder_findings"] if f["check"] == "series-masks"]
+    assert masks and all(f["ok"] for f in masks), masks
+    assert any("every one of 100 joined record(s) keeps its point" in f["message"] for f in masks)
+
+
+def test_check_all_catches_two_one_off_releases_of_the_same_records(tmp_path: Path) -> None:
+    base = mini_records(120, seed=9)
+    out = tmp_path / "pub"
+    pol = donut_policy("once", series={"one_off": True, "source": "crime-records"})
+    release(tmp_path, pol, base, "a", out)
+    release(tmp_path, pol, base, "b", out)
+    got = _check_all(out)
+    bad = [f for f in got["folder_findings"] if f["check"] == "series-masks" and not f["ok"]]
+    assert bad and bad[0]["figure"] > 100
+    assert not got["ok"]
