@@ -13,6 +13,10 @@ from release.series.config import source_name
 def check_source(policy: Any, policy_path: Path | None, options: dict[str, Any]) -> None:
     """PRE_RUN and PLAN_CHECKS: a series source must be registered by the deployment and agree with the budget's."""
     s = getattr(policy, "series", None)
+    cumulative = [o.name for o in policy.outputs if getattr(o, "series", None) == "cumulative"]
+    if cumulative and (s is None or source_name(policy) is None):
+        raise PolicyError(f"outputs {cumulative} are declared series: cumulative: the policy must name its registered"
+                          " source (series.source) so that the earlier tables of the series can be found")
     if s is None or s.source is None:
         return
     b = getattr(policy, "budget", None)

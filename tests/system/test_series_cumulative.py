@@ -155,3 +155,14 @@ def test_a_falling_running_total_is_not_cumulative(tmp_path: Path) -> None:
     with pytest.raises(BlockedError) as e:
         run(tmp_path, policy("cumulative"), {**MARCH, ("D1", "Y"): 20}, pub, "m")
     assert any(f["check"] == "series-cumulative" and not f["ok"] for f in e.value.report["findings"])  # type: ignore[attr-defined]
+
+
+def test_a_cumulative_table_needs_a_series_source(tmp_path: Path) -> None:
+    import pytest
+
+    from release.errors import PolicyError
+
+    pol = policy("cumulative")
+    del pol["series"]
+    with pytest.raises(PolicyError, match="series.source"):
+        run(tmp_path, pol, MARCH, tmp_path / "pub", "m")
