@@ -3,6 +3,7 @@ recoding); the joint check blocks, or the combined classes meet k and l, verifie
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def frame(n: int, seed: int, start: int = 0) -> pd.DataFrame:
                          "outcome": rng.choice(["x", "y", "z"], n)})
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("SERIES_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(n1=st.integers(30, 160), grow=st.integers(0, 120), seed=st.integers(0, 10_000), k=st.integers(2, 6),
        l=st.integers(1, 2), second=st.sampled_from(["full-domain", "local"]),
        joint=st.sampled_from(["block", "keep-earlier", "refine"]))
