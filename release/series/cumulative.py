@@ -105,11 +105,13 @@ def stack(models: list[TableModel]) -> Joint:
 
 
 def joint_audit(earlier: list[Earlier], new_model: TableModel, new_published: np.ndarray,
-                new_required: float) -> CumulativeResult:
+                new_required: float | np.ndarray) -> CumulativeResult:
+    """The joint attack; `new_required` is one width for every cell, or per cell (run time: primaries also need
+    their relative protection)."""
     joint = stack([e.model for e in earlier] + [new_model])
     n_inc = joint.model.n - joint.n_cells
     pub = np.concatenate([*(e.published for e in earlier), new_published, np.full(n_inc, np.nan)])
-    req = np.concatenate([*(np.full(e.model.n, e.required) for e in earlier), np.full(new_model.n, new_required)])
+    req = np.concatenate([*(np.full(e.model.n, e.required) for e in earlier), np.broadcast_to(np.asarray(new_required, dtype=float), (new_model.n,))])
     audit = attack(joint.model, pub, integer=True)
     return CumulativeResult(earlier=[e.label for e in earlier], audit=audit, joint=joint, required=req)
 
@@ -130,7 +132,7 @@ def _candidates(model: TableModel, j: int, suppressed: np.ndarray, values: np.nd
 
 
 def protect(earlier: list[Earlier], model: TableModel, values: np.ndarray, suppressed: np.ndarray,
-            required: float) -> tuple[np.ndarray, CumulativeResult]:
+            required: float | np.ndarray) -> tuple[np.ndarray, CumulativeResult]:
     """Extend the new table's suppression until no cell of the series is narrowed below its interval."""
     sup = suppressed.copy()
     added: list[int] = []
@@ -221,7 +223,9 @@ def protect_for_run(out: Any, model: TableModel, values: np.ndarray, prot: Any, 
     earlier = earlier_tables(out, shape.name, shape.dims, disc.predecessors)
     if not earlier:
         return prot
-    required = out.required_interval(ctx.policy.gate.min_audit_interval)
+    absolute = out.required_interval(ctx.policy.gate.min_audit_interval)
+    # Primary cells keep their own protection (relative to their value) against the joint attacker too.
+    required = np.where(np.isnan(prot.required), absolute, np.maximum(np.nan_to_num(prot.required, nan=0.0), absolute))
     sup, res = protect(earlier, model, values, prot.suppressed, required)
     if res.added:
         prot.suppressed = sup

@@ -101,11 +101,12 @@ def published_columns(policy: Any) -> set[str]:
 
 
 def find_predecessors(folder: Path, policy: Any, options: dict[str, Any], *,
-                      before: tuple[str, str] | None = None, exclude: Path | None = None) -> Discovery:
+                      before: tuple[str, set[str]] | None = None, exclude: Path | None = None) -> Discovery:
     """Verified bundles of `folder` drawn from the policy's source whose outputs share published columns.
 
-    `before` (created_utc, release_id) limits them to bundles published earlier (what `release check`
-    re-discovers for a bundle); a run takes every bundle already in the folder.
+    `before` (created_utc, release ids) limits them to bundles published earlier (what `release check`
+    re-discovers for a bundle): created before that second, or within it and named by the bundle's
+    manifest (times have one-second resolution); a run takes every bundle already in the folder.
     """
     from release.plan import compile_plan
     from release.policy.loader import parse_policy
@@ -125,8 +126,10 @@ def find_predecessors(folder: Path, policy: Any, options: dict[str, Any], *,
                 disc.unverified.append(f"{b.parent.name}/{b.name}")
             continue
         man, data = got
-        if before is not None and (str(man.get("created_utc")), str(man.get("release_id"))) >= before:
-            continue
+        if before is not None:
+            created = str(man.get("created_utc"))
+            if created > before[0] or (created == before[0] and str(man.get("release_id")) not in before[1]):
+                continue
         try:
             pol = parse_policy(data["policy.yaml"].decode("utf-8-sig"), "policy.yaml")
             schema = compile_plan(pol).final_schema

@@ -36,9 +36,10 @@ def discovery_for_check(policy: Any, actx: AssessContext) -> Discovery | None:
     cache = actx.options.setdefault("_series_check", {})
     key = str(actx.bundle_dir)
     if key not in cache:
+        series: dict[str, Any] = man["series"] if isinstance(man.get("series"), dict) else {}
+        named = {str(p.get("release_id")) for p in series.get("predecessors") or [] if isinstance(p, dict)}
         cache[key] = find_predecessors(Path(actx.bundle_dir).parent.parent, policy, actx.options,
-                                       before=(str(man.get("created_utc")), str(man.get("release_id"))),
-                                       exclude=Path(actx.bundle_dir))
+                                       before=(str(man.get("created_utc")), named), exclude=Path(actx.bundle_dir))
     return cache[key]
 
 

@@ -166,3 +166,13 @@ def test_a_cumulative_table_needs_a_series_source(tmp_path: Path) -> None:
     del pol["series"]
     with pytest.raises(PolicyError, match="series.source"):
         run(tmp_path, pol, MARCH, tmp_path / "pub", "m")
+
+
+def test_primary_cells_keep_their_relative_protection_against_differencing(tmp_path: Path) -> None:
+    pub = tmp_path / "pub"
+    pol = policy("cumulative")
+    pol["outputs"][0]["protection"] = {"relative": 3.0}  # D1/X (3) needs an interval at least 9 wide
+    march = run(tmp_path, pol, MARCH, pub, "m")
+    june = run(tmp_path, pol, JUNE, pub, "j")
+    lo, hi = intervals([published(march), published(june)])[(1, "D1", "X")]
+    assert np.floor(hi + 1e-6) - np.ceil(lo - 1e-6) >= 9

@@ -147,3 +147,25 @@ def test_an_unverified_bundle_of_the_folder_fails_the_series_check(tmp_path: Pat
     with pytest.raises(BlockedError) as e:
         run(tmp_path, joint_policy(levels=V1), 480, out, "v2")
     assert any(f["check"] == "series-predecessors" and not f["ok"] for f in e.value.report["findings"])  # type: ignore[attr-defined]
+
+
+def test_releases_within_one_second_are_ordered_by_the_signed_manifest(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    import release.engine as engine
+
+    # Same second, and the later release's id sorts first: order comes from the manifest, not from the ids.
+    ids = iter(["20250301T120000Z-ffffffff", "20250301T120000Z-00000000"])
+    monkeypatch.setattr(engine, "new_release_id", lambda now, parent=None: next(ids))
+    now = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    out = tmp_path / "pub"
+    bundles = []
+    for tag, pol, n in (("v1", joint_policy(levels=V1), 480), ("v2", joint_policy(levels=V2, joint="refine"), 840)):
+        p = write_policy(tmp_path / f"{tag}.yaml", pol)
+        records(n).to_csv(tmp_path / f"{tag}.csv", index=False)
+        bundles.append(run_release(p, tmp_path / f"{tag}.csv", out, now=now).bundle)
+    assert report(bundles[1])["series"]["predecessors"][0]["release_id"] == bundles[0].name
+    for b in bundles:
+        res = check_bundle(b, UNAPPROVED)
+        assert res.ok, (b.name, [f.message for f in res.findings if not f.ok])
