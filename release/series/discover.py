@@ -34,6 +34,8 @@ class Predecessor:
     "published CSV name -> its table (text values, as the public reads it)"
     shared: dict[str, list[str]] = field(default_factory=dict)
     "published CSV name -> columns it shares with this release"
+    named: int = 0
+    "how many predecessors its own manifest names (orders releases published within one second)"
 
     def ref(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "release_id": self.release_id, "created_utc": self.created_utc,
@@ -138,8 +140,10 @@ def find_predecessors(folder: Path, policy: Any, options: dict[str, Any], *,
             continue
         if source_name(pol) != src:
             continue
+        ser = man.get("series") if isinstance(man.get("series"), dict) else {}
         pred = Predecessor(bundle=b, dataset=str(man.get("dataset")), release_id=str(man.get("release_id")),
-                           created_utc=str(man.get("created_utc")), policy=pol)
+                           created_utc=str(man.get("created_utc")), policy=pol,
+                           named=len(ser.get("predecessors") or []) if isinstance(ser, dict) else 0)
         for rel, raw in sorted(data.items()):
             if not rel.endswith(".csv"):
                 continue
@@ -151,5 +155,6 @@ def find_predecessors(folder: Path, policy: Any, options: dict[str, Any], *,
         del schema
         if pred.shared:
             disc.predecessors.append(pred)
-    disc.predecessors.sort(key=lambda p: (p.created_utc, p.release_id))
+    # A later release saw (and names) every earlier one: that orders releases of the same second.
+    disc.predecessors.sort(key=lambda p: (p.created_utc, p.named, p.release_id))
     return disc
