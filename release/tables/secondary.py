@@ -336,6 +336,8 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     req = required_widths(model, values, primary, absolute, relative, integer)
     k = local if local is not None else _auto_k(model)
     sub = SubTables(model, k)
+    cube_first = max(len(t.dims) for t in model.tables) >= HYPERCUBE_DIMS
+    cubes = 0
     whole: list[highspy.Highs] = []
     solves = rounds = 0
     caps = np.zeros((2, n))
@@ -364,8 +366,24 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
         caps[1, s_idx] = np.maximum(caps[1, s_idx], a[s_idx] - audit.lower[s_idx])
         sub.start(suppressed)
         bad = bad[np.argsort(-(need[bad] - a[bad]), kind="stable")]
+        pending = bad_mask.astype(float)
         for p in bad.tolist():
             down, upl = _splits(a[p], need[p] + extra[p], integer)
+            if cube_first:
+                # Hypercube first: one cheap vectorised choice covers both directions.
+                want_up = upl if caps[0, p] < upl - 1e-9 else 0.0
+                want_dn = down if caps[1, p] < down - 1e-9 else 0.0
+                hc = (sub.hypercube(p, want_up, want_dn, suppressed, c, dn_hi, pending)
+                      if want_up + want_dn > 0 else None)
+                pending[p] = 0.0
+                if hc is not None:
+                    cells, ys = hc
+                    cubes += 1
+                    _update_caps_sparse(caps, cells, ys, dn_hi)
+                    new = cells[~suppressed[cells]]
+                    if len(new):
+                        suppressed[new] = True
+                        sub.suppress(new)
             for direction, amount in ((0, upl), (1, down)):
                 if amount <= 0 or caps[direction, p] >= amount - 1e-9:
                     continue
@@ -392,6 +410,8 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
                       failing=failing)
 
 
+HYPERCUBE_DIMS = 3
+"Tables with at least this many dimensions try a hypercube before the perturbation LP."
 LARGE_TABLE_CELLS = 25_000
 "A 3-D or larger table with more cells than this searches smaller sub-tables (LARGE_SUB_TABLE_CELLS)."
 LARGE_SUB_TABLE_CELLS = 1000
