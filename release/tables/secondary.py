@@ -35,6 +35,8 @@ class Protection:
     method: str = "lp"
     failing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     "Suppressed cells still narrower than required after protection (blocks the release)."
+    hypercubes: int = 0
+    "Perturbations taken from a hypercube (fast path, 3-D+) rather than an LP."
 
     @property
     def secondary(self) -> np.ndarray:
@@ -407,7 +409,7 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     failing = np.flatnonzero(suppressed & ~unknown & (audit.width < need - 1e-6))
     return Protection(primary=primary, unknown=unknown, suppressed=suppressed, audit=audit, required=need,
                       seconds=time.perf_counter() - t0, lp_solves=solves, rounds=rounds, method="fast",
-                      failing=failing)
+                      failing=failing, hypercubes=cubes)
 
 
 HYPERCUBE_DIMS = 3
