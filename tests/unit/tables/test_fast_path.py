@@ -80,6 +80,7 @@ def test_audit_split_between_two_workers_equals_one(monkeypatch: pytest.MonkeyPa
     published = np.where(threshold_rule(v, THRESHOLD, False) | (rng.random(model.n) < 0.1), np.nan, v)
     one = attack(model, published, workers=1)
     monkeypatch.setattr(audit_mod, "PARALLEL_TASKS", 10)
+    monkeypatch.setattr(audit_mod, "_SPLIT_MIN", 1)  # the open problems go to both workers
     two = attack(model, published, workers=2)
     assert np.array_equal(one.lower, two.lower) and np.array_equal(one.upper, two.upper)
     assert np.array_equal(one.lower, attack_whole(model, published).lower)
