@@ -29,6 +29,10 @@ HELP_WEIGHT = 0.01
 "A hypercube corner that is another cell still short counts as this many cells saved."
 
 
+HYPERCUBE_GRID = 200_000
+"Most hypercubes scored per cell; beyond it each axis keeps its most promising levels."
+
+
 class SubTables:
     """Chooses, for a cell, a few levels per dimension (its own, the Total and the most
     promising others) and builds the equations of every table restricted to them.
@@ -173,6 +177,10 @@ class SubTables:
         c = self.coords[p, axes]
         shape = cube.shape
         others = [np.array([lv for lv in range(shape[d]) if lv != c[d]], dtype=np.int64) for d in range(D)]
+        if int(np.prod([len(o) for o in others])) > HYPERCUBE_GRID:
+            # Large 4-D+ tables: score only the most promising levels per axis (as sub-tables do).
+            keep = self.levels(p, suppressed, cost, room, axes, max(2, int(HYPERCUBE_GRID ** (1 / D))))
+            others = [np.intersect1d(others[d], keep[d]) for d in range(D)]
         # flip[d][o]: moving from p's level to level o on axis d flips the sign (two part levels).
         flip = [((c[d] != shape[d] - 1) & (others[d] != shape[d] - 1)).astype(np.int64) for d in range(D)]
         grid = tuple(len(o) for o in others)

@@ -194,3 +194,19 @@ def test_fast_path_3d_within_ten_percent_of_per_cell_lp() -> None:
     assert len(fast.failing) == 0 and len(per_cell.failing) == 0
     assert fast.secondary.sum() <= 1.1 * per_cell.secondary.sum()
     assert fast.hypercubes > 0
+
+
+def test_hypercube_in_4d_with_few_levels_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4-D table (16 corners), with the levels scored per axis capped: still a perturbation."""
+    import release.tables.subtables as sub_mod
+
+    rng = np.random.default_rng(3)
+    inner = np.where(rng.random((6, 5, 4, 3)) < 0.1, rng.integers(1, 5, (6, 5, 4, 3)), rng.integers(5, 60, (6, 5, 4, 3)))
+    model, v = _model(inner)
+    suppressed = threshold_rule(v, THRESHOLD, False)
+    monkeypatch.setattr(sub_mod, "HYPERCUBE_GRID", 20)
+    for p in np.flatnonzero(suppressed)[:5].tolist():
+        cells, signs = SubTables(model, 2).hypercube(p, 3.0, min(2.0, v[p]), suppressed, np.ones(model.n), v)
+        y = np.zeros(model.n)
+        y[cells] = signs
+        assert len(cells) == 16 and np.allclose(model.A @ y, 0.0)
