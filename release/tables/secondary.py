@@ -321,7 +321,10 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     1. The (decomposed, batched) LP audit of the current pattern gives every suppressed cell's
        exact interval; cells already wide enough need nothing (most primaries of a 2-D table
        protect one another), and the room it finds in each direction counts as proved.
-    2. Each short cell gets the cheapest perturbation moving it by its missing protection
+    2. In tables of HYPERCUBE_DIMS or more dimensions, each short cell first takes the
+       cheapest hypercube through it that fits (SubTables.hypercube: a perturbation, so a
+       proof of the movement it gives); only cells still short go on to the LP below.
+       Each short cell gets the cheapest perturbation moving it by its missing protection
        level, searched in the sub-tables around it: its own table first with cells shared
        with other tables held fixed, then all linked tables jointly, then the whole model.
        Its support is suppressed; a perturbation found for one cell proves others on it.
