@@ -111,7 +111,7 @@ def _row_bounds(B: sp.csr_matrix, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.ndarray | None,
-                 need: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, bool, int]:
+                 need: np.ndarray | None = None, batches: bool = True, stop: bool = False) -> tuple:
     """Min and max of every cell of a block-diagonal LP (components `comp`), warm-started.
 
     One solve serves one open (cell, sense) problem in every component at once: the components
@@ -120,7 +120,9 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
     meeting a single-equation bound proves that bound. `tasks` (bool, k x 2) limits the work to
     some problems (a worker's share); the others are left NaN. With `need` (screening), a
     cell two feasible points already show to be at least that wide is left there: its
-    interval is then the span of those points, inside the true one.
+    interval is then the span of those points, inside the true one. `batches=False` skips the
+    batched rounds (a worker given the problems they left); `stop` returns after them, with
+    the mask of problems still open as a sixth item (for splitting those between workers).
     """
     k = B.shape[1]
     lo = np.full(k, np.nan)
@@ -171,7 +173,7 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
     # once; a vertex reaching a cell's single-equation bound proves that cell's optimum. The
     # rest get an LP of their own below. Stop when a round proves too little to pay its solve.
     tried = np.zeros((k, 2), dtype=bool)
-    for _ in range(_MAX_BATCH_ROUNDS):
+    for _ in range(_MAX_BATCH_ROUNDS if batches else 0):
         col = 1 if (want[:, 1] & ~tried[:, 1]).any() else 0
         pick = _disjoint_open(B, want[:, col] & ~tried[:, col])
         if len(pick) < _MIN_BATCH:
@@ -187,6 +189,8 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
         h.changeColsCost(len(pick), pick, np.zeros(len(pick)))
         if gained < _MIN_BATCH // 2:
             break
+    if stop:
+        return lo, hi, solves, True, certified, want
     order = np.argsort(comp, kind="stable")
     while want.any():
         # One open problem per component: the first cell still wanting one, max before min.
@@ -283,7 +287,7 @@ def _fresh_scheduler() -> None:
 
 
 def _work(args: tuple) -> tuple:
-    return _solve_block(*args)
+    return _solve_block(*args[:5], batches=args[5])
 
 
 def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None,
@@ -403,27 +407,40 @@ def eliminate(A: sp.csc_matrix, S: np.ndarray, known: np.ndarray) -> tuple[np.nd
 
 
 def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
-    """Solve the batches; with 2+ workers and enough work, split the problems between processes
-    (each rebuilds the same LP; a giant component is split by cells, halves warm-started apart)."""
+    """Solve the batches; with 2+ workers and enough work, split the problems between processes.
+
+    A giant component first gets its first vertex and batched rounds here (they prove most
+    bounds at once and would only be repeated in each worker); the problems they leave are
+    then split between forked workers, each rebuilding the same LP and warm-starting its share.
+    """
     total = sum(len(j[0]) for j in jobs)
     if n_workers < 2 or total * 2 < PARALLEL_TASKS:
         return [_solve_block(Bj, bj, cj, None, nj) for _, Bj, bj, cj, nj in jobs]
     units: list[tuple[int, tuple]] = []
+    merged: list[list] = [[None, None, 0, True, 0] for _ in jobs]
     for ji, (vc, Bj, bj, cj, nj) in enumerate(jobs):
         k = len(vc)
         if k * 2 >= PARALLEL_TASKS:
-            for part in range(n_workers):
+            lo, hi, s, ok, cert, want = _solve_block(Bj, bj, cj, None, nj, stop=True)
+            merged[ji] = [lo, hi, s, ok, cert]
+            open_rows = np.flatnonzero(want.any(axis=1))
+            parts = n_workers if len(open_rows) >= _SPLIT_MIN else 1
+            for part in range(parts):
                 t = np.zeros((k, 2), dtype=bool)
-                t[part::n_workers] = True
-                units.append((ji, (Bj, bj, cj, t, nj)))
+                rows = open_rows[part::parts]
+                t[rows] = want[rows]
+                if t.any():
+                    units.append((ji, (Bj, bj, cj, t, nj, False)))
         else:
-            units.append((ji, (Bj, bj, cj, None, nj)))
-    import multiprocessing as mp
+            units.append((ji, (Bj, bj, cj, None, nj, True)))
+    if len(units) > 1:
+        import multiprocessing as mp
 
-    ctx = mp.get_context("fork")
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_fresh_scheduler) as ex:
-        outs = list(ex.map(_work, [u[1] for u in units]))
-    merged: list[list] = [[None, None, 0, True, 0] for _ in jobs]
+        ctx = mp.get_context("fork")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx, initializer=_fresh_scheduler) as ex:
+            outs = list(ex.map(_work, [u[1] for u in units]))
+    else:
+        outs = [_work(u[1]) for u in units]
     for (ji, _), (lo, hi, s, ok, cert) in zip(units, outs, strict=True):
         m = merged[ji]
         m[0] = lo if m[0] is None else np.where(np.isnan(m[0]), lo, m[0])
@@ -432,6 +449,10 @@ def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
         m[3] &= ok
         m[4] += cert
     return [tuple(m) for m in merged]
+
+
+_SPLIT_MIN = 200
+"Below this many cells with open problems a giant component finishes in one process."
 
 
 # ---------------------------------------------------------------------- the reference attack

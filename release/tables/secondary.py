@@ -35,6 +35,8 @@ class Protection:
     method: str = "lp"
     failing: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     "Suppressed cells still narrower than required after protection (blocks the release)."
+    hypercubes: int = 0
+    "Perturbations taken from a hypercube (fast path, 3-D+) rather than an LP."
 
     @property
     def secondary(self) -> np.ndarray:
@@ -319,7 +321,10 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     1. The (decomposed, batched) LP audit of the current pattern gives every suppressed cell's
        exact interval; cells already wide enough need nothing (most primaries of a 2-D table
        protect one another), and the room it finds in each direction counts as proved.
-    2. Each short cell gets the cheapest perturbation moving it by its missing protection
+    2. In tables of HYPERCUBE_DIMS or more dimensions, each short cell first takes the
+       cheapest hypercube through it that fits (SubTables.hypercube: a perturbation, so a
+       proof of the movement it gives); only cells still short go on to the LP below.
+       Each short cell gets the cheapest perturbation moving it by its missing protection
        level, searched in the sub-tables around it: its own table first with cells shared
        with other tables held fixed, then all linked tables jointly, then the whole model.
        Its support is suppressed; a perturbation found for one cell proves others on it.
@@ -336,6 +341,8 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     req = required_widths(model, values, primary, absolute, relative, integer)
     k = local if local is not None else _auto_k(model)
     sub = SubTables(model, k)
+    cube_first = max(len(t.dims) for t in model.tables) >= HYPERCUBE_DIMS
+    cubes = 0
     whole: list[highspy.Highs] = []
     solves = rounds = 0
     caps = np.zeros((2, n))
@@ -364,8 +371,24 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
         caps[1, s_idx] = np.maximum(caps[1, s_idx], a[s_idx] - audit.lower[s_idx])
         sub.start(suppressed)
         bad = bad[np.argsort(-(need[bad] - a[bad]), kind="stable")]
+        pending = bad_mask.astype(float)
         for p in bad.tolist():
             down, upl = _splits(a[p], need[p] + extra[p], integer)
+            if cube_first:
+                # Hypercube first: one cheap vectorised choice covers both directions.
+                want_up = upl if caps[0, p] < upl - 1e-9 else 0.0
+                want_dn = down if caps[1, p] < down - 1e-9 else 0.0
+                hc = (sub.hypercube(p, want_up, want_dn, suppressed, c, dn_hi, pending)
+                      if want_up + want_dn > 0 else None)
+                pending[p] = 0.0
+                if hc is not None:
+                    cells, ys = hc
+                    cubes += 1
+                    _update_caps_sparse(caps, cells, ys, dn_hi)
+                    new = cells[~suppressed[cells]]
+                    if len(new):
+                        suppressed[new] = True
+                        sub.suppress(new)
             for direction, amount in ((0, upl), (1, down)):
                 if amount <= 0 or caps[direction, p] >= amount - 1e-9:
                     continue
@@ -389,9 +412,11 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     failing = np.flatnonzero(suppressed & ~unknown & (audit.width < need - 1e-6))
     return Protection(primary=primary, unknown=unknown, suppressed=suppressed, audit=audit, required=need,
                       seconds=time.perf_counter() - t0, lp_solves=solves, rounds=rounds, method="fast",
-                      failing=failing)
+                      failing=failing, hypercubes=cubes)
 
 
+HYPERCUBE_DIMS = 3
+"Tables with at least this many dimensions try a hypercube before the perturbation LP."
 LARGE_TABLE_CELLS = 25_000
 "A 3-D or larger table with more cells than this searches smaller sub-tables (LARGE_SUB_TABLE_CELLS)."
 LARGE_SUB_TABLE_CELLS = 1000

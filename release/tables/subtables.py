@@ -25,6 +25,14 @@ def cube_lines(shape: tuple[int, ...]) -> sp.csr_matrix:
                          shape=(r0, cube.size))
 
 
+HELP_WEIGHT = 0.01
+"A hypercube corner that is another cell still short counts as this many cells saved."
+
+
+HYPERCUBE_GRID = 200_000
+"Most hypercubes scored per cell; beyond it each axis keeps its most promising levels."
+
+
 class SubTables:
     """Chooses, for a cell, a few levels per dimension (its own, the Total and the most
     promising others) and builds the equations of every table restricted to them.
@@ -146,3 +154,76 @@ class SubTables:
         if shape not in self._lines:
             self._lines[shape] = cube_lines(shape)
         return self._lines[shape]
+
+    def hypercube(self, p: int, up: float, down: float, suppressed: np.ndarray, cost: np.ndarray,
+                  room: np.ndarray, pending: np.ndarray | None = None, joint_ok: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The cheapest hypercube through p moving it up by `up` and down by `down`.
+
+        A hypercube picks one other level per axis of p's own table; its 2^D corners get
+        alternating signs (+ at p; the sign flips between two part levels and stays between a
+        part and the Total), so every line through a corner holds two corners that cancel:
+        a perturbation of the table, as in sdcTable's HYPERCUBE method. Moving p up by `up`
+        moves the opposite-sign corners down by as much (their room must allow it); moving
+        it down moves p and its same-sign corners down. All candidates are scored at once
+        (broadcast over every choice of levels): the cost of the corners not yet suppressed,
+        then their total value. Returns (cells, signs) or None when no hypercube fits.
+        Cells shared with another table never move (unless `joint_ok`).
+        """
+        ti = next(ti for ti, o in enumerate(self._outside) if np.all(self.coords[p, o] == self.nlev[o]))
+        axes = self.axes[ti]
+        cube = self.cubes[ti]
+        D = len(axes)
+        c = self.coords[p, axes]
+        shape = cube.shape
+        others = [np.array([lv for lv in range(shape[d]) if lv != c[d]], dtype=np.int64) for d in range(D)]
+        if int(np.prod([len(o) for o in others])) > HYPERCUBE_GRID:
+            # Large 4-D+ tables: score only the most promising levels per axis (as sub-tables do).
+            keep = self.levels(p, suppressed, cost, room, axes, max(2, int(HYPERCUBE_GRID ** (1 / D))))
+            others = [np.intersect1d(others[d], keep[d]) for d in range(D)]
+        # flip[d][o]: moving from p's level to level o on axis d flips the sign (two part levels).
+        flip = [((c[d] != shape[d] - 1) & (others[d] != shape[d] - 1)).astype(np.int64) for d in range(D)]
+        grid = tuple(len(o) for o in others)
+        total = np.zeros(grid)
+        value = np.zeros(grid)
+        helps = np.zeros(grid)
+        ok_up = np.ones(grid, dtype=bool)
+        ok_dn = np.ones(grid, dtype=bool)
+        corners = []
+        for mask in range(1, 2 ** D):
+            sub = [d for d in range(D) if mask >> d & 1]
+            idx = tuple(others[d] if mask >> d & 1 else np.array([c[d]]) for d in range(D))
+            ids = cube[np.ix_(*idx)]
+            parity = np.zeros([len(i) for i in idx], dtype=np.int64)
+            for d in sub:
+                sh = [1] * D
+                sh[d] = -1
+                parity = parity + flip[d].reshape(sh)
+            neg = (parity % 2) == 1
+            sup = suppressed[ids]
+            movable = np.ones(ids.shape, dtype=bool) if joint_ok else ~self.shared[ids]
+            r = room[ids]
+            # Opposite-sign corners go down when p goes up; same-sign corners when p goes down.
+            ok_up &= movable & (~neg | (r >= up - 1e-9))
+            ok_dn &= movable & (neg | (r >= down - 1e-9))
+            total = total + np.where(sup, 0.0, cost[ids])
+            value = value + np.where(sup, 0.0, room[ids])
+            if pending is not None:
+                helps = helps + pending[ids]
+            corners.append((sub, idx))
+        ok = ok_up & ok_dn
+        if room[p] < down - 1e-9 or (self.shared[p] and not joint_ok) or not ok.any():
+            return None
+        score = np.where(ok, total - HELP_WEIGHT * helps, np.inf)
+        best = np.flatnonzero(score.ravel() == score.min())
+        pick = best[np.argmin(value.ravel()[best])]
+        o = np.unravel_index(pick, grid)
+        lv = [others[d][o[d]] for d in range(D)]
+        cells = [p]
+        signs = [1.0]
+        for mask in range(1, 2 ** D):
+            co = [lv[d] if mask >> d & 1 else c[d] for d in range(D)]
+            par = sum(int(flip[d][o[d]]) for d in range(D) if mask >> d & 1)
+            cells.append(int(cube[tuple(co)]))
+            signs.append(-1.0 if par % 2 else 1.0)
+        return np.array(cells, dtype=np.int64), np.array(signs)
