@@ -47,3 +47,14 @@ def test_batch_invariant(ids: list[str], cut: int) -> None:
     whole = keyed_uniforms(pd.Series(ids), k)
     parts = np.vstack([keyed_uniforms(pd.Series(ids[:cut]), k), keyed_uniforms(pd.Series(ids[cut:]), k)])
     np.testing.assert_array_equal(whole, parts)
+
+
+def test_known_answer_pins_the_mask_for_life() -> None:
+    # A record's mask is promised for life: an upgrade of pandas (SipHash), cryptography (AES, HKDF) or
+    # this code that changed these values would move every published point, so it must fail here first.
+    key = mask_key(b"known-answer secret", "crime-records", "donut")
+    got = keyed_uniforms(pd.Series(["GO-2020-1", "GO-2020-2"]), key)
+    np.testing.assert_array_equal(got, [[0.08165290556677784, 0.23091811460116674],
+                                        [0.5329878628926602, 0.2525109452626787]])
+    np.testing.assert_array_equal(keyed_uniforms(pd.Series([123]), key),
+                                  [[0.615594118066518, 0.18949711636177324]])
