@@ -503,8 +503,9 @@ def to_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
 
 
 def raw_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
-    """A raw input batch as validation reads it (text columns as pandas strings, like read_table)."""
-    return batch.to_pandas(types_mapper=lambda t: pd.StringDtype()
+    """A raw input batch as validation reads it: text columns as pandas strings kept in Arrow memory
+    (validation's text checks and stripping then run in Arrow's kernels, with no Python object per value)."""
+    return batch.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow")
                            if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
 
 
