@@ -15,7 +15,6 @@ import pyarrow.compute as pc
 from release.errors import InputError
 from release.policy.base import ColumnSpec, ColumnType, Role
 from release.policy.models import Policy
-from release.textsafe import UNSAFE_CHARS
 
 MAX_ROWS_SHOWN = 20
 _TRUE = {"true", "t", "yes", "y", "1"}

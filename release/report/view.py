@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import hashlib
+import io
 import json
-import re
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
