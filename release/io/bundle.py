@@ -197,7 +197,7 @@ def _float_cells(x: np.ndarray) -> pa.Array:
     txt = pc.if_else(pa.array(np.signbit(x)), _join("-", txt), txt)
     slow = ~fine & ~np.isnan(x)
     if slow.any():
-        txt = pc.replace_with_mask(txt, pa.array(slow), pa.array(["%.7f" % v for v in x[slow]], pa.large_string()))
+        txt = pc.replace_with_mask(txt, pa.array(slow), pa.array([f"{v:.7f}" for v in x[slow]], pa.large_string()))
     return pc.if_else(pa.array(np.isnan(x)), _L(""), txt)
 
 
