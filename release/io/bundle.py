@@ -67,10 +67,11 @@ def iso_seconds(s: pd.Series) -> pd.Series:
     """Datetimes as ISO 8601 text to the second (`%Y-%m-%dT%H:%M:%S`, floored), nulls as NaN, in Arrow."""
     if getattr(s.dt, "tz", None) is not None:
         return s.dt.strftime("%Y-%m-%dT%H:%M:%S")
-    arr = pa.array(s.astype("datetime64[ns]"), type=pa.timestamp("ns"), from_pandas=True)
-    secs = pc.floor_temporal(arr, unit="second").cast(pa.timestamp("s"))
-    txt = pc.strftime(secs, "%Y-%m-%dT%H:%M:%S").to_numpy(zero_copy_only=False)
-    return pd.Series(np.where(pd.isna(txt), np.nan, txt).astype(object), index=s.index, name=s.name)
+    v = s.to_numpy(dtype="datetime64[ns]")
+    # NumPy's ISO text in C (Arrow's strftime costs microseconds a value); the cast to seconds floors.
+    txt = np.datetime_as_string(v.astype("datetime64[s]"), unit="s").astype(object)
+    txt[np.isnat(v)] = np.nan
+    return pd.Series(txt, index=s.index, name=s.name)
 
 
 def table_to_csv(frame: pd.DataFrame) -> bytes:
@@ -211,18 +212,75 @@ def table_to_parquet(frame: pd.DataFrame) -> bytes:
 
 
 def table_to_geojson(frame: pd.DataFrame, lat: str, lon: str) -> bytes:
-    """Point features for rows with coordinates; rows without them are left to the CSV."""
+    """Point features for rows with coordinates; rows without them are left to the CSV.
+
+    One feature a line; the properties are pandas' `to_json` records, built in Arrow's kernels
+    when every property column is text, integer or boolean (else by pandas, the same bytes).
+    """
     have = frame[lat].notna() & frame[lon].notna()
     sub = _csv_ready(frame.loc[have])
     props = sub.drop(columns=[lat, lon])
-    lines = props.to_json(orient="records", lines=True, force_ascii=False).splitlines() if len(props) else []
-    if props.shape[1] == 0:
-        lines = ["{}"] * len(sub)
-    xs = np.char.mod("%.7f", sub[lon].to_numpy(dtype=float))
-    ys = np.char.mod("%.7f", sub[lat].to_numpy(dtype=float))
-    feats = [f'{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{x},{y}]}},"properties":{p}}}'
-             for x, y, p in zip(xs, ys, lines, strict=True)]
-    return ('{"type":"FeatureCollection","features":[\n' + ",\n".join(feats) + "\n]}\n").encode()
+    n = len(sub)
+    head, tail = b'{"type":"FeatureCollection","features":[\n', b"\n]}\n"
+    if n == 0:
+        return head + tail
+    xs = _float_cells(sub[lon].to_numpy(dtype=float))
+    ys = _float_cells(sub[lat].to_numpy(dtype=float))
+    p = _json_props(props) if props.shape[1] else pa.array(["{}"] * n, pa.large_string())
+    if p is None:
+        lines = props.to_json(orient="records", lines=True, force_ascii=False).split("\n")[:n]
+        p = pa.array(lines, pa.large_string())
+    feats = _join('{"type":"Feature","geometry":{"type":"Point","coordinates":[', xs, ",", ys, ']},"properties":', p,
+                  "}")
+    body = _string_bytes(_join(feats, "", sep=",\n"))
+    return head + body[:-2] + tail
+
+
+_JSON_UNSAFE_RE2 = r"[\x{0}-\x{8}\x{b}-\x{1f}]"
+
+
+def _json_props(props: pd.DataFrame) -> pa.Array | None:
+    """Each row's properties as pandas writes them (`to_json`, records, force_ascii=False), or None."""
+    import json as _json
+
+    parts: list[Any] = []
+    for i, c in enumerate(props.columns):
+        name = str(c)
+        if any(ch in name for ch in '"\\/') or any(ord(ch) < 32 for ch in name):
+            return None
+        v = _json_values(props[c])
+        if v is None:
+            return None
+        parts += [("{" if i == 0 else ",") + _json.dumps(name, ensure_ascii=False) + ":", v]
+    parts.append("}")
+    return _join(*parts)
+
+
+def _json_values(s: pd.Series) -> pa.Array | None:
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt) and not isinstance(dt, pd.CategoricalDtype):
+        arr = pa.array(s, type=pa.bool_(), from_pandas=True)
+        return pc.fill_null(pc.if_else(arr, _L("true"), _L("false")), _L("null"))
+    if pd.api.types.is_integer_dtype(dt):
+        return pc.fill_null(pc.cast(pa.array(s, type=pa.int64(), from_pandas=True), pa.large_string()), _L("null"))
+    if isinstance(dt, pd.CategoricalDtype):
+        s = s.astype(object)
+    if not (isinstance(dt, pd.StringDtype) or s.dtype == object):
+        return None  # floats and the rest: pandas' own number formatting
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    if pa.types.is_null(arr.type):
+        return pc.fill_null(arr.cast(pa.large_string()), _L("null"))
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    arr = arr.cast(pa.large_string())
+    if pc.any(pc.match_substring_regex(arr, _JSON_UNSAFE_RE2)).as_py():
+        return None  # control characters are refused at validation; pandas escapes any that get here
+    for a, b in (("\\", "\\\\"), ('"', '\\"'), ("/", "\\/"), ("\t", "\\t"), ("\n", "\\n")):
+        arr = pc.replace_substring(arr, a, b)
+    return pc.fill_null(_join('"', arr, '"'), _L("null"))
 
 
 def _fsync_dir(path: Path) -> None:
