@@ -485,7 +485,8 @@ def arrow_schema(schema: Schema) -> pa.Schema:
 
 def _pandas_type(t: pa.DataType) -> Any:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pd.StringDtype()
+        # Text stays in Arrow memory (no Python object per value): pandas' Arrow-backed strings.
+        return pd.StringDtype("pyarrow")
     if pa.types.is_integer(t):
         return pd.Int64Dtype()
     if pa.types.is_boolean(t):

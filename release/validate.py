@@ -98,11 +98,9 @@ def _convert(col: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, np.ndarray]:
     t = spec.type
     if t in (ColumnType.string, ColumnType.category):
         if isinstance(col.dtype, pd.StringDtype) and col.dtype.storage == "pyarrow":
-            # Arrow's kernel strips a million values at once; the steps get pandas' Python strings.
-            stripped = pa.chunked_array(col.array._pa_array)  # noqa: SLF001
-            stripped = pc.utf8_trim_whitespace(stripped)
-            return pd.Series(pd.array(stripped.to_pandas(), dtype="string"), index=col.index), \
-                np.zeros(len(col), dtype=bool)
+            # Arrow's kernel strips a million values at once, and the text stays in Arrow memory.
+            stripped = pc.utf8_trim_whitespace(pa.chunked_array(col.array._pa_array))  # noqa: SLF001
+            return pd.Series(pd.arrays.ArrowStringArray(stripped), index=col.index), np.zeros(len(col), dtype=bool)
         return col.astype("string").str.strip(), np.zeros(len(col), dtype=bool)
     if t in (ColumnType.integer, ColumnType.float):
         num = pd.to_numeric(col, errors="coerce") if not pd.api.types.is_numeric_dtype(col) else col

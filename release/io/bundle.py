@@ -146,7 +146,7 @@ def _string_bytes(arr: pa.Array) -> bytes:
     if len(arr) == 0:
         return b""
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    return arr.buffers()[2].to_pybytes()[int(offsets[0]):int(offsets[-1])]
+    return arr.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()  # one copy: the buffer slice is a view
 
 
 def _csv_cells(s: pd.Series) -> pa.Array | None:
@@ -206,6 +206,10 @@ def table_to_parquet(frame: pd.DataFrame) -> bytes:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     # pandas metadata carries nothing a reader needs and varies across versions: leave it out.
     table = table.replace_schema_metadata(None)
+    # Text is written as `string` however pandas held it (its Arrow-backed strings are large_string).
+    if any(pa.types.is_large_string(f.type) for f in table.schema):
+        table = table.cast(pa.schema([pa.field(f.name, pa.string(), f.nullable) if pa.types.is_large_string(f.type)
+                                      else f for f in table.schema]))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
@@ -233,7 +237,7 @@ def table_to_geojson(frame: pd.DataFrame, lat: str, lon: str) -> bytes:
     feats = _join('{"type":"Feature","geometry":{"type":"Point","coordinates":[', xs, ",", ys, ']},"properties":', p,
                   "}")
     body = _string_bytes(_join(feats, "", sep=",\n"))
-    return head + body[:-2] + tail
+    return b"".join([head, memoryview(body)[:-2], tail])
 
 
 _JSON_UNSAFE_RE2 = r"[\x{0}-\x{8}\x{b}-\x{1f}]"
