@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ SIZES = [int(x) for x in os.environ.get("BENCH_E2E_SIZES", "100000,1000000").spl
 POLICIES = [p for p in os.environ.get("BENCH_E2E_POLICIES",
                                       "crime-indicators,monthly-crime-counts,arrests-strip-search").split(",") if p]
 WORK = Path(os.environ.get("BENCH_E2E_DIR", "/tmp/release-bench-e2e"))
-KINDS = {"crime-indicators": "crimes", "monthly-crime-counts": "crimes", "arrests-strip-search": "enforcement",
+KINDS = {"crime-indicators": "crimes", "monthly-crime-counts": "crimes", "arrests-strip-search": "use-of-force",
          "shootings": "crimes", "hate-crimes": "crimes"}
 
 # One child process per measurement: peak RSS and CPU time are the child's alone.
@@ -73,8 +74,8 @@ def _stage(msg: str) -> str:
     return "other"
 
 
-def _child(code: str, *args: str) -> dict[str, Any]:
-    env = {**os.environ, "RELEASE_CONFIG": str(WORK / "release.toml"), "PYTHONPATH": str(ROOT)}
+def _child(code: str, *args: str, config: Path | None = None) -> dict[str, Any]:
+    env = {**os.environ, "RELEASE_CONFIG": str(config or WORK / "release.toml"), "PYTHONPATH": str(ROOT)}
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
     if p.returncode != 0:
@@ -82,6 +83,17 @@ def _child(code: str, *args: str) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(p.stdout.strip().splitlines()[-1])
     out["process_wall"] = time.perf_counter() - t
     return out
+
+
+def _run_config(tag: str) -> Path:
+    """A deployment configuration of its own for one run: a fresh budget ledger (the benchmark measures
+    a release, not the budget running out)."""
+    base = (WORK / "release.toml").read_text(encoding="utf-8")
+    cfg = WORK / "runs" / f"{tag}.toml"
+    cfg.parent.mkdir(exist_ok=True)
+    cfg.write_text(base.replace(f'path = "{WORK / "ledger.sqlite"}"', f'path = "{WORK / "runs" / tag}.sqlite"'),
+                   encoding="utf-8")
+    return cfg
 
 
 def _setup() -> None:
@@ -124,10 +136,10 @@ def main() -> None:
             kind = KINDS.get(policy, "crimes")
             inp = _input("crimes" if kind == "crimes" else kind, n)
             floor = _child(_FLOOR, str(inp), str(WORK / f"floor-{kind}-{n}"))
-            # A fresh ledger per run: the benchmark measures a release, not the budget running out.
-            ledger = WORK / f"ledger-{policy}-{n}-{time.time_ns()}.sqlite"
-            opts = {"ledger": str(ledger)}
-            run = _child(_RUN, str(ROOT / "policies" / f"{policy}.yaml"), str(inp), str(WORK / "out"), json.dumps(opts))
+            tag = f"{policy}-{n}-{time.time_ns()}"
+            run = _child(_RUN, str(ROOT / "policies" / f"{policy}.yaml"), str(inp), str(WORK / "runs" / f"out-{tag}"),
+                         "{}", config=_run_config(tag))
+            shutil.rmtree(WORK / "runs" / f"out-{tag}", ignore_errors=True)
             by: dict[str, float] = {}
             for msg, secs in run["stages"]:
                 by[_stage(msg)] = by.get(_stage(msg), 0.0) + secs
