@@ -232,7 +232,14 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
     """
     import pyarrow as pa
 
-    from release.batches import BatchResult, DuplicateIds, _ProcessCache, raw_frame, row_pipeline, to_frame
+    from release.batches import (
+        BatchResult,
+        DuplicateIds,
+        _ProcessCache,
+        raw_frame,
+        row_pipeline,
+        to_frame,
+    )
     from release.validate import check_columns, merge_reports, raise_if_refused, typed_ids
 
     policy = ctx.policy
