@@ -199,7 +199,8 @@ def main() -> None:
             ratio = run["process_wall"] / floor["process_wall"]
             print(f"\n{policy} on {n:,} {kind} ({run['verdict']}): {run['process_wall']:.1f} s wall, "
                   f"{run['cpu']:.1f} s CPU, peak RSS {run['rss_mb']:,.0f} MB | floor {floor['process_wall']:.1f} s wall, "
-                  f"{floor['cpu']:.1f} s CPU, {floor['rss_mb']:,.0f} MB | {ratio:.1f}x the floor")
+                  f"{floor['cpu']:.1f} s CPU, {floor['rss_mb']:,.0f} MB | {ratio:.1f}x the floor (wall), "
+                  f"{run['cpu'] / max(floor['cpu'], 1e-9):.1f}x (CPU)")
             print("  " + ", ".join(f"{k} {v:.1f}" for k, v in by.items()))
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"\nall children: {ru.ru_utime + ru.ru_stime:.0f} s CPU")
