@@ -22,6 +22,7 @@ DEFAULT_MASTER = "local[2]"
 # design (only aggregates are collected), so the UI and Arrow fallbacks are off and Arrow is on.
 BASE_CONF = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
     "spark.sql.session.timeZone": "UTC",
