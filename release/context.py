@@ -41,6 +41,9 @@ class StepContext:
     "Evidence of the steps already run, in order."
     original: pd.DataFrame | None = None
     "The validated input frame before any step (for displacement and similar figures)."
+    run_key: bytes = b""
+    """The run's secret for keyed per-row functions (release.batches.run_key): fixed in test mode,
+    fresh per run otherwise; never written anywhere."""
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path written in the policy relative to the policy file's folder."""

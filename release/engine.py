@@ -6,16 +6,18 @@ import platform
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from release import registry
+from release.batches import run_key
 from release.context import AssessContext, Finding, OutputBuild, StepContext, test_mode
 from release.errors import BlockedError, PolicyError, UsageError
 from release.io.bundle import (
@@ -27,12 +29,12 @@ from release.io.bundle import (
     table_to_parquet,
     write_bundle,
 )
-from release.io.readers import read_table
+from release.io.readers import read_arrow
 from release.plan import Plan, compile_plan
 from release.policy.base import Role, Schema
 from release.policy.loader import load_policy, parse_policy
 from release.policy.models import Policy
-from release.validate import ValidationReport, validate_records
+from release.validate import ValidationReport, check_empty
 
 Progress = Callable[[str], None]
 
@@ -153,22 +155,28 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
             release_id = new_release_id(now, out_dir / policy.dataset.name)
             progress(f"reading {input_label}")
             if records is not None:
-                raw = read_table(trusted.take("input", "records", records, covered=False), policy.input)
+                raw: Any = read_arrow(trusted.take("input", "records", records, covered=False), policy.input)
+                names = list(raw.column_names)
             else:
                 assert db is not None
                 got = read_records(db, policy)
                 raw = got.frame
+                names = list(raw.columns)
                 trusted.subjects["input"] = Subject("input", "records", got.sha256, got.hashed_bytes)
-            progress(f"validating {len(raw):,} records against {policy_path.name}")
-            frame, vreport = validate_records(raw, policy, now, input_label)
-            del raw
+            n_rows = len(raw)
+            progress(f"validating {n_rows:,} records against {policy_path.name}")
+            check_empty(n_rows, policy, input_label)
             ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
-                              now=now, seed=seed, options=options, original=frame)
+                              now=now, seed=seed, options=options, run_key=run_key(seed))
             if db is not None:
                 ctx.manifest["input_source"] = got.manifest
-            for i, step in enumerate(policy.steps):
+            frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress)
+            del raw
+            for i in range(len(ctx.step_evidence), len(policy.steps)):
+                step = policy.steps[i]
                 ts = time.perf_counter()
                 progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()}")
+                ctx.schema = plan.schemas[i]
                 frame, ev = step.apply(frame, ctx)
                 ctx.schema = plan.schemas[i + 1]
                 ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3),
@@ -179,6 +187,98 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
                            progress, t0)
     finally:
         trusted.close()
+
+
+def batch_rows(options: dict[str, Any]) -> int:
+    """Rows per batch: the `batch_rows` option (or $RELEASE_BATCH_ROWS), else the default."""
+    import os
+
+    from release.batches import DEFAULT_BATCH_ROWS
+
+    got = options.get("batch_rows") or os.environ.get("RELEASE_BATCH_ROWS")
+    try:
+        n = int(got) if got else DEFAULT_BATCH_ROWS
+    except ValueError:
+        raise UsageError(f"batch rows must be a whole number, not {got!r}") from None
+    if n < 1:
+        raise UsageError("batch rows must be at least 1")
+    return n
+
+
+def _raw_batches(raw: Any, rows: int) -> Iterator[tuple[Any, int]]:
+    """(batch, row offset) over an Arrow table or a pandas frame (a database read)."""
+    import pyarrow as pa
+
+    from release.batches import iter_batches
+
+    if isinstance(raw, pa.Table):
+        off = 0
+        for b in iter_batches(raw, rows):
+            yield b, off
+            off += b.num_rows
+        return
+    n = len(raw)
+    for off in range(0, max(n, 1), rows):
+        yield raw.iloc[off:off + rows].reset_index(drop=True), off
+
+
+def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, source: str,
+                      progress: Progress) -> tuple[pd.DataFrame, ValidationReport]:
+    """Validation and the row-local steps, batch by batch (release.batches); the typed frame they leave.
+
+    Batches are cut from the input in order, but nothing depends on the cut: validation and
+    every row-local step are per-row functions, figures merge, and the record-id rule runs over
+    all batches (an accumulator) before the pipeline.
+    """
+    import pyarrow as pa
+
+    from release.batches import BatchResult, DuplicateIds, raw_frame, row_pipeline, to_frame
+    from release.validate import check_columns, merge_reports, raise_if_refused, typed_ids
+
+    policy = ctx.policy
+    rows = batch_rows(ctx.options)
+    rid = policy.input.record_id
+    exclude: np.ndarray = np.zeros(0, dtype=np.int64)
+    if rid in names and rid in policy.input.columns:
+        dups = DuplicateIds(rid)
+        state = dups.create()
+        for b, off in _raw_batches(raw.select([rid]) if isinstance(raw, pa.Table) else raw[[rid]], rows):
+            ids = typed_ids(b if isinstance(b, pd.DataFrame) else raw_frame(b), policy)
+            assert ids is not None
+            state = dups.add(state, pa.table({rid: pa.array(ids.astype(object), from_pandas=True)}),
+                             rows=np.arange(off + 1, off + len(ids) + 1))
+        exclude = dups.finish(state)
+    columns = check_columns(names, policy)
+    if columns:
+        # Missing or undeclared columns stop the run: validate every row only to list every rule broken.
+        from release.validate import ValidationReport as VR
+        from release.validate import validate_batch
+
+        vrep = VR(rows_read=0, violations=columns)
+        for b, off in _raw_batches(raw, rows):
+            rb = b if isinstance(b, pd.DataFrame) else raw_frame(b)
+            vrep = merge_reports(vrep, validate_batch(rb, policy, ctx.now, np.arange(off + 1, off + len(rb) + 1),
+                                                      exclude_rows=exclude)[1])
+        raise_if_refused(vrep, policy, source)
+    pipe = row_pipeline(plan, ctx, exclude_rows=exclude)
+    result = BatchResult()
+    outs = []
+    for b, off in _raw_batches(raw, rows):
+        out, res = pipe.process(b, row_offset=off)
+        outs.append(out)
+        result = result.merge(res)
+    vreport = result.validation
+    assert vreport is not None
+    raise_if_refused(vreport, policy, source)
+    for j, (i, ev) in enumerate(zip(pipe.steps, result.step_evidence(), strict=True)):
+        step = policy.steps[i]
+        progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()} (in batches)")
+        ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(result.seconds[j], 3), **ev})
+    ctx.manifest.update(result.manifest)
+    ctx.schema = plan.schemas[len(pipe.steps)]
+    table = pa.Table.from_batches(outs, schema=pipe.output_schema())
+    del outs
+    return to_frame(table), vreport
 
 
 def _policy_text(data: bytes, path: Path) -> str:

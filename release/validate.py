@@ -27,18 +27,31 @@ class Violation:
     rule: str
     column: str | None
     rows: np.ndarray
+    "The first rows breaking the rule (ascending; at most MAX_ROWS_SHOWN are kept once merged)."
     message: str
+    count: int | None = None
+    "How many rows break it (None: len(rows))."
+    order: tuple[int, ...] = ()
+    "Where the rule sits in the order of checks, so merged batches list violations as one pass would."
+
+    @property
+    def n(self) -> int:
+        return int(len(self.rows)) if self.count is None else int(self.count)
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "column": self.column, "count": int(len(self.rows)),
+        return {"rule": self.rule, "column": self.column, "count": self.n,
                 "rows": [int(r) for r in self.rows[:MAX_ROWS_SHOWN]], "message": self.message}
 
     def render(self) -> str:
         shown = ", ".join(str(int(r)) for r in self.rows[:MAX_ROWS_SHOWN])
-        more = f" and {len(self.rows) - MAX_ROWS_SHOWN} more" if len(self.rows) > MAX_ROWS_SHOWN else ""
+        more = f" and {self.n - MAX_ROWS_SHOWN} more" if self.n > MAX_ROWS_SHOWN else ""
         where = f" column {self.column!r}:" if self.column else ""
-        rows = f" rows {shown}{more}" if len(self.rows) else ""
-        return f"[{self.rule}]{where} {self.message}" + (f" ({len(self.rows)}):{rows}" if len(self.rows) else "")
+        rows = f" rows {shown}{more}" if self.n else ""
+        return f"[{self.rule}]{where} {self.message}" + (f" ({self.n}):{rows}" if self.n else "")
+
+    def merged(self, other: Violation) -> Violation:
+        rows = np.sort(np.concatenate([self.rows, other.rows]))[:MAX_ROWS_SHOWN]
+        return Violation(self.rule, self.column, rows, self.message, self.n + other.n, self.order)
 
 
 @dataclass
@@ -58,8 +71,24 @@ class ValidationReport:
                 "violations": [v.to_json() for v in self.violations]}
 
 
-def _rows(mask: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(mask) + 1
+def merge_reports(a: ValidationReport, b: ValidationReport) -> ValidationReport:
+    """The report of two batches' rows together (violations in check order, whatever the batch order)."""
+    by: dict[tuple[Any, ...], Violation] = {}
+    for x in [*a.violations, *b.violations]:
+        k = (x.order, x.rule, x.column, x.message)
+        by[k] = by[k].merged(x) if k in by else Violation(x.rule, x.column, np.sort(x.rows)[:MAX_ROWS_SHOWN],
+                                                          x.message, x.n, x.order)
+    return ValidationReport(rows_read=a.rows_read + b.rows_read,
+                            violations=[by[k] for k in sorted(by, key=lambda k: k[0])],
+                            rows_excluded=a.rows_excluded + b.rows_excluded,
+                            coordinates_missing=a.coordinates_missing + b.coordinates_missing)
+
+
+def _rows(mask: np.ndarray, rn: np.ndarray | None = None) -> np.ndarray:
+    """Input row numbers (1-based data rows) of the rows a mask marks; `rn` numbers a batch's rows."""
+    if rn is None:
+        return np.flatnonzero(mask) + 1
+    return rn[np.asarray(mask, dtype=bool)]
 
 
 def _convert(col: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, np.ndarray]:
@@ -103,20 +132,17 @@ def _convert(col: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, np.ndarray]:
     return dt.astype("datetime64[ns]"), bad
 
 
-def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: str) -> tuple[pd.DataFrame, ValidationReport]:
-    """Check every row; return typed records, or raise InputError listing every rule broken."""
+def check_columns(columns: list[str], policy: Policy) -> list[Violation]:
+    """Declared columns absent from the input, and undeclared ones (unless allowed): fatal with any other rule."""
     schema = policy.input.columns
-    report = ValidationReport(rows_read=int(len(raw)))
-    v = report.violations
-    if len(raw) == 0 and not policy.input.allow_empty:
-        raise InputError(f"{source}: the input holds no record (a header only, or zero rows) [rule: empty-input];"
-                         " nothing was published (set input.allow_empty: true to publish an empty release)")
-    missing = [c for c in schema if c not in raw.columns]
-    extra = [c for c in raw.columns if c not in schema]
+    v: list[Violation] = []
+    missing = [c for c in schema if c not in columns]
+    extra = [c for c in columns if c not in schema]
     for c in missing:
-        v.append(Violation("missing-column", c, np.array([], dtype=int), "declared in the policy but absent from the input"))
+        v.append(Violation("missing-column", c, np.array([], dtype=int), "declared in the policy but absent from the input",
+                           order=(0, list(schema).index(c))))
     if extra and not policy.input.allow_extra_columns:
-        positions = {c: i + 1 for i, c in enumerate(raw.columns)}
+        positions = {c: i + 1 for i, c in enumerate(columns)}
         for c in extra:
             # An undeclared header name is not echoed (the "header" may be a data row): its position
             # is, with the declared column it most resembles.
@@ -124,25 +150,77 @@ def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: s
                 difflib.get_close_matches(str(c), list(schema), n=1, cutoff=0.8)
             hint = f"; did you mean {near[0]!r}?" if near else " (renamed or new column?)"
             v.append(Violation("unexpected-column", f"#{positions[c]}", np.array([], dtype=int),
-                               f"input column {positions[c]} is not declared in the policy" + hint))
+                               f"input column {positions[c]} is not declared in the policy" + hint,
+                               order=(0, len(schema) + positions[c])))
+    return v
+
+
+def check_empty(rows: int, policy: Policy, source: str) -> None:
+    if rows == 0 and not policy.input.allow_empty:
+        raise InputError(f"{source}: the input holds no record (a header only, or zero rows) [rule: empty-input];"
+                         " nothing was published (set input.allow_empty: true to publish an empty release)")
+
+
+def raise_if_refused(report: ValidationReport, policy: Policy, source: str) -> None:
+    """Stop the run, listing every rule broken, when the policy refuses invalid input (or columns are wrong)."""
+    v = report.violations
+    fatal = any(x.rule in ("missing-column", "unexpected-column") for x in v)
+    if v and (fatal or policy.input.on_invalid == "refuse"):
+        raise InputError(f"{source}: {len(v)} rule(s) broken by the input records; nothing was published",
+                         details=[x.render() for x in v])
+
+
+def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: str) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check every row; return typed records, or raise InputError listing every rule broken."""
+    check_empty(len(raw), policy, source)
+    frame, report = validate_batch(raw, policy, now, None, duplicates=True)
+    report.violations = sorted([*check_columns(list(raw.columns), policy), *report.violations],
+                               key=lambda x: x.order)
+    raise_if_refused(report, policy, source)
+    return frame, report
+
+
+def typed_ids(raw: pd.DataFrame, policy: Policy) -> pd.Series | None:
+    """The record-id column converted as validation converts it (for the uniqueness rule over batches)."""
+    rid = policy.input.record_id
+    if rid not in raw.columns or rid not in policy.input.columns:
+        return None
+    return _convert(raw[rid], policy.input.columns[rid])[0]
+
+
+def validate_batch(raw: pd.DataFrame, policy: Policy, now: datetime, rn: np.ndarray | None, *,
+                   duplicates: bool = False, exclude_rows: np.ndarray | None = None
+                   ) -> tuple[pd.DataFrame, ValidationReport]:
+    """Check and convert the rows of one batch; invalid rows are left out and reported (rows, never values).
+
+    `rn` numbers the batch's rows in the whole input (None: 1..n). The record-id uniqueness rule
+    needs every batch: `duplicates` checks it within this batch (the batch is the whole input),
+    else `exclude_rows` lists the input rows found duplicated over all batches.
+    """
+    schema = policy.input.columns
+    report = ValidationReport(rows_read=int(len(raw)))
+    v = report.violations
     typed: dict[str, pd.Series] = {}
-    bad_rows = _check_text(raw, schema, policy.input.max_field_length, v)
+    bad_rows = _check_text(raw, schema, policy.input.max_field_length, v, rn)
+    names = list(schema)
     for name, spec in schema.items():
         if name not in raw.columns:
             continue
+        ci = names.index(name)
         col, bad = _convert(raw[name], spec)
         if bad.any():
-            v.append(Violation("type", name, _rows(bad), f"value not readable as {spec.type.value}"))
+            v.append(Violation("type", name, _rows(bad, rn), f"value not readable as {spec.type.value}", order=(2, ci, 0)))
         typed[name] = col
         bad_rows |= bad
         isna = col.isna().to_numpy() & ~bad
         if spec.required and spec.role not in (Role.latitude, Role.longitude) and isna.any():
-            v.append(Violation("required", name, _rows(isna), "missing value in a required column"))
+            v.append(Violation("required", name, _rows(isna, rn), "missing value in a required column", order=(2, ci, 1)))
             bad_rows |= isna
         if spec.categories is not None:
             notin = (~col.isin(list(spec.categories)).fillna(False).to_numpy(dtype=bool)) & col.notna().to_numpy()
             if notin.any():
-                v.append(Violation("category", name, _rows(notin), "value not among the declared categories"))
+                v.append(Violation("category", name, _rows(notin, rn), "value not among the declared categories",
+                                   order=(2, ci, 2)))
                 bad_rows |= notin
         if spec.type in (ColumnType.integer, ColumnType.float) and (spec.min is not None or spec.max is not None):
             arr = col.to_numpy(dtype=float, na_value=np.nan)
@@ -152,37 +230,43 @@ def validate_records(raw: pd.DataFrame, policy: Policy, now: datetime, source: s
             if spec.max is not None:
                 out |= arr > spec.max
             if out.any():
-                v.append(Violation("range", name, _rows(out), f"value outside [{spec.min}, {spec.max}]"))
+                v.append(Violation("range", name, _rows(out, rn), f"value outside [{spec.min}, {spec.max}]",
+                                   order=(2, ci, 3)))
                 bad_rows |= out
         if spec.type in (ColumnType.datetime, ColumnType.date) and not spec.allow_future:
             fut = (col > pd.Timestamp(now.replace(tzinfo=None))).fillna(False).to_numpy(dtype=bool)
             if fut.any():
-                v.append(Violation("future-date", name, _rows(fut), "date after the run time"))
+                v.append(Violation("future-date", name, _rows(fut, rn), "date after the run time", order=(2, ci, 4)))
                 bad_rows |= fut
     rid = policy.input.record_id
     if rid in typed:
-        dup = typed[rid].duplicated(keep=False).to_numpy() & typed[rid].notna().to_numpy()
+        if duplicates:
+            dup = typed[rid].duplicated(keep=False).to_numpy() & typed[rid].notna().to_numpy()
+        elif exclude_rows is not None and len(exclude_rows):
+            numbers = np.arange(1, len(raw) + 1) if rn is None else rn
+            dup = np.isin(numbers, exclude_rows)
+        else:
+            dup = np.zeros(len(raw), dtype=bool)
         if dup.any():
-            v.append(Violation("duplicate-id", rid, _rows(dup), "record id is not unique"))
+            v.append(Violation("duplicate-id", rid, _rows(dup, rn), "record id is not unique", order=(3,)))
             bad_rows |= dup
     lat_c = policy.input.role_columns(Role.latitude)
     lon_c = policy.input.role_columns(Role.longitude)
     if lat_c and lon_c and lat_c[0] in typed and lon_c[0] in typed:
-        bad_rows |= _check_coordinates(typed, lat_c[0], lon_c[0], policy, v, report)
-    if v and (missing or (extra and not policy.input.allow_extra_columns) or policy.input.on_invalid == "refuse"):
-        raise InputError(f"{source}: {len(v)} rule(s) broken by the input records; nothing was published",
-                         details=[x.render() for x in v])
+        bad_rows |= _check_coordinates(typed, lat_c[0], lon_c[0], policy, v, report, rn)
     frame = pd.DataFrame(typed, index=raw.index)
     if bad_rows.any():
         report.rows_excluded = int(bad_rows.sum())
-        frame = frame.loc[~bad_rows].reset_index(drop=True)
+        frame = frame.loc[~bad_rows]
+    frame = frame.reset_index(drop=True)
     return frame, report
 
 
-def _check_text(raw: pd.DataFrame, schema: dict[str, ColumnSpec], max_len: int, v: list[Violation]) -> np.ndarray:
+def _check_text(raw: pd.DataFrame, schema: dict[str, ColumnSpec], max_len: int, v: list[Violation],
+                rn: np.ndarray | None = None) -> np.ndarray:
     """NULs, control characters and over-long fields in text columns: refused, located, never shown."""
     any_bad = np.zeros(len(raw), dtype=bool)
-    for name in schema:
+    for ci, name in enumerate(schema):
         if name not in raw.columns:
             continue
         col = raw[name]
@@ -194,24 +278,24 @@ def _check_text(raw: pd.DataFrame, schema: dict[str, ColumnSpec], max_len: int, 
         u = pd.Series(uniq, dtype="string")
         if not len(u):
             continue
-        for rule, mask_u, msg in (
+        for ri, (rule, mask_u, msg) in enumerate((
             ("nul-byte", u.str.contains("\x00", regex=False), "value holds a NUL byte"),
             ("control-character", u.str.contains(UNSAFE_CHARS, regex=True) & ~u.str.contains("\x00", regex=False),
              "value holds a control character, escape sequence or bidi override"),
             ("field-length", u.str.len() > max_len, f"value longer than {max_len:,} characters"),
-        ):
+        )):
             bad_u = mask_u.fillna(False).to_numpy(dtype=bool)
             if bad_u.any():
                 bad = np.zeros(len(s), dtype=bool)
                 ok = codes >= 0
                 bad[ok] = bad_u[codes[ok]]
-                v.append(Violation(rule, name, _rows(bad), msg))
+                v.append(Violation(rule, name, _rows(bad, rn), msg, order=(1, ci, ri)))
                 any_bad |= bad
     return any_bad
 
 
 def _check_coordinates(typed: dict[str, pd.Series], lat_c: str, lon_c: str, policy: Policy,
-                       v: list[Violation], report: ValidationReport) -> np.ndarray:
+                       v: list[Violation], report: ValidationReport, rn: np.ndarray | None = None) -> np.ndarray:
     lat = typed[lat_c].to_numpy(dtype=float, na_value=np.nan)
     lon = typed[lon_c].to_numpy(dtype=float, na_value=np.nan)
     j = policy.jurisdiction
@@ -225,7 +309,7 @@ def _check_coordinates(typed: dict[str, pd.Series], lat_c: str, lon_c: str, poli
         typed[lon_c] = pd.Series(lon, index=typed[lon_c].index)
     half = np.isnan(lat) != np.isnan(lon)
     if half.any():
-        v.append(Violation("coordinate-pair", f"{lat_c}/{lon_c}", _rows(half), "only one of latitude and longitude given"))
+        v.append(Violation("coordinate-pair", f"{lat_c}/{lon_c}", _rows(half, rn), "only one of latitude and longitude given", order=(4, 0)))
         bad |= half
     have = ~np.isnan(lat) & ~np.isnan(lon)
     report.coordinates_missing = int((~have).sum())
@@ -234,18 +318,18 @@ def _check_coordinates(typed: dict[str, pd.Series], lat_c: str, lon_c: str, poli
     inside = have & (lat >= min_lat) & (lat <= max_lat) & (lon >= min_lon) & (lon <= max_lon)
     swapped = have & ~inside & (lon >= min_lat) & (lon <= max_lat) & (lat >= min_lon) & (lat <= max_lon)
     if swapped.any():
-        v.append(Violation("swapped-lat-lon", f"{lat_c}/{lon_c}", _rows(swapped),
-                           "latitude and longitude appear swapped"))
+        v.append(Violation("swapped-lat-lon", f"{lat_c}/{lon_c}", _rows(swapped, rn),
+                           "latitude and longitude appear swapped", order=(4, 1)))
     rest_lat = impossible_lat & ~swapped
     if rest_lat.any():
-        v.append(Violation("latitude-range", lat_c, _rows(rest_lat), "latitude outside [-90, 90]"))
+        v.append(Violation("latitude-range", lat_c, _rows(rest_lat, rn), "latitude outside [-90, 90]", order=(4, 2)))
     rest_lon = impossible_lon & ~swapped & ~impossible_lat
     if rest_lon.any():
-        v.append(Violation("longitude-range", lon_c, _rows(rest_lon), "longitude outside [-180, 180]"))
+        v.append(Violation("longitude-range", lon_c, _rows(rest_lon, rn), "longitude outside [-180, 180]", order=(4, 3)))
     outside = have & ~inside & ~swapped & ~impossible_lat & ~impossible_lon
     if outside.any() and j.outside == "error":
-        v.append(Violation("outside-jurisdiction", f"{lat_c}/{lon_c}", _rows(outside),
-                           "point outside the jurisdiction's bounding box"))
+        v.append(Violation("outside-jurisdiction", f"{lat_c}/{lon_c}", _rows(outside, rn),
+                           "point outside the jurisdiction's bounding box", order=(4, 4)))
         bad |= outside
     bad |= swapped | impossible_lat | impossible_lon
     return bad

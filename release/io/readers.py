@@ -64,6 +64,13 @@ def read_table(path: str | Path, spec: Any = None) -> pd.DataFrame:
 
     `spec` is the policy's InputSchema (encoding, delimiter, longest field); None reads UTF-8 CSV.
     """
+    table = read_arrow(path, spec)
+    return table.to_pandas(types_mapper=lambda t: pd.StringDtype()
+                           if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
+
+
+def read_arrow(path: str | Path, spec: Any = None) -> pa.Table:
+    """`read_table` as an Arrow table (what the batch engine slices into record batches)."""
     p = Path(path)
     opts = ReadOptions.of(spec)
     if not p.exists():
@@ -88,9 +95,7 @@ def read_table(path: str | Path, spec: Any = None) -> pd.DataFrame:
         # Positions, not names: a header that is really a data row must not be echoed.
         raise InputError(f"{p}: header row: duplicate column names at positions {'; '.join(dups)}"
                          " [rule: unique-column-names]")
-    table = table.rename_columns(names)
-    return table.to_pandas(types_mapper=lambda t: pd.StringDtype()
-                           if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
+    return table.rename_columns(names)
 
 
 # ---------------------------------------------------------------------------------------------- Parquet

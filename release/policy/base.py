@@ -120,6 +120,10 @@ class StepConfig(StrictModel):
 
     type: str
     summary: ClassVar[str] = ""
+    row_local: ClassVar[bool] = False
+    """True when `apply` is a per-row function: output row i depends only on input row i, the settings
+    and keyed secrets, and its evidence merges across batches (release.batches.merge_evidence). The
+    batch engine then runs it batch by batch (and the Spark runner partition-wise)."""
 
     def referenced_columns(self) -> list[str]:
         """Columns this step reads; checked against the schema before any record is read."""
@@ -139,6 +143,10 @@ class StepConfig(StrictModel):
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         raise NotImplementedError
+
+    def apply_batch(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """`apply` to one batch, its evidence unfinished (release.batches.Deferred figures merge across batches)."""
+        return self.apply(frame, ctx)
 
 
 class OutputConfig(StrictModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 from pydantic import model_validator
@@ -17,6 +17,7 @@ class DropStep(StepConfig):
     """Drop columns so they can never reach an output."""
 
     type: Literal["drop"] = "drop"
+    row_local: ClassVar[bool] = True
     columns: tuple[str, ...] = ()
     "Columns to remove."
     roles: tuple[Role, ...] = ()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
@@ -16,6 +16,7 @@ class FilterStep(StepConfig):
     """Exclude rows that must never be published (e.g. unfounded or sexual offences)."""
 
     type: Literal["filter"] = "filter"
+    row_local: ClassVar[bool] = True
     exclude: Condition
     "Rows matching this condition are removed before any output is built."
     reason: str = ""

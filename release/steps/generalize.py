@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import model_validator
 
+from release.batches import distinct_state, finish_evidence
 from release.context import StepContext
 from release.policy.base import ColumnSpec, ColumnType, Schema, StepConfig
 from release.registry import register_step
@@ -53,6 +54,7 @@ class GeneralizeStep(StepConfig):
     """Coarsen a column so fewer records share rare values."""
 
     type: Literal["generalize"] = "generalize"
+    row_local: ClassVar[bool] = True
     column: str
     "Column to generalize (replaced in place)."
     time: Literal["hour", "day", "week", "month", "quarter", "year"] | None = None
@@ -99,9 +101,14 @@ class GeneralizeStep(StepConfig):
         return f"generalize {self.column} through a {len(self.mapping or {})}-value hierarchy"
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        out, ev = self.apply_batch(frame, ctx)
+        return out, finish_evidence(ev)
+
+    def apply_batch(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         out = frame.copy()
         col = out[self.column]
-        before = int(col.nunique(dropna=True))
+        # Distinct counts need every batch: each batch's distinct values, merged, counted once.
+        before = distinct_state(col)
         if self.time:
             out[self.column] = truncate_time(col, self.time).astype("string")
         elif self.bins is not None:
@@ -120,4 +127,4 @@ class GeneralizeStep(StepConfig):
                 mapped = mapped.where(~missing, col.astype("string") if self.unmapped == "keep" else "Other")
             out[self.column] = mapped.astype("string")
         return out, {"column": self.column, "distinct_before": before,
-                     "distinct_after": int(out[self.column].nunique(dropna=True))}
+                     "distinct_after": distinct_state(out[self.column])}

@@ -13,7 +13,7 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ class PseudonymizeStep(StepConfig):
     """Replace identifier values so records stay linkable within (hmac) or only inside (random) a release."""
 
     type: Literal["pseudonymize"] = "pseudonymize"
+    row_local: ClassVar[bool] = True
     columns: tuple[str, ...]
     "Columns whose values are replaced."
     method: Literal["hmac", "random"] = "hmac"
@@ -100,13 +101,20 @@ class PseudonymizeStep(StepConfig):
         info = b"\0".join([b"release-pseudonym", self.context(dataset).encode(), column.encode()])
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
 
+    def random_key(self, ctx: StepContext, column: str) -> bytes:
+        """"random": a key for this run only, forgotten with it. Derived from the run key (the same in
+        every batch of the run), or drawn now when the step runs outside the engine."""
+        if not ctx.run_key:
+            return secrets.token_bytes(32)
+        return hmac.new(ctx.run_key, b"\0".join([b"release-pseudonym-random", column.encode()]), hashlib.sha256).digest()
+
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         out = frame.copy()
         secret = self._key(ctx) if self.method == "hmac" else None
         for c in self.columns:
             # "random": a key drawn now and forgotten; "hmac": the column's own key derived from the secret.
             key = (self.column_key(secret, ctx.policy.dataset.name, c) if secret is not None
-                   else secrets.token_bytes(32))
+                   else self.random_key(ctx, c))
             col = out[c]
             # Pseudonyms are per distinct value, so the HMAC runs once per value, not per row.
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
