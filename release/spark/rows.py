@@ -94,8 +94,12 @@ def duplicate_rows(df: Any, policy: Any) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def run_pipeline(df: Any, pipe: Any) -> tuple[Any, BatchResult]:
-    """(rows after the pipeline as a persisted Spark DataFrame, the merged BatchResult), in one pass."""
+def run_pipeline(df: Any, pipe: Any) -> tuple[Any, BatchResult, Any]:
+    """(rows after the pipeline, the merged BatchResult, the persisted frame to unpersist), in one pass.
+
+    The pipeline runs once per partition: its output is persisted, the results are read from it,
+    and the rows are read from it again by whatever comes next.
+    """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -119,4 +123,4 @@ def run_pipeline(df: Any, pipe: Any) -> tuple[Any, BatchResult]:
     parts = [pickle.loads(b) for b in blobs]
     result = reduce(lambda a, b: a.merge(b), parts, BatchResult())
     rows = mapped.where(F.col(RESULT).isNull()).drop(RESULT)
-    return rows, result
+    return rows, result, mapped

@@ -18,6 +18,8 @@ class SparkSource:
     "Path or catalog name, for messages and the report."
     sha256: str | None
     "sha256 of the Parquet file's bytes (folder: of its part files' hashes, by name); None for a catalog table."
+    size: int = 0
+    "Bytes of the Parquet file(s) hashed."
     manifest: dict[str, Any] = field(default_factory=dict)
     "What manifest.json records about the source (kind, name, files)."
 
@@ -28,7 +30,8 @@ def parquet_sha256(path: Path) -> tuple[str, list[dict[str, str]]]:
 
     if path.is_file():
         return file_sha256(path), [{"name": path.name, "sha256": file_sha256(path)}]
-    parts = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    # Top-level part files only (what Spark's reader and the row numbering take, in name order).
+    parts = sorted(p for p in path.glob("*.parquet") if p.is_file())
     if not parts:
         raise InputError(f"{path}: a folder without .parquet files")
     files = [{"name": str(p.relative_to(path)), "sha256": file_sha256(p)} for p in parts]
@@ -56,5 +59,6 @@ def read(spark: Any, input_path: str | Path | None, table: str | None) -> tuple[
         raise InputError(f"{p}: the Spark runner reads Parquet (write CSV records to Parquet first, or run"
                          " --engine local)")
     sha, files = parquet_sha256(p)
+    size = p.stat().st_size if p.is_file() else sum((p / f["name"]).stat().st_size for f in files)
     df = spark.read.parquet(str(p.absolute()))
-    return df, SparkSource(label=str(p), sha256=sha, manifest={"kind": "parquet", "files": files})
+    return df, SparkSource(label=str(p), sha256=sha, size=size, manifest={"kind": "parquet", "files": files})
