@@ -309,6 +309,17 @@ class Deferred:
         return Deferred(fn(self.state, other.state), self.finish, self.merge)
 
 
+def counted(n: int | None) -> Any:
+    """A count figure that adds up across batches (None: not counted, the same in every batch)."""
+    if n is None:
+        return None
+    return Deferred(int(n), int, _add)
+
+
+def _add(a: int, b: int) -> int:
+    return int(a) + int(b)
+
+
 def concat_states(a: Any, b: Any) -> Any:
     if isinstance(a, pd.DataFrame):
         return pd.concat([a, b], ignore_index=True)
@@ -334,8 +345,9 @@ def distinct_state(col: pd.Series) -> Deferred:
 def merge_evidence(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """The evidence of the whole input from its batches' evidence (the result does not depend on batch order).
 
-    Per key: Deferred states merge and finish; dicts merge key by key; integers (not booleans)
-    add up; values equal in every batch are kept. Anything else differing is a bug in the step.
+    Per key: Deferred states merge and finish (counts are `counted`); dicts merge key by key;
+    plain values must be equal in every batch (settings, network sizes) and are kept. Anything
+    else differing is a bug in the step.
     """
     if not parts:
         return {}
@@ -355,9 +367,6 @@ def _merge_values(vals: list[Any]) -> Any:
         for v in vals[1:]:
             keys += [k for k in v if k not in keys]
         return {k: _merge_values([v[k] for v in vals if k in v]) for k in keys}
-    if isinstance(first, (int, np.integer)) and not isinstance(first, (bool, np.bool_)) and \
-            all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in vals):
-        return int(sum(int(v) for v in vals))
     if all(_same(v, first) for v in vals[1:]):
         return first
     raise InternalError(f"evidence differs between batches and has no merge rule: {type(first).__name__}"

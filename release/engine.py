@@ -6,7 +6,7 @@ import platform
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -263,7 +263,13 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
     pipe = row_pipeline(plan, ctx, exclude_rows=exclude)
     result = BatchResult()
     outs = []
-    for b, off in _raw_batches(raw, rows):
+    batches: Iterable[tuple[Any, int]] = _raw_batches(raw, rows)
+    if test_mode() and ctx.options.get("_shuffle_batches"):
+        # Test hook: batches in a scrambled order must publish the same bytes (batch invariance).
+        import hashlib
+
+        batches = sorted(batches, key=lambda t: hashlib.sha256(str(t[1]).encode()).digest())
+    for b, off in batches:
         out, res = pipe.process(b, row_offset=off)
         outs.append(out)
         result = result.merge(res)

@@ -96,7 +96,10 @@ def fairness_figures(groups: list[GroupColumn], suppressed: np.ndarray, full: np
         full_share = np.divide(kept_full, tot, out=np.zeros(card), where=tot > 0)
         rows_int = {}
         hidden: list[tuple[str, str, str]] = []
-        for i, value in enumerate(g.labels):
+        # Values in sorted order, not in the order the records first showed them: the figures must not
+        # depend on input order (or on how a batch engine cut it).
+        for i in sorted(range(card), key=lambda j: str(g.labels[j])):
+            value = g.labels[i]
             if tot[i] == 0:
                 continue
             held = None

@@ -8,54 +8,56 @@ import os
 import numpy as np
 import pandas as pd
 
+from release.batches import keyed_ids, keyed_u64, row_digest, row_scores, subkey
 
-class Scores:
-    """Random 64-bit scores ranking a unit's rows: from the OS's secure source, or (test mode) a seeded SHAKE stream.
 
-    Which rows survive then depends neither on input order nor on anything an outsider can
-    predict; never a NumPy or stdlib pseudo-random generator.
+class BoundingKey:
+    """Keyed per-row scores ranking a unit's rows and cells: SipHash under the run's key (release.batches).
+
+    Which rows survive depends neither on input order nor on how the input was cut into batches
+    or partitions (a score is a function of the key and the row's values, plus its occurrence
+    among identical rows), and nothing an outsider can predict without the key. The key is the
+    run's secret (fresh from the OS per run; fixed only in test mode). Never a NumPy or stdlib
+    pseudo-random generator, never Python's process-salted hash().
     """
 
-    def __init__(self, seed: int | None) -> None:
-        self._xof = hashlib.shake_256(f"dp-bounding:{seed}".encode()) if seed is not None else None
-        self._used = 0
+    def __init__(self, key: bytes) -> None:
+        self.key = key
 
-    def draw(self, n: int, dtype: type = np.uint64) -> np.ndarray:
-        width = np.dtype(dtype).itemsize
-        if n == 0:
-            return np.zeros(0, dtype=dtype)
-        if self._xof is None:
-            raw = os.urandom(width * n)
-        else:
-            raw = self._xof.digest(self._used + width * n)[self._used:]
-            self._used += width * n
-        return np.frombuffer(raw, dtype=dtype)
+    def unit_ids(self, values: pd.Series) -> np.ndarray:
+        return keyed_ids(values, self.key, "dp-bounding-unit").view(np.int64)
+
+    def cell_scores(self, cells: pd.DataFrame) -> np.ndarray:
+        """One score per (unit, cell) row given: equal pairs score equally."""
+        return keyed_u64(row_digest(cells), subkey(self.key, "dp-bounding-cell"))
+
+    def row_scores(self, rows: pd.DataFrame) -> np.ndarray:
+        return row_scores(rows, self.key, "dp-bounding-row")
 
 
-def bounding_key(seed: int | None) -> Scores:
-    """Score source for one bounding: fresh OS randomness per run, a seeded stream only in test mode."""
-    return Scores(seed)
+def bounding_key(key: bytes | int | None) -> BoundingKey:
+    """Scores for one bounding: the run key (bytes); a test seed (int, test mode); None draws a fresh key."""
+    if isinstance(key, bytes) and key:
+        return BoundingKey(key)
+    if isinstance(key, int):
+        return BoundingKey(hashlib.sha256(f"dp-bounding:{key}".encode()).digest())
+    return BoundingKey(os.urandom(32))
 
 
-def unit_ids(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def unit_ids(values: pd.Series, key: BoundingKey | None = None) -> tuple[np.ndarray, np.ndarray]:
     """An int64 id per row naming its privacy unit, and the mask of null units.
 
-    Text ids are reduced to their 64-bit Python hash (SipHash, keyed per process): hashing 4M
-    short strings costs a fraction of factorizing them. Two ids with the same hash become one
+    Text ids are reduced to a keyed 64-bit digest (SipHash under the run key: the same in every
+    batch and process, unlike Python's salted hash()). Two ids with the same digest become one
     unit. That only ever makes bounding stricter (the merged unit keeps at most the bound, so
     each of the two keeps at most the bound too), never looser; at 2**-64 per pair it is also
     vanishingly rare. Integer ids are used as they are (no merging at all).
     """
+    nulls = values.isna().to_numpy()
     if pd.api.types.is_signed_integer_dtype(values.dtype):
-        return values.to_numpy(dtype=np.int64, na_value=0), values.isna().to_numpy()
-    obj = np.asarray(values.array, dtype=object)  # no copy for pandas' NumPy-backed strings
-    ids = np.fromiter(map(hash, obj), dtype=np.int64, count=len(obj))
-    # A null hashes like the null markers: only rows with such a hash need the (costly) null test.
-    # A null missed here would merge with other nulls into one unit: stricter, never looser.
-    maybe = np.flatnonzero(np.isin(ids, [hash(x) for x in (pd.NA, None, np.nan, pd.NaT)]))
-    nulls = np.zeros(len(obj), dtype=bool)
-    nulls[maybe] = pd.isna(obj[maybe])
-    return ids, nulls
+        return values.to_numpy(dtype=np.int64, na_value=0), nulls
+    k = key or bounding_key(None)
+    return k.unit_ids(values), nulls
 
 
 def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -93,7 +95,7 @@ def _least_within(unit_codes: np.ndarray, score: np.ndarray, k: int) -> np.ndarr
 
 
 def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, cell_cols: list[str],
-                        max_records: int, max_groups: int | None, key: Scores,
+                        max_records: int, max_groups: int | None, key: BoundingKey,
                         rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
     """Boolean mask of the rows kept so no unit has more than max_records rows in max_groups cells.
 
@@ -107,7 +109,7 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     n = len(frame)
     if n == 0:
         return np.zeros(0, dtype=bool), {"rows_in": 0, "rows_kept": 0, "units_over_bound": 0, "units_truncated": 0}
-    ids, nulls = unit_ids(frame[unit])
+    ids, nulls = unit_ids(frame[unit], key)
     eligible = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     # A null unit is one row: always within the bounds, always kept when eligible.
     counted = eligible & ~nulls if nulls.any() else eligible
@@ -129,8 +131,9 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     keep = eligible.copy()
     truncated = 0
     if len(sub):
-        cells = frame[cell_cols].iloc[sub] if cell_bound else None
-        kept = _bound_rows(cells, codes, max_records, max_groups, key, count=None if cell_bound else per_unit)
+        cells = frame[cell_cols].iloc[sub].assign(_unit=ids[sub]) if cell_bound else None
+        kept = _bound_rows(frame.iloc[sub], cells, codes, max_records, max_groups, key,
+                           count=None if cell_bound else per_unit)
         keep[sub] = kept
         # Without a cell bound every unit here is over the record bound, so each loses rows.
         truncated = (int(np.count_nonzero(np.bincount(codes[~kept], minlength=len(per_unit)))) if cell_bound
@@ -139,21 +142,24 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
                   "units_over_bound": int(np.count_nonzero(per_unit > limit)), "units_truncated": truncated}
 
 
-def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int, max_groups: int | None,
-                key: Scores, count: np.ndarray | None = None) -> np.ndarray:
-    """Rows kept among the rows of units over a bound (`count`: rows per unit, when no cell bound applies)."""
+def _bound_rows(rows: pd.DataFrame, cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
+                max_groups: int | None, key: BoundingKey, count: np.ndarray | None = None) -> np.ndarray:
+    """Rows kept among the rows of units over a bound (`count`: rows per unit, when no cell bound applies).
+
+    `rows` are those rows (every column: a row's score is keyed on its values), `cells` their
+    cell columns with the unit's keyed id (`_unit`), `codes` their unit numbers.
+    """
     n = len(codes)
     keep = np.ones(n, dtype=bool)
     if cells is not None and max_groups is not None:
-        pair = cells.assign(_u=codes).groupby(["_u", *cells.columns], sort=False, observed=True,
-                                              dropna=False).ngroup().to_numpy()
+        pair = cells.groupby(list(cells.columns), sort=False, observed=True, dropna=False).ngroup().to_numpy()
         # One score per (unit, cell): rank the distinct cells of each unit, keep the first max_groups.
         npairs = int(pair.max()) + 1
         first = np.unique(pair, return_index=True)[1]
         rank_of_pair = np.empty(npairs, dtype=np.int64)
-        rank_of_pair[pair[first]] = _rank_within(codes[first], key.draw(len(first)))
+        rank_of_pair[pair[first]] = _rank_within(codes[first], key.cell_scores(cells.iloc[first]))
         keep &= rank_of_pair[pair] < max_groups
-    # The record bound, among the rows the cell bound left: only units still over it draw scores.
+    # The record bound, among the rows the cell bound left: only units still over it are ranked.
     if count is None:
         idx = np.flatnonzero(keep)
         u = codes[idx]
@@ -164,24 +170,9 @@ def _bound_rows(cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
         idx, u = np.arange(n), codes
     if not len(idx):
         return keep
-    # A unit keeps its max_records rows of least score, the score being a 32-bit coarse part
-    # then a 64-bit fine part (both uniform, so the order is a uniformly random one). Those rows
-    # always lie among its rows whose coarse part is under a per-unit cut that about `slots`
-    # rows pass, so only those rows draw a fine part and are sorted (a unit with 500k rows sorts
-    # ~slots). A unit with fewer than max_records rows under its cut sorts all its rows: the
-    # selection stays exactly "max_records of least score", uniform over subsets.
-    coarse = key.draw(len(idx), np.uint32)
-    slots = 2 * max_records + 16
-    full = np.uint32(np.iinfo(np.uint32).max)
-    frac = slots / np.maximum(count, 1)  # once per unit, not per row
-    cut_unit = np.where(frac >= 1, full, (np.minimum(frac, 0.5) * 2.0**32).astype(np.uint32))
-    cand = coarse <= cut_unit[u]
-    short = np.bincount(u[cand], minlength=len(count)) < max_records
-    short &= cut_unit != full
-    if short.any():  # rare: too few rows under the cut, so the unit sorts all its rows
-        cand |= short[u]
-    ci = np.flatnonzero(cand)
-    score = (coarse[ci].astype(np.uint64) << np.uint64(32)) | (key.draw(len(ci)) >> np.uint64(32))
+    # A unit keeps its max_records rows of least keyed score: a uniformly random subset to
+    # anyone without the key, and the same subset however the input was ordered or cut.
+    score = key.row_scores(rows.iloc[idx])
     keep[idx] = False
-    keep[idx[ci[_least_within(u[ci], score, max_records)]]] = True
+    keep[idx[_least_within(u, score, max_records)]] = True
     return keep

@@ -262,7 +262,8 @@ class DPTableOutput(OutputConfig):
             # Record ids are validated unique: each unit has one row, within any bound.
             n = int(eligible.sum())
             return eligible, {"rows_in": n, "rows_kept": n, "units_over_bound": 0, "units_truncated": 0}
-        key = bounding_key(ctx.seed)
+        # The run key: rows kept are a keyed function of each row, the same in every batch split.
+        key = bounding_key(ctx.run_key or ctx.seed)
         keep, stats = bound_contributions(frame, unit, None, list(self.by), int(s["max_records"]),
                                           s["max_groups"], key, rows=eligible)
         return keep, stats
@@ -285,7 +286,7 @@ class DPTableOutput(OutputConfig):
         mech = self.share["mechanism"]
         evidence = {"dp": {k: figs[k] for k in ("mechanism", "scale", "accuracy_95", "key_source", "threshold")},
                     "post_processing": self.post_processing_steps(),
-                    "seed": ("contribution bounding derived from the test seed; OpenDP's noise cannot be seeded"
+                    "seed": ("contribution bounding keyed by the test run key; OpenDP's noise cannot be seeded"
                              if ctx.seed is not None else None)}
         internal: dict[str, Any] = {"bounding": stats}
         found = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from release.batches import counted, finish_evidence
 from release.context import StepContext
 from release.geomask.common import NSA, coord_columns, coordinates, geocodable, inside_bbox
 from release.geomask.network import AreaLayer, area_text, areas_for
@@ -21,6 +22,7 @@ class AreaStep(StepConfig):
     """Point-in-polygon against an area layer; the coordinates are then removed from every row."""
 
     type: Literal["geomask-area"] = "geomask-area"
+    row_local: ClassVar[bool] = True
     areas: AreaLayer
     "Polygon layer (neighbourhoods, divisions) the points are located in."
     column: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -39,6 +41,10 @@ class AreaStep(StepConfig):
         return f"replace coordinates by the {self.areas.layer} area holding the point (into {self.column})"
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        out, ev = self.apply_batch(frame, ctx)
+        return out, finish_evidence(ev)
+
+    def apply_batch(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         lat_c, lon_c = coord_columns(ctx.schema, "geomask-area")
         proj = projector_for(ctx.policy.jurisdiction)
         layer = areas_for(self.areas, ctx.options, ctx.policy_path, proj)
@@ -48,7 +54,7 @@ class AreaStep(StepConfig):
         x, y = proj.to_metric(lo[rows], la[rows])
         found = np.full(len(frame), None, dtype=object)
         found[rows] = layer.locate(x, y)
-        nsa = np.array([v is None for v in found], dtype=bool)
+        nsa = pd.isna(found)
         found[nsa] = NSA
         changed = None
         if self.column in frame.columns:
@@ -58,8 +64,8 @@ class AreaStep(StepConfig):
         out[self.column] = pd.Series(found, index=frame.index, dtype="string")
         ctx.manifest.setdefault("areas", {})[self.areas.layer] = layer.manifest
         return out, {"method": "area", "layer": self.areas.layer, "column": self.column,
-                     "located": int((~nsa).sum()), "withheld": int(len(frame)),
-                     "nsa": {"count": int(nsa.sum()),
-                             "reasons": {"not-geocoded-or-outside": int((~ok).sum()),
-                                         "outside-areas": int((ok & nsa).sum())}},
-                     "area_changed": changed}
+                     "located": counted(int((~nsa).sum())), "withheld": counted(int(len(frame))),
+                     "nsa": {"count": counted(int(nsa.sum())),
+                             "reasons": {"not-geocoded-or-outside": counted(int((~ok).sum())),
+                                         "outside-areas": counted(int((ok & nsa).sum()))}},
+                     "area_changed": counted(changed)}

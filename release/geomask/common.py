@@ -120,23 +120,42 @@ def histogram(d: np.ndarray) -> dict[str, list[float]] | None:
 
 def point_stats(frame: pd.DataFrame, lat: str, lon: str, unit: str | None) -> dict[str, Any]:
     """Distinct points, records and privacy units per point, over rows that keep coordinates."""
+    return point_stats_finish(point_stats_state(frame, lat, lon, unit))
+
+
+def point_stats_state(frame: pd.DataFrame, lat: str, lon: str, unit: str | None) -> pd.DataFrame:
+    """What point_stats needs of one batch: the point key per row with coordinates, and its privacy unit."""
     from release.geomask.network import coord_keys
 
     la, lo = coordinates(frame, lat, lon)
     have = ~np.isnan(la) & ~np.isnan(lo)
-    keys = coord_keys(la[have], lo[have])
+    state = pd.DataFrame({"k": coord_keys(la[have], lo[have])})
+    if unit is not None and unit in frame.columns:
+        state["u"] = frame[unit].to_numpy()[have]
+    return state
+
+
+def point_stats_finish(state: pd.DataFrame) -> dict[str, Any]:
+    keys = state["k"].to_numpy()
     out: dict[str, Any] = {"distinct_points": 0}
     if len(keys) == 0:
         return out
     _, per = np.unique(keys, return_counts=True)
     out["distinct_points"] = int(len(per))
     out["records_per_point"] = {"min": int(per.min()), "median": float(np.median(per))}
-    if unit is not None and unit in frame.columns:
-        pair = pd.DataFrame({"k": keys, "u": frame[unit].to_numpy()[have]}).dropna().drop_duplicates()
+    if "u" in state.columns:
+        pair = state.dropna().drop_duplicates()
         units = pair.groupby("k").size().to_numpy()
         if len(units):
             out["units_per_point"] = {"min": int(units.min()), "median": float(np.median(units))}
     return out
+
+
+def point_stats_deferred(frame: pd.DataFrame, lat: str, lon: str, unit: str | None) -> Any:
+    """point_stats as a figure that merges across batches (release.batches.Deferred)."""
+    from release.batches import Deferred
+
+    return Deferred(point_stats_state(frame, lat, lon, unit), point_stats_finish)
 
 
 def privacy_unit(schema: Schema, ctx: StepContext) -> str | None:

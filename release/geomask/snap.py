@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 from scipy.spatial import cKDTree
 
+from release.batches import Deferred, counted, finish_evidence
 from release.context import StepContext
 from release.geomask.common import (
     PointMaskColumns,
@@ -19,7 +20,7 @@ from release.geomask.common import (
     geocodable,
     histogram,
     inside_bbox,
-    point_stats,
+    point_stats_deferred,
     privacy_unit,
     quantiles,
     set_nsa,
@@ -178,11 +179,22 @@ def address_figures(counts: np.ndarray | None, used_nodes: np.ndarray) -> dict[s
             "share_records_below": {str(t): round(float((c < t).mean()), 4) for t in (5, 25, 50)}}
 
 
+def address_figures_of(counts_used: np.ndarray) -> dict[str, Any]:
+    """address_figures from the address counts of the nodes used (none when the network has no counts)."""
+    return address_figures(counts_used, np.arange(len(counts_used)))
+
+
+def reason_counts(counts: np.ndarray) -> dict[str, int]:
+    """The NSA reasons that occurred, in REASONS order, with their counts."""
+    return {r: int(c) for r, c in zip(REASONS, counts, strict=True) if c}
+
+
 @register_step
 class SnapStep(PointMaskColumns, StepConfig):
     """Offset every point to the nearest eligible road intersection node."""
 
     type: Literal["geomask-snap"] = "geomask-snap"
+    row_local: ClassVar[bool] = True
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     "The street network whose intersection nodes points are snapped to."
     min_addresses: int | None = Field(default=None, ge=1)
@@ -221,6 +233,10 @@ class SnapStep(PointMaskColumns, StepConfig):
         return area_changed(layer, net.x[res.node[got]], net.y[res.node[got]], rec, m.tolerance)
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        out, ev = self.apply_batch(frame, ctx)
+        return out, finish_evidence(ev)
+
+    def apply_batch(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         lat_c, lon_c = coord_columns(ctx.schema, "geomask-snap")
         areas = area_columns(ctx.schema, self.area_columns)
         proj = projector_for(ctx.policy.jurisdiction)
@@ -269,14 +285,17 @@ class SnapStep(PointMaskColumns, StepConfig):
             "min_addresses": self.min_addresses,
             "max_distance_m": self.max_distance,
             "within": (self.within.column or self.within.areas.layer) if self.within else None,  # type: ignore[union-attr]
-            "snapped": int(len(snapped)),
-            "displacement_m": quantiles(res.distance[res.node >= 0]),
-            "displacement_histogram": histogram(res.distance[res.node >= 0]),
-            "nsa": {"count": int(nsa.sum()),
-                    "reasons": {r: int((reason == r).sum()) for r in REASONS if (reason == r).any()}},
+            "snapped": counted(len(snapped)),
+            # Figures of the whole input (quantiles, distinct points) merge across batches, then finish.
+            "displacement_m": Deferred(res.distance[res.node >= 0], quantiles),
+            "displacement_histogram": Deferred(res.distance[res.node >= 0], histogram),
+            "nsa": {"count": counted(int(nsa.sum())),
+                    "reasons": Deferred(np.array([int((reason == r).sum()) for r in REASONS]), reason_counts,
+                                        np.add)},
             # Within an area by construction; counted so the report can show it is zero.
-            "area_changed": 0 if self.within is not None else self._measured(ctx, frame, rows, res, net),
-            **address_figures(net.counts, used),
-            **point_stats(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx)),
+            "area_changed": counted(0 if self.within is not None else self._measured(ctx, frame, rows, res, net)),
+            "**addresses": Deferred(np.zeros(0, dtype=np.int64) if net.counts is None else net.counts[used],
+                                   address_figures_of),
+            "**points": point_stats_deferred(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx)),
         }
         return out, evidence

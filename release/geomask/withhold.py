@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from release.batches import counted, finish_evidence
 from release.context import StepContext
-from release.geomask.common import coord_columns, coordinates, point_stats, privacy_unit
+from release.geomask.common import coord_columns, coordinates, point_stats_deferred, privacy_unit
 from release.policy.base import Condition, Schema, StepConfig
 from release.registry import register_step
 
@@ -19,6 +20,7 @@ class WithholdLocationStep(StepConfig):
     """Rows matching every condition keep their row and area but lose their coordinates."""
 
     type: Literal["withhold-location"] = "withhold-location"
+    row_local: ClassVar[bool] = True
     when: tuple[Condition, ...] = Field(min_length=1)
     "Conditions that must all hold (e.g. an offence class at a residence): a map point would point at a victim."
     reason: str = Field(min_length=1)
@@ -41,6 +43,10 @@ class WithholdLocationStep(StepConfig):
         return m
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        out, ev = self.apply_batch(frame, ctx)
+        return out, finish_evidence(ev)
+
+    def apply_batch(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         lat_c, lon_c = coord_columns(ctx.schema, "withhold-location")
         m = self.mask(frame)
         la, lo = coordinates(frame, lat_c, lon_c)
@@ -48,6 +54,6 @@ class WithholdLocationStep(StepConfig):
         out = frame.copy()
         out[lat_c] = np.where(m, np.nan, la)
         out[lon_c] = np.where(m, np.nan, lo)
-        return out, {"method": "withheld", "withheld": int(m.sum()), "had_coordinates": int(had.sum()),
+        return out, {"method": "withheld", "withheld": counted(int(m.sum())), "had_coordinates": counted(int(had.sum())),
                      "condition": " and ".join(c.describe() for c in self.when), "reason": self.reason,
-                     **point_stats(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx))}
+                     "**points": point_stats_deferred(out, lat_c, lon_c, privacy_unit(ctx.schema, ctx))}

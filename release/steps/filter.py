@@ -6,6 +6,7 @@ from typing import Any, ClassVar, Literal
 
 import pandas as pd
 
+from release.batches import counted, finish_evidence
 from release.context import StepContext
 from release.policy.base import Condition, StepConfig
 from release.registry import register_step
@@ -29,6 +30,10 @@ class FilterStep(StepConfig):
         return f"filter out rows where {self.exclude.describe()}" + (f" ({self.reason})" if self.reason else "")
 
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        out, ev = self.apply_batch(frame, ctx)
+        return out, finish_evidence(ev)
+
+    def apply_batch(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         m = self.exclude.mask(frame)
         return frame.loc[~m.to_numpy()].reset_index(drop=True), {
-            "rows_excluded": int(m.sum()), "condition": self.exclude.describe(), "reason": self.reason}
+            "rows_excluded": counted(int(m.sum())), "condition": self.exclude.describe(), "reason": self.reason}
