@@ -86,7 +86,11 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             ctx.manifest["engine"] = ENGINE_NAME
             ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
                                      "source": src.manifest}
-            frame, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+            rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+            try:
+                frame = aggregate_stage(rows, plan, ctx, progress)
+            finally:
+                cached.unpersist()
             for i in range(len(ctx.step_evidence), len(policy.steps)):
                 step = policy.steps[i]
                 ts = time.perf_counter()
@@ -105,8 +109,8 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
 
 
 def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progress: Any,
-              check_empty: Any) -> tuple[pd.DataFrame, ValidationReport]:
-    """Validation and the row-local steps on the executors; the typed frame later stages read, on the driver.
+              check_empty: Any) -> tuple[Any, Any, ValidationReport]:
+    """Validation and the row-local steps on the executors: (their rows, the persisted frame, the report).
 
     The same sequence as release.engine._run_row_pipeline, partition by partition.
     """
@@ -138,12 +142,48 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
             ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(result.seconds[j], 3), **ev})
         ctx.manifest.update(result.manifest)
         ctx.schema = plan.schemas[len(pipe.steps)]
-        schema = pipe.output_schema()
-        got = pa.Table.from_batches(_collect(rows), schema=_sparkable(schema))
-        frame = to_frame(got.cast(schema))
-    finally:
+    except BaseException:
         cached.unpersist()
-    return frame, vreport
+        raise
+    return rows, cached, vreport
+
+
+def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
+    """DP tables as Spark aggregates (their builds handed to the engine); the driver frame the rest needs.
+
+    When every step ran on the executors, a DP table needs only its exact aggregate on the driver
+    (release.spark.dp) and the rows are collected only when another output (records, `table`) or
+    a driver-side step (k-anonymity) reads them.
+    """
+    from functools import partial
+
+    from release.batches import to_frame
+    from release.spark.dp import bounded_groups
+
+    policy = ctx.policy
+    remaining = len(ctx.step_evidence) < len(policy.steps)
+    prebuilt: dict[str, Any] = {}
+    if not remaining:
+        for out in policy.outputs:
+            # A removed privacy-unit column is the local build's located error: left to it.
+            unit = policy.budget.privacy_unit if policy.budget is not None else None
+            if out.kind == "dp-table" and unit in rows.columns:
+                progress(f"output {out.name}: contribution bounding and exact counts on Spark")
+                groups, stats = bounded_groups(rows, out, ctx)
+                prebuilt[out.name] = partial(out.build_from_groups, groups, stats, ctx)
+    ctx.options["_prebuilt"] = prebuilt
+    schema = _pipeline_schema(plan, ctx)
+    if not remaining and all(o.name in prebuilt for o in policy.outputs):
+        return to_frame(schema.empty_table())
+    progress("collecting the rows later stages read to the driver")
+    got = pa.Table.from_batches(_collect(rows), schema=_sparkable(schema))
+    return to_frame(got.cast(schema))
+
+
+def _pipeline_schema(plan: Any, ctx: StepContext) -> pa.Schema:
+    from release.batches import arrow_schema
+
+    return arrow_schema(plan.schemas[len(ctx.step_evidence)])
 
 
 def _sparkable(schema: pa.Schema) -> pa.Schema:
