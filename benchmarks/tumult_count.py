@@ -20,7 +20,7 @@ def main(argv: list[str]) -> int:
     from pyspark.sql import SparkSession
 
     # Tumult's Python UDFs run in workers that must import tmlt: this environment's interpreter.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
     spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
              .config("spark.sql.shuffle.partitions", "8").config("spark.driver.memory", "2g").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
