@@ -1,9 +1,10 @@
 """DP tables on Spark: contribution bounding with window functions and exact counts with a group-by.
 
-The rows kept are those release.dp.bounding keeps (the same keyed scores, computed on the executors
-by the same functions): per unit over the bound, its distinct cells ranked by their keyed (unit,
-cell) score, then its rows by their keyed row score (row digest and occurrence among identical
-rows). Only the exact aggregate travels to the driver: one row per combination of the `by`
+The rows kept are those release.dp.bounding keeps: units within the bound keep every row (Spark
+counts them alone), and the rows of units over it are shuffled by unit and bounded partition-wise
+by release.dp.bounding.bound_contributions itself (keyed per-row scores: the same rows in every
+runner, batch split and partitioning). Only the exact aggregate travels to the driver: one row per
+combination of the `by`
 values among the kept rows (at most the key grid, or the distinct values of 'discover' columns),
 where DPTableOutput.build_from_groups draws OpenDP's noise once, after the budget is reserved.
 """
@@ -17,115 +18,98 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
-_SIGN = np.uint64(1 << 63)
-
-
-def _ordered(u: np.ndarray) -> np.ndarray:
-    """uint64 scores as int64 with the same order (Spark has no unsigned type)."""
-    return (u ^ _SIGN).view(np.int64)
+_STATS = ("rows_in", "rows_kept", "units_over_bound", "units_truncated")
 
 
 @dataclass(frozen=True)
-class Eligible:
-    """Executor side, per batch of the pipeline's rows: the rows that can count, with their unit and value.
+class BoundPartition:
+    """Executor side, a whole partition of over-bound units (all rows of each unit in it): the local
+    runner's own bounding (release.dp.bounding.bound_contributions), then the kept rows' groups.
 
-    Adds `_u` (unit id: integer ids as they are, text ids keyed), `_null` (a null unit: its own
-    unit, never bounded) and `_v` (the clipped value of sums and means) to every column; only the
-    unit, `by` and value columns are converted (the rest pass through as Arrow).
+    Emits one row per `by` combination (`_n`, `_sum`) and one last row carrying the partition's
+    bounding statistics (additive: no unit spans two partitions).
     """
 
     by: tuple[str, ...]
-    public: tuple[tuple[str, ...] | None, ...]
-    "Public key list per `by` column (None: discovered; the row only needs a value)."
     unit: str
     key: bytes
-    value_column: str | None
-    bounds: tuple[int, int] | None
-
-    def schema(self, rows: pa.Schema) -> pa.Schema:
-        return pa.schema([*rows, pa.field("_u", pa.int64()), pa.field("_null", pa.bool_()),
-                          pa.field("_v", pa.int64())])
-
-    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        from release.batches import to_frame
-        from release.dp import keys as K
-        from release.dp.bounding import bounding_key, unit_ids
-
-        need = list(dict.fromkeys([*self.by, self.unit, *([self.value_column] if self.value_column else [])]))
-        frame = to_frame(batch.select(need))
-        eligible = np.ones(len(frame), dtype=bool)
-        for c, ks in zip(self.by, self.public, strict=True):
-            eligible &= frame[c].notna().to_numpy() if ks is None else K.column_codes(frame[c], list(ks)) >= 0
-        ids, nulls = unit_ids(frame[self.unit], bounding_key(self.key))
-        if self.value_column is not None and self.bounds is not None:
-            v = pd.to_numeric(frame[self.value_column], errors="coerce").fillna(0).to_numpy(dtype=float)
-            vals = np.clip(np.rint(v), self.bounds[0], self.bounds[1]).astype(np.int64)
-        else:
-            vals = np.zeros(len(frame), dtype=np.int64)
-        idx = pa.array(np.flatnonzero(eligible))
-        cols = [*batch.take(idx).columns, pa.array(ids).take(idx), pa.array(nulls).take(idx),
-                pa.array(vals).take(idx)]
-        return pa.RecordBatch.from_arrays(cols, schema=self.schema(batch.schema))
-
-
-@dataclass(frozen=True)
-class PairScores:
-    """Executor side, rows of units over the bound only: row digest `_d` and keyed (unit, cell) score `_p`.
-
-    The digest is over the pipeline's columns typed as the driver frame holds them
-    (release.batches.to_frame), so it is the one release.dp.bounding computes in the local runner.
-    """
-
-    by: tuple[str, ...]
-    key: bytes
+    max_records: int
+    max_groups: int | None
     columns: tuple[str, ...]
-    "The pipeline's columns (the digest's input, in order)."
+    "The pipeline's columns (a row's score is keyed on all of them)."
     rows: pa.Schema
     "Their Arrow schema as Spark holds them."
     out: pa.Schema
 
     def __call__(self, it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from release.batches import keyed_u64, row_digest, subkey, to_frame
+        from release.batches import to_frame
+        from release.dp.bounding import bound_contributions, bounding_key
 
-        sub = subkey(self.key, "dp-bounding-cell")
-        for b in it:
-            frame = to_frame(b.select(list(self.columns)).cast(self.rows))
-            digest = row_digest(frame)
-            ids = b.column(b.schema.get_field_index("_u")).to_numpy(zero_copy_only=False)
-            pair = keyed_u64(row_digest(frame[list(self.by)].assign(_unit=ids)), sub)
-            keep = [b.column(b.schema.get_field_index(c)) for c in self.out.names[:-2]]
-            yield pa.RecordBatch.from_arrays([*keep, pa.array(digest.view(np.int64)), pa.array(_ordered(pair))],
-                                             schema=self.out)
-
-
-@dataclass(frozen=True)
-class RowScores:
-    """Executor side: the keyed row score from the digest and the occurrence among identical rows."""
-
-    key: bytes
-    schema: pa.Schema
-
-    def __call__(self, it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        from release.batches import keyed_u64, subkey
-
-        sub = subkey(self.key, "dp-bounding-row")
-        for b in it:
-            d = b.column(b.schema.get_field_index("_d")).to_numpy(zero_copy_only=False).view(np.uint64)
-            occ = b.column(b.schema.get_field_index("_occ")).to_numpy(zero_copy_only=False).astype(np.uint64)
-            with np.errstate(over="ignore"):
-                s = keyed_u64(d ^ (occ * np.uint64(0x9E3779B97F4A7C15)), sub)
-            yield b.append_column("_s", pa.array(_ordered(s)))
+        batches = [b for b in it if b.num_rows]
+        if not batches:
+            return
+        table = pa.Table.from_batches(batches)
+        frame = to_frame(table.select(list(self.columns)).cast(self.rows))
+        keep, stats = bound_contributions(frame, self.unit, None, list(self.by), self.max_records, self.max_groups,
+                                          bounding_key(self.key))
+        kept = frame.loc[keep, list(self.by)].assign(_v=table.column("_v").to_numpy()[keep])
+        g = kept.groupby(list(self.by), dropna=False, sort=False, observed=True)["_v"].agg(["size", "sum"])
+        g = g.reset_index()
+        n = len(g)
+        cols = [pa.array(g[c], type=self.out.field(c).type, from_pandas=True) for c in self.by]
+        body = [*cols, pa.array(g["size"].to_numpy(dtype=np.int64)), pa.array(g["sum"].to_numpy(dtype=np.int64)),
+                *[pa.nulls(n, pa.int64()) for _ in _STATS]]
+        yield pa.RecordBatch.from_arrays(body, schema=self.out)
+        tail = [pa.nulls(1, self.out.field(c).type) for c in self.by] + [pa.nulls(1, pa.int64())] * 2
+        tail += [pa.array([int(stats[k])], pa.int64()) for k in _STATS]
+        yield pa.RecordBatch.from_arrays(tail, schema=self.out)
 
 
+class NotNative(Exception):
+    """A DP table this module does not aggregate on Spark (its rows go to the driver's build instead)."""
+
+
+def _eligible(rows: Any, out: Any, public: tuple[tuple[str, ...] | None, ...], value: str | None) -> Any:
+    """The rows that can count, with the clipped value `_v`, as Spark expressions (no Python worker).
+
+    Key columns compare as text the way release.dp.keys.as_text writes them: strings as they are,
+    integers in decimal, booleans 'true'/'false' (Spark's casts to string write the same); any other
+    type is left to the driver's build.
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, IntegralType, NumericType, StringType
+
+    types = {f.name: f.dataType for f in rows.schema.fields}
+    cond = F.lit(True)
+    for c, ks in zip(out.by, public, strict=True):
+        t = types[c]
+        if ks is None:
+            cond = cond & F.col(c).isNotNull()
+            continue
+        if not isinstance(t, StringType | IntegralType | BooleanType):
+            raise NotNative(f"key column {c} of type {t.simpleString()}")
+        text = F.col(c) if isinstance(t, StringType) else F.col(c).cast("string")
+        cond = cond & text.isNotNull() & text.isin(list(ks))
+    if value is not None:
+        if not isinstance(types[value], NumericType):
+            raise NotNative(f"value column {value} of type {types[value].simpleString()}")
+        lo, hi = out.bounds
+        v = F.rint(F.coalesce(F.col(value).cast("double"), F.lit(0.0)))
+        v = F.least(F.greatest(v, F.lit(float(lo))), F.lit(float(hi))).cast("long")
+    else:
+        v = F.lit(0).cast("long")
+    return rows.where(cond).withColumn("_v", v)
 
 
 def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[str, int]]:
     """(exact aggregate of the kept rows per `by` combination, bounding statistics) for one DP table.
 
-    Units within the bound (most, usually) are only counted: the hashing that ranks rows runs on
-    the rows of units over it. What comes back: the groups of the rows kept whole, those of the
-    over-bound units' kept rows (added up here), and one row of statistics.
+    Units within the bound (most, usually) are counted by Spark alone (a window count per unit, a
+    group-by); the rows of units over it are shuffled by unit and bounded partition-wise by the
+    local runner's own function, whose scores are keyed per row. Raises NotNative for key or value
+    types compared differently as text (the caller then builds the table on the driver).
     """
     from pyspark import StorageLevel
     from pyspark.sql import Window
@@ -134,7 +118,7 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
     from release.batches import to_frame
     from release.dp import keys as K
     from release.spark.rows import sparkable
-    from release.spark.stages import arrow_schema, spark_schema
+    from release.spark.stages import spark_schema
 
     policy = ctx.policy
     unit = policy.budget.privacy_unit
@@ -144,63 +128,47 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
     value = out.column if out.statistic in ("sum", "mean") else None
     by = list(out.by)
     columns = tuple(rows.columns)
-    in_schema = sparkable(_declared(ctx, rows, columns))
-    elig = Eligible(tuple(by), public, unit, ctx.run_key, value, out.bounds)
-
-    def part(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in it:
-            yield elig(b.cast(in_schema) if b.schema != in_schema else b)
-
-    e = rows.mapInArrow(part, spark_schema(elig.schema(in_schema)))
-    agg = [F.count(F.lit(1)).alias("_n")]
-    if value is not None:
-        agg.append(F.sum("_v").alias("_sum"))
+    e = _eligible(rows, out, public, value)
+    agg = [F.count(F.lit(1)).alias("_n"), F.sum("_v").alias("_sum")]
     if unit == policy.input.record_id:
         # Record ids are validated unique: each unit has one row, within any bound.
-        frame = to_frame(e.groupBy(*by).agg(*agg).toArrow())
+        frame = _groups(to_frame(e.groupBy(*by).agg(*agg).toArrow()), value)
         n = int(frame["_n"].sum()) if len(frame) else 0
         return frame, {"rows_in": n, "rows_kept": n, "units_over_bound": 0, "units_truncated": 0}
     cell_bound = max_groups is not None and bool(by)
     limit = min(max_records, max_groups) if cell_bound else max_records
-    w = Window.partitionBy("_u")
-    e2 = e.withColumn("_cnt", F.when(F.col("_null"), F.lit(1)).otherwise(F.count(F.lit(1)).over(w)))
+    u = F.col(unit)
+    # Null units are one row each (never bounded); text units group by their value here, by their
+    # keyed id in bound_contributions (a 2**-64 merge there only makes bounding stricter).
+    e2 = e.withColumn("_cnt", F.when(u.isNull(), F.lit(1)).otherwise(F.count(F.lit(1)).over(Window.partitionBy(u))))
     e2 = e2.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         whole = to_frame(e2.where(F.col("_cnt") <= limit).groupBy(*by).agg(*agg).toArrow())
-        big = e2.where(F.col("_cnt") > limit)
-        scored_schema = pa.schema([*[in_schema.field(c) for c in by], pa.field("_u", pa.int64()),
-                                   pa.field("_v", pa.int64()), pa.field("_d", pa.int64()), pa.field("_p", pa.int64())])
-        scored = big.mapInArrow(PairScores(tuple(by), ctx.run_key, columns, in_schema, scored_schema),
-                                spark_schema(scored_schema))
-        if cell_bound:
-            scored = scored.withColumn("_pr", F.dense_rank().over(w.orderBy("_p"))).where(F.col("_pr") <= max_groups)
-        scored = scored.withColumn("_c2", F.count(F.lit(1)).over(w))
-        kept_a = scored.where(F.col("_c2") <= max_records).select(*by, "_u", "_v")
-        over = scored.where(F.col("_c2") > max_records).withColumn(
-            "_occ", F.row_number().over(Window.partitionBy("_u", "_d").orderBy("_p")) - 1)
-        ranked_schema = arrow_schema(over).append(pa.field("_s", pa.int64()))
-        ranked = over.mapInArrow(RowScores(ctx.run_key, ranked_schema), spark_schema(ranked_schema))
-        kept_b = ranked.withColumn("_rk", F.row_number().over(w.orderBy("_s"))).where(
-            F.col("_rk") <= max_records).select(*by, "_u", "_v")
-        kept_big = kept_a.unionByName(kept_b).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            part_groups = to_frame(kept_big.groupBy(*by).agg(*agg).toArrow())
-            # One row of statistics: units over the bound, the rows they hold, those that lost rows.
-            units = big.groupBy("_u").agg(F.count(F.lit(1)).alias("_n0")).join(
-                kept_big.groupBy("_u").agg(F.count(F.lit(1)).alias("_n1")), "_u", "left")
-            st = units.agg(F.count(F.lit(1)).alias("over"), F.sum("_n0").alias("rows_over"),
-                           F.sum(F.when(F.coalesce(F.col("_n1"), F.lit(0)) < F.col("_n0"), 1).otherwise(0))
-                           .alias("truncated")).collect()[0]
-        finally:
-            kept_big.unpersist()
+        big = e2.where(F.col("_cnt") > limit).drop("_cnt").repartition(u)
+        in_schema = sparkable(_declared(ctx, rows, columns))
+        out_schema = pa.schema([*[in_schema.field(c) for c in by], pa.field("_n", pa.int64()),
+                                pa.field("_sum", pa.int64()), *[pa.field(k, pa.int64()) for k in _STATS]])
+        fn = BoundPartition(tuple(by), unit, ctx.run_key, max_records, max_groups, columns, in_schema, out_schema)
+        got = big.mapInArrow(fn, spark_schema(out_schema)).toArrow()
     finally:
         e2.unpersist()
-    frame = _sum_groups(whole, part_groups, by)
-    n_over = int(st["over"] or 0)
-    stats = {"rows_in": (int(whole["_n"].sum()) if len(whole) else 0) + int(st["rows_over"] or 0),
-             "rows_kept": int(frame["_n"].sum()) if len(frame) else 0,
-             "units_over_bound": n_over, "units_truncated": int(st["truncated"] or 0) if cell_bound else n_over}
-    return frame, stats
+    stats_rows = got.filter(pc.is_valid(got.column("rows_in")))
+    parts = to_frame(got.filter(pc.is_null(got.column("rows_in"))).select([*by, "_n", "_sum"]))
+    stats = {k: int(pc.sum(stats_rows.column(k)).as_py() or 0) for k in _STATS}
+    n_whole = int(whole["_n"].sum()) if len(whole) else 0
+    stats["rows_in"] += n_whole
+    stats["rows_kept"] += n_whole
+    return _groups(_sum_groups(whole, parts, by), value), stats
+
+
+def _groups(frame: pd.DataFrame, value: str | None) -> pd.DataFrame:
+    """The aggregate build_from_groups reads: `_n` always, `_sum` for sums and means only."""
+    frame = frame.copy()
+    frame["_n"] = frame["_n"].astype("int64")
+    if value is None:
+        return frame.drop(columns=["_sum"])
+    frame["_sum"] = frame["_sum"].fillna(0).astype("int64")
+    return frame
 
 
 def _declared(ctx: Any, rows: Any, columns: tuple[str, ...]) -> pa.Schema:

@@ -114,7 +114,7 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
 
     The same sequence as release.engine._run_row_pipeline, partition by partition.
     """
-    from release.batches import ROW, row_pipeline, to_frame
+    from release.batches import ROW, row_pipeline
     from release.spark.rows import duplicate_rows, run_pipeline, with_row_numbers
     from release.validate import ValidationReport as VR
     from release.validate import check_columns, merge_reports, raise_if_refused
@@ -158,7 +158,7 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
     from functools import partial
 
     from release.batches import to_frame
-    from release.spark.dp import bounded_groups
+    from release.spark.dp import NotNative, bounded_groups
 
     policy = ctx.policy
     remaining = len(ctx.step_evidence) < len(policy.steps)
@@ -168,8 +168,12 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
             # A removed privacy-unit column is the local build's located error: left to it.
             unit = policy.budget.privacy_unit if policy.budget is not None else None
             if out.kind == "dp-table" and unit in rows.columns:
+                try:
+                    groups, stats = bounded_groups(rows, out, ctx)
+                except NotNative as why:
+                    progress(f"output {out.name}: built on the driver ({why})")
+                    continue
                 progress(f"output {out.name}: contribution bounding and exact counts on Spark")
-                groups, stats = bounded_groups(rows, out, ctx)
                 prebuilt[out.name] = partial(out.build_from_groups, groups, stats, ctx)
     ctx.options["_prebuilt"] = prebuilt
     schema = _pipeline_schema(plan, ctx)
