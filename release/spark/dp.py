@@ -111,7 +111,6 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
     local runner's own function, whose scores are keyed per row. Raises NotNative for key or value
     types compared differently as text (the caller then builds the table on the driver).
     """
-    from pyspark import StorageLevel
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -141,24 +140,24 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
     # Null units are one row each (never bounded); text units group by their value here, by their
     # keyed id in bound_contributions (a 2**-64 merge there only makes bounding stricter).
     e2 = e.withColumn("_cnt", F.when(u.isNull(), F.lit(1)).otherwise(F.count(F.lit(1)).over(Window.partitionBy(u))))
-    e2 = e2.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        whole = to_frame(e2.where(F.col("_cnt") <= limit).groupBy(*by).agg(*agg).toArrow())
-        big = e2.where(F.col("_cnt") > limit).drop("_cnt").repartition(u)
-        in_schema = sparkable(_declared(ctx, rows, columns))
-        out_schema = pa.schema([*[in_schema.field(c) for c in by], pa.field("_n", pa.int64()),
-                                pa.field("_sum", pa.int64()), *[pa.field(k, pa.int64()) for k in _STATS]])
-        fn = BoundPartition(tuple(by), unit, ctx.run_key, max_records, max_groups, columns, in_schema, out_schema)
-        got = big.mapInArrow(fn, spark_schema(out_schema)).toArrow()
-    finally:
-        e2.unpersist()
+    in_schema = sparkable(_declared(ctx, rows, columns))
+    out_schema = pa.schema([*[in_schema.field(c) for c in by], pa.field("_n", pa.int64()),
+                            pa.field("_sum", pa.int64()), *[pa.field(k, pa.int64()) for k in _STATS]])
+    whole = e2.where(F.col("_cnt") <= limit).groupBy(*by).agg(*agg).select(
+        *by, "_n", "_sum", *[F.lit(None).cast("long").alias(k) for k in _STATS])
+    big = e2.where(F.col("_cnt") > limit).drop("_cnt").repartition(u)
+    fn = BoundPartition(tuple(by), unit, ctx.run_key, max_records, max_groups, columns, in_schema, out_schema)
+    # One job: both branches read the same window exchange (Spark reuses it within a plan).
+    got = whole.unionByName(big.mapInArrow(fn, spark_schema(out_schema))).toArrow()
     stats_rows = got.filter(pc.is_valid(got.column("rows_in")))
     parts = to_frame(got.filter(pc.is_null(got.column("rows_in"))).select([*by, "_n", "_sum"]))
     stats = {k: int(pc.sum(stats_rows.column(k)).as_py() or 0) for k in _STATS}
-    n_whole = int(whole["_n"].sum()) if len(whole) else 0
+    # Rows of units within the bound: in and kept alike (they sit in `parts` beside the bounded ones).
+    n_all = int(parts["_n"].sum()) if len(parts) else 0
+    n_whole = n_all - stats["rows_kept"]
     stats["rows_in"] += n_whole
     stats["rows_kept"] += n_whole
-    return _groups(_sum_groups(whole, parts, by), value), stats
+    return _groups(_collapse(parts, by), value), stats
 
 
 def _groups(frame: pd.DataFrame, value: str | None) -> pd.DataFrame:
@@ -183,12 +182,9 @@ def _declared(ctx: Any, rows: Any, columns: tuple[str, ...]) -> pa.Schema:
         return spark_arrow(rows)  # rows not from a pipeline (benchmarks, tests): as Spark holds them
 
 
-def _sum_groups(a: pd.DataFrame, b: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Two aggregates of disjoint rows as one (counts and sums added per `by` combination)."""
-    if not len(b):
-        return a.reset_index(drop=True)
-    if not len(a):
-        return b.reset_index(drop=True)
-    both = pd.concat([a, b], ignore_index=True)
-    vals = [c for c in both.columns if c not in by]
-    return both.groupby(by, dropna=False, sort=False, observed=True)[vals].sum().reset_index()
+def _collapse(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Aggregates of disjoint rows as one: counts and sums added per `by` combination."""
+    if not len(frame):
+        return frame.reset_index(drop=True)
+    vals = [c for c in frame.columns if c not in by]
+    return frame.groupby(by, dropna=False, sort=False, observed=True)[vals].sum().reset_index()
