@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from release.errors import InputError, UsageError
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ def read(spark: Any, input_path: str | Path | None, table: str | None) -> tuple[
     if str(input_path).startswith(("postgresql://", "postgres://")):
         raise UsageError("--engine spark reads Parquet or catalog tables; a postgresql:// source runs on the local"
                          " engine")
+    if _URI.match(str(input_path)):
+        # Cluster storage (hdfs://, s3a://, abfss://, dbfs:/...): the executors read it; the driver
+        # cannot hash what it never reads, so the manifest names the location instead.
+        df = spark.read.parquet(str(input_path))
+        return df, SparkSource(label=str(input_path), sha256=None,
+                               manifest={"kind": "parquet-uri", "location": str(input_path)})
     if not p.exists():
         raise InputError(f"{p}: no such input file")
     if p.is_file() and p.suffix.lower() not in (".parquet", ".pq"):
