@@ -66,6 +66,9 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
         raise UsageError("--engine spark reads Parquet or a Spark catalog table; the policy's input.source is a"
                          " database: run it with --engine local, or give --input/--table")
     settings = S.settings(options)
+    why = S.unavailable()
+    if why:
+        raise UsageError(f"--engine spark: {why}")
     signer = release_signer(options)
     internal_dir = internal_folder(options, out_dir)
     trusted = TrustedFiles()
