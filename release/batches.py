@@ -485,7 +485,8 @@ def arrow_schema(schema: Schema) -> pa.Schema:
 
 def _pandas_type(t: pa.DataType) -> Any:
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return pd.StringDtype()
+        # Text stays in Arrow memory (no Python object per value): pandas' Arrow-backed strings.
+        return pd.StringDtype("pyarrow")
     if pa.types.is_integer(t):
         return pd.Int64Dtype()
     if pa.types.is_boolean(t):
@@ -503,8 +504,9 @@ def to_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
 
 
 def raw_frame(batch: pa.RecordBatch | pa.Table) -> pd.DataFrame:
-    """A raw input batch as validation reads it (text columns as pandas strings, like read_table)."""
-    return batch.to_pandas(types_mapper=lambda t: pd.StringDtype()
+    """A raw input batch as validation reads it: text columns as pandas strings kept in Arrow memory
+    (validation's text checks and stripping then run in Arrow's kernels, with no Python object per value)."""
+    return batch.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow")
                            if pa.types.is_string(t) or pa.types.is_large_string(t) else None)
 
 

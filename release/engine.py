@@ -232,7 +232,7 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
     """
     import pyarrow as pa
 
-    from release.batches import BatchResult, DuplicateIds, raw_frame, row_pipeline, to_frame
+    from release.batches import BatchResult, DuplicateIds, _ProcessCache, raw_frame, row_pipeline, to_frame
     from release.validate import check_columns, merge_reports, raise_if_refused, typed_ids
 
     policy = ctx.policy
@@ -284,6 +284,7 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
     ctx.schema = plan.schemas[len(pipe.steps)]
     table = pa.Table.from_batches(outs, schema=pipe.output_schema())
     del outs
+    _ProcessCache.contexts.clear()  # the pipeline is done: let go of the run's context
     return to_frame(table), vreport
 
 

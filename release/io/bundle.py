@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from release.context import test_mode
@@ -58,42 +59,232 @@ def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for c in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[c]):
-            out[c] = out[c].dt.strftime("%Y-%m-%dT%H:%M:%S")
+            out[c] = iso_seconds(out[c])
     return out
 
 
+def iso_seconds(s: pd.Series) -> pd.Series:
+    """Datetimes as ISO 8601 text to the second (`%Y-%m-%dT%H:%M:%S`, floored), nulls as NaN, in Arrow."""
+    if getattr(s.dt, "tz", None) is not None:
+        return s.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    v = s.to_numpy(dtype="datetime64[ns]")
+    # NumPy's ISO text in C (Arrow's strftime costs microseconds a value); the cast to seconds floors.
+    txt = np.datetime_as_string(v.astype("datetime64[s]"), unit="s").astype(object)
+    txt[np.isnat(v)] = np.nan
+    return pd.Series(txt, index=s.index, name=s.name)
+
+
 def table_to_csv(frame: pd.DataFrame) -> bytes:
-    """CSV bytes; string cells a spreadsheet would run as a formula get a leading apostrophe (OWASP)."""
+    """CSV bytes; string cells a spreadsheet would run as a formula get a leading apostrophe (OWASP).
+
+    The text is pandas' `to_csv` (QUOTE_MINIMAL, floats as %.7f, nulls empty), built column by
+    column in Arrow's kernels and row chunk by row chunk; a column of another kind (mixed Python
+    objects) or a one-column table goes through pandas itself, byte for byte the same format.
+    """
+    ready = _csv_ready(frame)
+    if ready.shape[1] > 1:
+        got = _arrow_csv(ready)
+        if got is not None:
+            return got
+    return _pandas_csv(ready)
+
+
+def _pandas_csv(ready: pd.DataFrame) -> bytes:
     from release.outputs.cells import neutralise_frame
 
     buf = io.StringIO()
-    safe, _ = neutralise_frame(_csv_ready(frame))
+    safe, _ = neutralise_frame(ready)
     safe.to_csv(buf, index=False, lineterminator="\n", float_format="%.7f")
     return buf.getvalue().encode("utf-8")
+
+
+CSV_CHUNK_ROWS = 1 << 20
+_NEUTRALISE_RE2 = r"^'*[=+\-@\t\r]"
+_QUOTE_RE2 = r'[,"\n]'
+
+
+def _csv_header(columns: list[Any]) -> bytes:
+    import csv
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow([str(c) for c in columns])
+    return buf.getvalue().encode("utf-8")
+
+
+def _arrow_csv(ready: pd.DataFrame) -> bytes | None:
+    """`_pandas_csv` through Arrow (None when a column is of a kind only pandas formats)."""
+    parts = [_csv_header(list(ready.columns))]
+    n = len(ready)
+    for start in range(0, n, CSV_CHUNK_ROWS):
+        chunk = ready.iloc[start:start + CSV_CHUNK_ROWS]
+        cols = []
+        for c in chunk.columns:
+            txt = _csv_cells(chunk[c])
+            if txt is None:
+                return None
+            cols.append(txt)
+        lines = _join(*cols, sep=",")
+        lines = _join(lines, "", sep="\n")
+        parts.append(_string_bytes(lines))
+    return b"".join(parts)
+
+
+def _L(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
+
+
+def _join(*parts: Any, sep: str = "") -> Any:
+    """Element-wise concatenation of large-string arrays and scalars with a separator."""
+    return pc.binary_join_element_wise(*[_L(p) if isinstance(p, str) else p for p in parts], _L(sep))
+
+
+def _string_bytes(arr: pa.Array) -> bytes:
+    """The concatenated values of a (null-free) string array, straight from its buffers."""
+    arr = arr.cast(pa.large_string()) if not pa.types.is_large_string(arr.type) else arr
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) == 0:
+        return b""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    return arr.buffers()[2][int(offsets[0]):int(offsets[-1])].to_pybytes()  # one copy: the buffer slice is a view
+
+
+def _csv_cells(s: pd.Series) -> pa.Array | None:
+    """One column's CSV cells as Arrow text (nulls as empty cells), or None when pandas must format it."""
+    dt = s.dtype
+    if pd.api.types.is_float_dtype(dt):
+        return _float_cells(s.to_numpy(dtype=np.float64, na_value=np.nan))
+    if pd.api.types.is_bool_dtype(dt) and not isinstance(dt, pd.CategoricalDtype):
+        arr = pa.array(s, type=pa.bool_(), from_pandas=True)
+        return pc.fill_null(pc.if_else(arr, _L("True"), _L("False")), _L(""))
+    if pd.api.types.is_integer_dtype(dt):
+        arr = pa.array(s, type=pa.int64(), from_pandas=True)
+        return pc.fill_null(pc.cast(arr, pa.large_string()), _L(""))
+    if isinstance(dt, pd.CategoricalDtype):
+        s = s.astype(object)
+    if isinstance(dt, pd.StringDtype) or s.dtype == object:
+        try:
+            arr = pa.array(s, from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
+        if pa.types.is_null(arr.type):
+            return pc.fill_null(arr.cast(pa.large_string()), _L(""))
+        if pa.types.is_boolean(arr.type):
+            return pc.fill_null(pc.if_else(arr, _L("True"), _L("False")), _L(""))
+        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None  # numbers or mixed objects in an object column: pandas' own formatting
+        arr = arr.cast(pa.large_string())
+        # Formula neutralisation (release.outputs.cells), then CSV quoting as Python's csv module does.
+        arr = pc.if_else(pc.match_substring_regex(arr, _NEUTRALISE_RE2), _join("'", arr), arr)
+        quoted = _join('"', pc.replace_substring(arr, '"', '""'), '"')
+        arr = pc.if_else(pc.match_substring_regex(arr, _QUOTE_RE2), quoted, arr)
+        return pc.fill_null(arr, _L(""))
+    return None
+
+
+def _float_cells(x: np.ndarray) -> pa.Array:
+    """'%.7f' of every float (NaN empty), by integer arithmetic; values a rounding tie or range could
+    make differ from C's printf are formatted by Python itself."""
+    a = np.abs(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = a * 1e7
+        fine = np.isfinite(scaled) & (scaled < 2.0**52)
+        frac = scaled - np.floor(np.where(fine, scaled, 0.0))
+        fine &= np.abs(frac - 0.5) > np.maximum(1e-6, scaled * 1e-15)
+        q = np.rint(np.where(fine, scaled, 0.0)).astype(np.int64)
+    ip = pc.cast(pa.array(q // 10_000_000), pa.large_string())
+    fp = pc.utf8_lpad(pc.cast(pa.array(q % 10_000_000), pa.large_string()), 7, "0")
+    txt = _join(ip, fp, sep=".")
+    txt = pc.if_else(pa.array(np.signbit(x)), _join("-", txt), txt)
+    slow = ~fine & ~np.isnan(x)
+    if slow.any():
+        txt = pc.replace_with_mask(txt, pa.array(slow), pa.array([f"{v:.7f}" for v in x[slow]], pa.large_string()))
+    return pc.if_else(pa.array(np.isnan(x)), _L(""), txt)
 
 
 def table_to_parquet(frame: pd.DataFrame) -> bytes:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     # pandas metadata carries nothing a reader needs and varies across versions: leave it out.
     table = table.replace_schema_metadata(None)
+    # Text is written as `string` however pandas held it (its Arrow-backed strings are large_string).
+    if any(pa.types.is_large_string(f.type) for f in table.schema):
+        table = table.cast(pa.schema([pa.field(f.name, pa.string(), f.nullable) if pa.types.is_large_string(f.type)
+                                      else f for f in table.schema]))
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
     return sink.getvalue().to_pybytes()
 
 
 def table_to_geojson(frame: pd.DataFrame, lat: str, lon: str) -> bytes:
-    """Point features for rows with coordinates; rows without them are left to the CSV."""
+    """Point features for rows with coordinates; rows without them are left to the CSV.
+
+    One feature a line; the properties are pandas' `to_json` records, built in Arrow's kernels
+    when every property column is text, integer or boolean (else by pandas, the same bytes).
+    """
     have = frame[lat].notna() & frame[lon].notna()
     sub = _csv_ready(frame.loc[have])
     props = sub.drop(columns=[lat, lon])
-    lines = props.to_json(orient="records", lines=True, force_ascii=False).splitlines() if len(props) else []
-    if props.shape[1] == 0:
-        lines = ["{}"] * len(sub)
-    xs = np.char.mod("%.7f", sub[lon].to_numpy(dtype=float))
-    ys = np.char.mod("%.7f", sub[lat].to_numpy(dtype=float))
-    feats = [f'{{"type":"Feature","geometry":{{"type":"Point","coordinates":[{x},{y}]}},"properties":{p}}}'
-             for x, y, p in zip(xs, ys, lines, strict=True)]
-    return ('{"type":"FeatureCollection","features":[\n' + ",\n".join(feats) + "\n]}\n").encode()
+    n = len(sub)
+    head, tail = b'{"type":"FeatureCollection","features":[\n', b"\n]}\n"
+    if n == 0:
+        return head + tail
+    xs = _float_cells(sub[lon].to_numpy(dtype=float))
+    ys = _float_cells(sub[lat].to_numpy(dtype=float))
+    p = _json_props(props) if props.shape[1] else pa.array(["{}"] * n, pa.large_string())
+    if p is None:
+        lines = props.to_json(orient="records", lines=True, force_ascii=False).split("\n")[:n]
+        p = pa.array(lines, pa.large_string())
+    feats = _join('{"type":"Feature","geometry":{"type":"Point","coordinates":[', xs, ",", ys, ']},"properties":', p,
+                  "}")
+    body = _string_bytes(_join(feats, "", sep=",\n"))
+    return b"".join([head, memoryview(body)[:-2], tail])
+
+
+_JSON_UNSAFE_RE2 = r"[\x{0}-\x{8}\x{b}-\x{1f}]"
+
+
+def _json_props(props: pd.DataFrame) -> pa.Array | None:
+    """Each row's properties as pandas writes them (`to_json`, records, force_ascii=False), or None."""
+    import json as _json
+
+    parts: list[Any] = []
+    for i, c in enumerate(props.columns):
+        name = str(c)
+        if any(ch in name for ch in '"\\/') or any(ord(ch) < 32 for ch in name):
+            return None
+        v = _json_values(props[c])
+        if v is None:
+            return None
+        parts += [("{" if i == 0 else ",") + _json.dumps(name, ensure_ascii=False) + ":", v]
+    parts.append("}")
+    return _join(*parts)
+
+
+def _json_values(s: pd.Series) -> pa.Array | None:
+    dt = s.dtype
+    if pd.api.types.is_bool_dtype(dt) and not isinstance(dt, pd.CategoricalDtype):
+        arr = pa.array(s, type=pa.bool_(), from_pandas=True)
+        return pc.fill_null(pc.if_else(arr, _L("true"), _L("false")), _L("null"))
+    if pd.api.types.is_integer_dtype(dt):
+        return pc.fill_null(pc.cast(pa.array(s, type=pa.int64(), from_pandas=True), pa.large_string()), _L("null"))
+    if isinstance(dt, pd.CategoricalDtype):
+        s = s.astype(object)
+    if not (isinstance(dt, pd.StringDtype) or s.dtype == object):
+        return None  # floats and the rest: pandas' own number formatting
+    try:
+        arr = pa.array(s, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):
+        return None
+    if pa.types.is_null(arr.type):
+        return pc.fill_null(arr.cast(pa.large_string()), _L("null"))
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    arr = arr.cast(pa.large_string())
+    if pc.any(pc.match_substring_regex(arr, _JSON_UNSAFE_RE2)).as_py():
+        return None  # control characters are refused at validation; pandas escapes any that get here
+    for a, b in (("\\", "\\\\"), ('"', '\\"'), ("/", "\\/"), ("\t", "\\t"), ("\n", "\\n")):
+        arr = pc.replace_substring(arr, a, b)
+    return pc.fill_null(_join('"', arr, '"'), _L("null"))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -168,18 +359,41 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _read_csv_text(path: Any) -> pd.DataFrame:
+    """A published CSV with every column as text (empty cells null), parsed by pyarrow into Arrow-backed strings."""
+    import csv
+
+    import pyarrow.csv as pacsv
+
+    data = path.read() if hasattr(path, "read") else Path(path).read_bytes()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    first = data.split(b"\n", 1)[0].decode("utf-8")
+    names = next(csv.reader([first]), []) if first else []
+    if not names:
+        return pd.DataFrame()
+    table = pacsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, null_values=[""],
+                                             strings_can_be_null=True, quoted_strings_can_be_null=True))
+    return table.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow"))
+
+
 def read_published_csv(path: Path, schema: Schema) -> pd.DataFrame:
     """Read a published CSV back with the types its columns were declared with."""
     from release.outputs.cells import restore_frame
     from release.validate import _convert
 
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
+    raw = _read_csv_text(path)
     raw = restore_frame(raw)  # the published values, as Parquet and GeoJSON hold them
     out = {}
     for c in raw.columns:
         spec = schema.get(c)
         if spec is None:
-            num = pd.to_numeric(raw[c], errors="coerce")
+            obj = raw[c].astype(object).where(raw[c].notna(), np.nan)
+            num = pd.to_numeric(obj, errors="coerce")
             out[c] = num if num.notna().sum() == raw[c].notna().sum() else raw[c].astype("string")
         elif spec.type in (ColumnType.datetime, ColumnType.date):
             out[c] = raw[c].astype("string")

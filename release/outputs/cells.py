@@ -88,7 +88,7 @@ def restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
         s = frame[c]
         if not _string_cells(s):
             continue
-        m = s.str.match(_RESTORE).eq(True)
+        m = s.str.match(_RESTORE).eq(True).fillna(False).to_numpy(dtype=bool)
         if m.any():
             if out is frame:
                 out = frame.copy()
@@ -98,9 +98,25 @@ def restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_NEUTRALISE_RE2 = r"^'*[=+\-@\t\r]"
+
+
 def count_neutralised(frame: pd.DataFrame) -> int:
     """Cells of a published table that its CSV carries neutralised (string cells with a trigger)."""
-    return neutralise_frame(frame)[1]
+    n = 0
+    for c in frame.columns:
+        s = frame[c]
+        if not _string_cells(s):
+            continue
+        try:
+            arr = pa.array(s.astype(object) if isinstance(s.dtype, pd.CategoricalDtype) else s, from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            arr = None
+        if arr is None or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            n += neutralise_frame(frame[[c]])[1]  # mixed objects: pandas' rule cell by cell
+            continue
+        n += int(pc.sum(pc.match_substring_regex(arr, _NEUTRALISE_RE2)).as_py() or 0)
+    return n
 
 
 # ------------------------------------------------------------------------------ report and bundle check

@@ -35,8 +35,9 @@ class RecordsOutput(OutputConfig):
 
     def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
         out = frame.loc[:, list(self.columns)]
-        keys = list(self.sort_by or self.columns)
-        # A total order on the published values makes the file independent of input order.
+        # A total order on the published values makes the file independent of input order (and of
+        # how a batch engine cut it): the declared keys, then every other published column.
+        keys = list(dict.fromkeys([*(self.sort_by or ()), *self.columns]))
         out = out.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
         return OutputBuild(tables={self.name: out}, geo=self.geo_columns(ctx.schema),
                            evidence={"rows": int(len(out)), "columns": list(self.columns)})

@@ -156,6 +156,10 @@ def _rings(geojson: dict[str, Any]) -> list[np.ndarray]:
     return rings
 
 
+MAP_MAX_POINTS = 20_000
+"Distinct points drawn one by one on a map; beyond this the map shows hexagonal bins of the records."
+
+
 def point_map(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, areas: dict[str, Any] | None,
               title: str) -> str:
     """Published points (size by records per point) over the area boundaries; no tiles, no network."""
@@ -165,7 +169,13 @@ def point_map(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, areas: dict[
         rings = _rings(areas) if areas else []
         if rings:
             ax.add_collection(LineCollection(rings, colors=MUTED, linewidths=0.6))
-        if len(lon):
+        if len(lon) > MAP_MAX_POINTS:
+            # More distinct points than a page can draw: hexagonal bins of the records (an aggregate),
+            # said on the chart.
+            ax.hexbin(lon, lat, C=counts, reduce_C_function=np.sum, gridsize=60, cmap="Blues", mincnt=1,
+                      linewidths=0, rasterized=True)
+            title = f"{title}: hexagonal bins of records (over {MAP_MAX_POINTS:,} distinct points)"
+        elif len(lon):
             size = 2 + 10 * np.sqrt(counts / max(counts.max(), 1))
             # Thousands of markers would make a heavy page: draw them as one embedded image layer.
             ax.scatter(lon, lat, s=size, color=ACCENT, alpha=0.6, linewidths=0, rasterized=len(lon) > 800)

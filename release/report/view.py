@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,24 +173,43 @@ def reidentification_block(pub: dict[str, Any]) -> Block:
     return b
 
 
+_COORDS = re.compile(rb'"geometry":\{"type":"Point","coordinates":\[(-?[0-9.eE+-]+),(-?[0-9.eE+-]+)\]\}')
+_POINTS_CACHE: dict[tuple[str, int, bytes], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _geojson_points(data: bytes) -> np.ndarray:
+    """(n, 2) lon/lat of the Point features: read straight from the bytes the engine writes (one feature
+    a line), without building a million dicts; any other layout goes through the JSON parser."""
+    found = _COORDS.findall(data)
+    if len(found) == data.count(b'"type":"Feature"'):
+        if not found:
+            return np.zeros((0, 2))
+        return np.array(found, dtype=np.bytes_).astype(float).reshape(-1, 2)
+    doc = json.loads(data)
+    coords = [f["geometry"]["coordinates"] for f in doc.get("features", [])
+              if (f.get("geometry") or {}).get("type") == "Point"]
+    return np.asarray(coords, dtype=float).reshape(-1, 2)
+
+
 def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Distinct published coordinates and records per point, from the output's GeoJSON (else its CSV)."""
-    lon: np.ndarray | None = None
-    lat: np.ndarray | None = None
+    """Distinct published coordinates and records per point, from the output's GeoJSON (an aggregate:
+    one entry per distinct point, whatever the number of records)."""
     for p in paths:
         if p.endswith(".geojson") and p in files:
-            doc = json.loads(files[p])
-            coords = [f["geometry"]["coordinates"] for f in doc.get("features", [])
-                      if (f.get("geometry") or {}).get("type") == "Point"]
-            arr = np.asarray(coords, dtype=float).reshape(-1, 2)
-            lon, lat = arr[:, 0], arr[:, 1]
-            break
-    if lon is None or lat is None:
-        return None
-    if not len(lon):
-        return lon, lat, np.zeros(0)
-    pts, counts = np.unique(np.column_stack([lon, lat]), axis=0, return_counts=True)
-    return pts[:, 0], pts[:, 1], counts
+            data = files[p]
+            # The public and the internal page both draw it: parse once per file.
+            key = (p, len(data), hashlib.sha256(data).digest())
+            if key not in _POINTS_CACHE:
+                arr = _geojson_points(data)
+                if not len(arr):
+                    _POINTS_CACHE.clear()
+                    _POINTS_CACHE[key] = (arr[:, 0], arr[:, 1], np.zeros(0))
+                else:
+                    pts, counts = np.unique(arr, axis=0, return_counts=True)
+                    _POINTS_CACHE.clear()
+                    _POINTS_CACHE[key] = (pts[:, 0], pts[:, 1], counts)
+            return _POINTS_CACHE[key]
+    return None
 
 
 def location_block(loc: dict[str, Any] | None, files: dict[str, bytes], paths: list[str],

@@ -118,7 +118,8 @@ class PseudonymizeStep(StepConfig):
             col = out[c]
             # Pseudonyms are per distinct value, so the HMAC runs once per value, not per row.
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
-            mapped = [self.prefix + hmac.new(key, str(u).encode(), hashlib.sha256).hexdigest()[: self.length]
+            # hmac.digest is the one-shot C path: the same HMAC-SHA256, a fraction of hmac.new's cost.
+            mapped = [self.prefix + hmac.digest(key, str(u).encode(), "sha256").hex()[: self.length]
                       for u in uniques]
             arr = np.asarray(mapped + [None], dtype=object)
             out[c] = pd.array(arr[np.where(codes < 0, len(mapped), codes)], dtype="string")
