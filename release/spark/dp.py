@@ -106,11 +106,12 @@ def _eligible(rows: Any, out: Any, public: tuple[tuple[str, ...] | None, ...], v
 def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[str, int]]:
     """(exact aggregate of the kept rows per `by` combination, bounding statistics) for one DP table.
 
-    Units within the bound (most, usually) are counted by Spark alone (rows per unit, an anti-join,
-    a group-by); the rows of units over it are shuffled by unit and bounded partition-wise by the
+    Units within the bound (most, usually) are counted by Spark alone (a window count per unit, a
+    group-by); the rows of units over it are shuffled by unit and bounded partition-wise by the
     local runner's own function, whose scores are keyed per row. Raises NotNative for key or value
     types compared differently as text (the caller then builds the table on the driver).
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     from release.batches import to_frame
@@ -136,20 +137,17 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
     cell_bound = max_groups is not None and bool(by)
     limit = min(max_records, max_groups) if cell_bound else max_records
     u = F.col(unit)
-    # Units over the bound (usually few): counted on the unit column alone, then joined back (Spark
-    # broadcasts them when small), so only their rows are shuffled whole. Null units are one row
-    # each: never over the bound. Text units group by their value here, by their keyed id in
-    # bound_contributions (a 2**-64 merge there only makes bounding stricter).
-    over = e.where(u.isNotNull()).groupBy(u).agg(F.count(F.lit(1)).alias("_cnt")).where(
-        F.col("_cnt") > limit).select(u)
+    # Null units are one row each (never bounded); text units group by their value here, by their
+    # keyed id in bound_contributions (a 2**-64 merge there only makes bounding stricter).
+    e2 = e.withColumn("_cnt", F.when(u.isNull(), F.lit(1)).otherwise(F.count(F.lit(1)).over(Window.partitionBy(u))))
     in_schema = sparkable(_declared(ctx, rows, columns))
     out_schema = pa.schema([*[in_schema.field(c) for c in by], pa.field("_n", pa.int64()),
                             pa.field("_sum", pa.int64()), *[pa.field(k, pa.int64()) for k in _STATS]])
-    whole = e.join(over, unit, "left_anti").groupBy(*by).agg(*agg).select(
+    whole = e2.where(F.col("_cnt") <= limit).groupBy(*by).agg(*agg).select(
         *by, "_n", "_sum", *[F.lit(None).cast("long").alias(k) for k in _STATS])
-    big = e.join(over, unit, "left_semi").repartition(u)
+    big = e2.where(F.col("_cnt") > limit).drop("_cnt").repartition(u)
     fn = BoundPartition(tuple(by), unit, ctx.run_key, max_records, max_groups, columns, in_schema, out_schema)
-    # One job: the units over the bound are found once (Spark reuses the exchange within a plan).
+    # One job: both branches read the same window exchange (Spark reuses it within a plan).
     got = whole.unionByName(big.mapInArrow(fn, spark_schema(out_schema))).toArrow()
     stats_rows = got.filter(pc.is_valid(got.column("rows_in")))
     parts = to_frame(got.filter(pc.is_null(got.column("rows_in"))).select([*by, "_n", "_sum"]))
