@@ -8,8 +8,9 @@ What runs where:
   steps that need a global decision (k-anonymity), OpenDP noise, suppression and the LP audit,
   the assessment, the writers, the signature and the atomic rename (release.engine._finish).
 
-The driver receives the pipeline's rows only for the columns later steps and outputs read, and a
-DP table only its grid of exact counts. Everything after the row stage is the local runner's code.
+A policy whose outputs are all DP tables sends the driver only their exact aggregates; otherwise
+the rows the pipeline left are collected for the driver-side steps and outputs (docs/spark.md says
+how big each can get). Everything after the row stage is the local runner's code.
 """
 
 from __future__ import annotations
