@@ -68,6 +68,7 @@ class RawIds:
 
         raw = raw_frame(batch.select([self.column]))
         ids = typed_ids(raw, self.policy)
+        assert ids is not None  # the caller checked the column is declared and present
         rows = batch.column(batch.schema.get_field_index(ROW)).to_numpy(zero_copy_only=False)
         return DuplicateIds(self.column).add(
             state, pa.table({self.column: pa.array(ids.astype(object), from_pandas=True)}), rows=rows)
@@ -77,6 +78,34 @@ class RawIds:
 
     def finish(self, state: Any) -> np.ndarray:
         return DuplicateIds(self.column).finish(state)
+
+
+@dataclass(frozen=True)
+class ValidateOnly:
+    """Validation alone over raw partitions (when columns are missing the steps cannot run): the merged report."""
+
+    policy: Any
+    now: Any
+    exclude: tuple[int, ...]
+
+    def create(self) -> Any:
+        return None
+
+    def add(self, state: Any, batch: pa.RecordBatch) -> Any:
+        from release.validate import merge_reports, validate_batch
+
+        rows = batch.column(batch.schema.get_field_index(ROW)).to_numpy(zero_copy_only=False)
+        raw = raw_frame(batch.drop_columns([ROW]))
+        rep = validate_batch(raw, self.policy, self.now, rows, exclude_rows=np.asarray(self.exclude, dtype=np.int64))[1]
+        return rep if state is None else merge_reports(state, rep)
+
+    def merge(self, a: Any, b: Any) -> Any:
+        from release.validate import merge_reports
+
+        return b if a is None else a if b is None else merge_reports(a, b)
+
+    def finish(self, state: Any) -> Any:
+        return state
 
 
 def sparkable(schema: pa.Schema) -> pa.Schema:

@@ -132,12 +132,18 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     root = Path(src.label) if src.manifest.get("kind") == "parquet" else None
     numbered = with_row_numbers(spark, df, src.manifest.get("files"), root).select(*names, ROW)
     exclude = duplicate_rows(numbered, policy)
+    columns = check_columns(names, policy)
+    if columns:
+        # Missing or undeclared columns stop the run: every row is validated only to list every rule broken.
+        from release.spark.rows import ValidateOnly
+        from release.spark.stages import accumulate
+
+        (rep,) = accumulate(numbered, [ValidateOnly(policy, ctx.now, tuple(int(r) for r in exclude))])
+        raise_if_refused(merge_reports(VR(rows_read=0, violations=columns), rep or VR(rows_read=0)), policy,
+                         src.label)
     pipe = row_pipeline(plan, ctx, exclude_rows=exclude)
     rows, result, cached = run_pipeline(numbered, pipe)
     vreport = result.validation or VR(rows_read=0)
-    columns = check_columns(names, policy)
-    if columns:
-        vreport = merge_reports(VR(rows_read=0, violations=columns), vreport)
     try:
         raise_if_refused(vreport, policy, src.label)
         for j, (i, ev) in enumerate(zip(pipe.steps, result.step_evidence(), strict=True)):

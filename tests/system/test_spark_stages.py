@@ -109,3 +109,20 @@ def test_parquet_folder_and_catalog_sources(spark: Any, tmp_path: Path) -> None:
         read(spark, tmp_path / "r.csv", None)
     with pytest.raises(UsageError, match="one source"):
         read(spark, tmp_path / "one.parquet", "records_view")
+
+
+def test_missing_columns_refused_like_the_local_runner(spark: Any, tmp_path: Path) -> None:
+    from release.engine import run_release
+    from release.spark.runner import run_release_spark
+    from tests.conftest import POLICIES
+
+    pq.write_table(pa.table({"some_column": ["a", "b", "c"]}), tmp_path / "r.parquet")
+    errors = []
+    for fn in (run_release, run_release_spark):
+        with pytest.raises(InputError) as e:
+            fn(POLICIES / "use-of-force-by-gender.yaml", tmp_path / "r.parquet", tmp_path / "out")
+        errors.append(e.value)
+    local, on_spark = errors
+    assert any("[missing-column]" in d for d in local.details)
+    assert on_spark.details == local.details and on_spark.exit_code == 2
+    assert not (tmp_path / "out").exists()
