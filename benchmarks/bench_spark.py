@@ -128,17 +128,32 @@ def tumult(path: Path) -> dict[str, Any] | None:
     return res
 
 
-def end_to_end(policy: str, kind: str, n: int, work: Path, spark_session: Any) -> dict[str, float]:
+def e2e_inputs(work: Path, n: int, kind: str) -> tuple[Path, dict[str, str]]:
+    """The demo city's network files and `n` synthetic records of one kind (Parquet), made once per size."""
+    from release.synth import demo_city, synth_crimes, synth_use_of_force, write_records
+
+    net = work / "network"
+    if not (net / "nodes.csv").exists():
+        demo_city().write(net)
+    records = work / f"{kind}-{n}.parquet"
+    if not records.exists():
+        write_records(synth_crimes(n, demo_city()) if kind == "crimes" else synth_use_of_force(n), records)
+    options = {"network": str(net / "nodes.csv"), "addresses": str(net / "addresses.csv"),
+               "streets": str(net / "streets.geojson"), "neighbourhoods": str(net / "neighbourhoods.geojson"),
+               "divisions": str(net / "divisions.geojson")}
+    return records, options
+
+
+def end_to_end(policy: str, kind: str, n: int, work: Path) -> dict[str, float]:
     """Local runner vs Spark runner on one bundled policy over synthetic records (seconds, CPU seconds)."""
-    from release.demo import demo_inputs
     from release.engine import run_release
     from release.spark.runner import run_release_spark
 
-    setup = demo_inputs(work, n, lambda _m: None)
-    records = setup["inputs"][kind]
+    records, options = e2e_inputs(work, n, kind)
+    os.environ.setdefault("RELEASE_PSEUDONYM_KEY", "bench-key-0123456789abcdef0123456789")
     figs: dict[str, float] = {}
     for name, fn in (("local", run_release), ("spark", run_release_spark)):
-        opts = {**setup["options"], "ledger": str(work / f"ledger-{name}-{policy}.sqlite")}
+        opts = {**options, "ledger": str(work / f"ledger-{name}-{policy}.sqlite")}
         gc.collect()
         c0, t0 = cpu(), time.perf_counter()
         fn(ROOT / "policies" / f"{policy}.yaml", records, work / f"out-{name}-{policy}", options=opts)
@@ -147,24 +162,10 @@ def end_to_end(policy: str, kind: str, n: int, work: Path, spark_session: Any) -
     return figs
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="bench_spark")
-    ap.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_SPARK_RECORDS", 1_000_000)))
-    ap.add_argument("--no-tumult", action="store_true")
-    ap.add_argument("--no-e2e", action="store_true")
-    args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
-    from release.spark.session import SparkSettings, session, unavailable
-
-    why = unavailable()
-    if why:
-        print(f"skipped: {why}")
-        return
-    os.environ.setdefault("RELEASE_TEST_MODE", "1")  # the run key of a test-mode run; noise is OpenDP's anyway
-    work = Path(tempfile.mkdtemp(prefix="bench-spark-"))
+def dp_part(spark: Any, work: Path, args: Any) -> None:
+    """The DP table on Spark vs Spark's own bounded counts, then Tumult on the same file."""
     data = work / "records.parquet"
     synth(args.rows, data)
-    spark = session(SparkSettings(master="local[2]", conf={"spark.sql.shuffle.partitions": "8",
-                                                           "spark.driver.memory": "3g"}), "bench")
     from release.batches import run_key
     from release.context import StepContext
     from release.plan import compile_plan
@@ -206,12 +207,36 @@ def main(argv: list[str] | None = None) -> None:
                   f" ({tm['tumult_s'] / tm['spark_exact_groupby_s']:.1f}x); engine dp-table on Spark here"
                   f" {t_dp:.2f} s vs exact group-by here {t_gb:.2f} s ({t_dp / t_gb:.1f}x);"
                   f" whole Tumult process {tm['process_s']} s")
-    if not args.no_e2e:
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="bench_spark")
+    ap.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_SPARK_RECORDS", 1_000_000)))
+    ap.add_argument("--no-tumult", action="store_true")
+    ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument("--only-e2e", action="store_true", help="skip the DP table and Tumult parts")
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
+    from release.spark.session import SparkSettings, session, unavailable
+
+    why = unavailable()
+    if why:
+        print(f"skipped: {why}")
+        return
+    os.environ.setdefault("RELEASE_TEST_MODE", "1")  # the run key of a test-mode run; noise is OpenDP's anyway
+    work = Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    spark = session(SparkSettings(master="local[2]", conf={"spark.sql.shuffle.partitions": "8",
+                                                           "spark.driver.memory": "3g"}), "bench")
+    if not args.only_e2e:
+        dp_part(spark, work, args)
+    if not (args.no_e2e or not args.only_e2e and args.rows > 1_000_000):
+        config = work / "release.toml"
+        config.write_text("[approval]\nrequired = false\n", encoding="utf-8")
+        os.environ["RELEASE_CONFIG"] = str(config)
         for pol, kind in (("use-of-force-by-gender", "use-of-force"), ("crime-indicators", "crimes")):
-            f = end_to_end(pol, kind, args.rows, work / "e2e", spark)
+            f = end_to_end(pol, kind, args.rows, work / "e2e")
             print(f"{pol} end to end on {args.rows:,} synthetic records ({kind}): local {f['local_s']:.1f} s"
                   f" (cpu {f['local_cpu_s']:.1f}), Spark local[2] {f['spark_s']:.1f} s (cpu {f['spark_cpu_s']:.1f}):"
-                  f" {f['spark_s'] / f['local_s']:.2f}x")
+                  f" {f['spark_s'] / f['local_s']:.2f}x", flush=True)
     spark.stop()
 
 

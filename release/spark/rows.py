@@ -108,6 +108,19 @@ class ValidateOnly:
         return state
 
 
+def step_secrets(policy: Any) -> dict[str, str | None]:
+    """Environment variables the policy's steps read their keys from (`secret_env`), as the driver has them.
+
+    Executors do not share the driver's environment: the pipeline's task carries these values and
+    sets them in each Python worker's environment. They are never logged or written by the engine
+    (encrypt Spark's RPC and local disks on a shared cluster: docs/spark.md).
+    """
+    import os
+
+    names = {getattr(step, "secret_env", None) for step in policy.steps}
+    return {n: os.environ.get(n) for n in sorted(x for x in names if isinstance(x, str))}
+
+
 def sparkable(schema: pa.Schema) -> pa.Schema:
     """The pipeline's schema as Spark can hold it: nanosecond timestamps become microseconds (naive)."""
     return pa.schema([pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type)
@@ -134,22 +147,42 @@ def run_pipeline(df: Any, pipe: Any) -> tuple[Any, BatchResult, Any]:
 
     out = sparkable(pipe.output_schema())
     with_result = out.append(pa.field(RESULT, pa.large_binary()))
+    env = step_secrets(pipe.context.policy)
 
     def part(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        acc: BatchResult | None = None
-        for batch in it:
-            rows, res = pipe.process(batch)
-            acc = res if acc is None else acc.merge(res)
-            cols = [rows.column(i).cast(out.field(i).type) for i in range(out.__len__())]
-            yield pa.RecordBatch.from_arrays([*cols, pa.nulls(rows.num_rows, pa.large_binary())],
-                                             schema=with_result)
+        import os
+
+        from release.errors import ReleaseError
+
+        # The steps' secrets from the driver's environment, into this worker's (never written); a key
+        # the driver lacks is removed here too, so the step fails as it does in the local runner.
+        for name, value in env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        acc: BatchResult | Exception | None = None
         tail = [pa.nulls(1, f.type) for f in out]
+        try:
+            for batch in it:
+                rows, res = pipe.process(batch)
+                acc = res if acc is None else acc.merge(res)  # type: ignore[union-attr]
+                cols = [rows.column(i).cast(out.field(i).type) for i in range(len(out))]
+                yield pa.RecordBatch.from_arrays([*cols, pa.nulls(rows.num_rows, pa.large_binary())],
+                                                 schema=with_result)
+        except ReleaseError as e:
+            # A user error (a missing key, a bad file) goes to the driver as it is: exit 2, not a crash.
+            acc = e
         blob = pickle.dumps(acc if acc is not None else BatchResult(), protocol=5)
         yield pa.RecordBatch.from_arrays([*tail, pa.array([blob], pa.large_binary())], schema=with_result)
 
     mapped = df.mapInArrow(part, spark_schema(with_result)).persist(StorageLevel.MEMORY_AND_DISK)
     blobs = mapped.where(F.col(RESULT).isNotNull()).select(RESULT).toArrow().column(RESULT).to_pylist()
     parts = [pickle.loads(b) for b in blobs]
+    failed = [p for p in parts if isinstance(p, Exception)]
+    if failed:
+        mapped.unpersist()
+        raise failed[0]
     result = reduce(lambda a, b: a.merge(b), parts, BatchResult())
     rows = mapped.where(F.col(RESULT).isNull()).drop(RESULT)
     return rows, result, mapped

@@ -49,14 +49,19 @@ def _kind(policy_path: Path, inputs: dict[str, Path]) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def runs(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def demo_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path], dict[str, str]]:
+    return _inputs(tmp_path_factory.mktemp("spark-inputs"))
+
+
+@pytest.fixture(scope="module")
+def runs(spark: Any, demo_inputs: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Both runners over every bundled policy, once for the module."""
     from release.engine import run_release
     from release.errors import BlockedError
     from release.spark.runner import run_release_spark
 
     base = tmp_path_factory.mktemp("spark-equivalence")
-    inputs, options = _inputs(base / "work")
+    inputs, options = demo_inputs
     out: dict[str, Any] = {}
     for pol in sorted(POLICIES.glob("*.yaml")):
         kind = _kind(pol, inputs)
@@ -129,3 +134,25 @@ def test_spark_bundle_equals_local_bundle(runs: dict[str, Any], policy: str) -> 
         si = ib["outputs"][name]
         for k in ("bounding", "true_total", "discovery"):
             assert oi.get(k) == si.get(k), f"{policy}: internal {k} of {name} differs"
+
+
+def test_step_secrets_come_from_the_driver(spark: Any, demo_inputs: Any, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Executors take the pseudonym key the driver has (their own environment is not the driver's), and a key
+    the driver lacks fails the run as a usage error (exit 2), as in the local runner."""
+    from release.engine import run_release
+    from release.errors import UsageError
+    from release.spark.runner import run_release_spark
+
+    inputs, options = demo_inputs
+    pol = POLICIES / "hate-crimes.yaml"
+    # Set after the Spark workers started: only the shipped value can reach them.
+    monkeypatch.setenv("RELEASE_PSEUDONYM_KEY", "a-key-the-workers-never-saw-0123456789abcdef")
+    got = [fn(pol, inputs["crimes"], tmp_path / f"out-{i}", options=options, seed=3).bundle
+           for i, fn in enumerate((run_release, run_release_spark))]
+    stems = [f.name for f in got[0].iterdir() if f.suffix in (".csv", ".parquet")]
+    assert stems and all((got[0] / s).read_bytes() == (got[1] / s).read_bytes() for s in stems)
+    monkeypatch.delenv("RELEASE_PSEUDONYM_KEY")
+    with pytest.raises(UsageError, match="RELEASE_PSEUDONYM_KEY is not set"):
+        run_release_spark(pol, inputs["crimes"], tmp_path / "out-missing", options=options, seed=3)
+    assert not (tmp_path / "out-missing").exists()
