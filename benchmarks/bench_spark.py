@@ -151,6 +151,10 @@ def end_to_end(policy: str, kind: str, n: int, work: Path) -> dict[str, float]:
 
     records, options = e2e_inputs(work, n, kind)
     os.environ.setdefault("RELEASE_PSEUDONYM_KEY", "bench-key-0123456789abcdef0123456789")
+    # Warm-up on a small input of the same kind: Spark's Python workers start and import the engine once.
+    small, _ = e2e_inputs(work, 2000, kind)
+    run_release_spark(ROOT / "policies" / f"{policy}.yaml", small, work / "warm-up",
+                      options={**options, "ledger": str(work / "ledger-warm-up.sqlite")})
     figs: dict[str, float] = {}
     for name, fn in (("local", run_release), ("spark", run_release_spark)):
         opts = {**options, "ledger": str(work / f"ledger-{name}-{policy}.sqlite")}
