@@ -29,7 +29,7 @@ from release.io.bundle import (
     table_to_parquet,
     write_bundle,
 )
-from release.io.readers import read_arrow
+from release.io.readers import CsvBatches, is_csv, read_arrow
 from release.plan import Plan, compile_plan
 from release.policy.base import Role, Schema
 from release.policy.loader import load_policy, parse_policy
@@ -155,17 +155,16 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
             release_id = new_release_id(now, out_dir / policy.dataset.name)
             progress(f"reading {input_label}")
             if records is not None:
-                raw: Any = read_arrow(trusted.take("input", "records", records, covered=False), policy.input)
-                names = list(raw.column_names)
+                copy = trusted.take("input", "records", records, covered=False)
+                # CSV is read as a stream of batches (twice: the record ids, then everything); Parquet whole.
+                raw: Any = CsvBatches(copy, policy.input) if is_csv(copy) else read_arrow(copy, policy.input)
+                names = list(raw.names) if isinstance(raw, CsvBatches) else list(raw.column_names)
             else:
                 assert db is not None
                 got = read_records(db, policy)
                 raw = got.frame
                 names = list(raw.columns)
                 trusted.subjects["input"] = Subject("input", "records", got.sha256, got.hashed_bytes)
-            n_rows = len(raw)
-            progress(f"validating {n_rows:,} records against {policy_path.name}")
-            check_empty(n_rows, policy, input_label)
             ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
                               now=now, seed=seed, options=options, run_key=run_key(seed))
             if db is not None:
@@ -205,12 +204,31 @@ def batch_rows(options: dict[str, Any]) -> int:
     return n
 
 
-def _raw_batches(raw: Any, rows: int) -> Iterator[tuple[Any, int]]:
-    """(batch, row offset) over an Arrow table or a pandas frame (a database read)."""
+def _raw_batches(raw: Any, rows: int, columns: list[str] | None = None) -> Iterator[tuple[Any, int]]:
+    """(batch, row offset) of `rows` rows over a CSV stream, an Arrow table or a pandas frame (a database read)."""
     import pyarrow as pa
 
     from release.batches import iter_batches
 
+    if isinstance(raw, CsvBatches):
+        # The reader's blocks re-cut into batches of exactly `rows` rows (the last one shorter).
+        off = 0
+        rest: pa.Table | None = None
+        for b in raw.batches(columns):
+            t = pa.Table.from_batches([b])
+            t = t if rest is None else pa.concat_tables([rest, t])
+            while t.num_rows >= rows:
+                yield t.slice(0, rows).combine_chunks().to_batches()[0], off
+                off += rows
+                t = t.slice(rows)
+            rest = t
+        if rest is not None and rest.num_rows:
+            yield rest.combine_chunks().to_batches()[0], off
+        elif off == 0:
+            yield pa.RecordBatch.from_pydict({n: pa.array([], pa.string()) for n in (columns or raw.names)}), 0
+        return
+    if columns is not None:
+        raw = raw.select(columns) if isinstance(raw, pa.Table) else raw[columns]
     if isinstance(raw, pa.Table):
         off = 0
         for b in iter_batches(raw, rows):
@@ -232,22 +250,36 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
     """
     import pyarrow as pa
 
-    from release.batches import BatchResult, DuplicateIds, _ProcessCache, raw_frame, row_pipeline, to_frame
-    from release.validate import check_columns, merge_reports, raise_if_refused, typed_ids
+    from release.batches import (
+        BatchResult,
+        DuplicateIds,
+        _ProcessCache,
+        raw_frame,
+        row_pipeline,
+        to_frame,
+    )
+    from release.validate import check_columns, check_empty, merge_reports, raise_if_refused, typed_ids
 
     policy = ctx.policy
     rows = batch_rows(ctx.options)
     rid = policy.input.record_id
     exclude: np.ndarray = np.zeros(0, dtype=np.int64)
-    if rid in names and rid in policy.input.columns:
-        dups = DuplicateIds(rid)
-        state = dups.create()
-        for b, off in _raw_batches(raw.select([rid]) if isinstance(raw, pa.Table) else raw[[rid]], rows):
+    # First pass, one column: the number of records and the record ids repeated anywhere in the input.
+    has_id = rid in names and rid in policy.input.columns
+    dups = DuplicateIds(rid)
+    state = dups.create()
+    n_rows = 0
+    for b, off in _raw_batches(raw, rows, [rid if has_id else names[0]] if names else None):
+        n = len(b) if isinstance(b, pd.DataFrame) else b.num_rows
+        n_rows += n
+        if has_id and n:
             ids = typed_ids(b if isinstance(b, pd.DataFrame) else raw_frame(b), policy)
             assert ids is not None
-            state = dups.add(state, pa.table({rid: pa.array(ids.astype(object), from_pandas=True)}),
-                             rows=np.arange(off + 1, off + len(ids) + 1))
-        exclude = dups.finish(state)
+            state = dups.add(state, pa.table({rid: pa.array(ids, from_pandas=True)}),
+                             rows=np.arange(off + 1, off + n + 1))
+    exclude = dups.finish(state)
+    progress(f"validating {n_rows:,} records against {ctx.policy_path.name if ctx.policy_path else 'the policy'}")
+    check_empty(n_rows, policy, source)
     columns = check_columns(names, policy)
     if columns:
         # Missing or undeclared columns stop the run: validate every row only to list every rule broken.

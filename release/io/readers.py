@@ -14,6 +14,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -96,6 +97,67 @@ def read_arrow(path: str | Path, spec: Any = None) -> pa.Table:
         raise InputError(f"{p}: header row: duplicate column names at positions {'; '.join(dups)}"
                          " [rule: unique-column-names]")
     return table.rename_columns(names)
+
+
+class CsvBatches:
+    """A CSV input read as a stream of record batches (never the whole file in memory).
+
+    The same reading rules and located errors as `read_arrow`; a fault found mid-stream raises
+    the same InputError (nothing is published: the run stops before any output).
+    """
+
+    def __init__(self, path: Path, spec: Any = None) -> None:
+        self.path = Path(path)
+        self.opts = ReadOptions.of(spec)
+        if not self.path.exists():
+            raise InputError(f"{self.path}: no such input file")
+        if not self.path.is_file():
+            raise InputError(f"{self.path}: not a regular file")
+        codec, delim = ENCODINGS[self.opts.encoding], DELIMITERS[self.opts.delimiter]
+        names = _header(self.path, codec, delim)
+        if not names:
+            raise InputError(f"{self.path}: the file is empty (no header row) [rule: header]")
+        self.file_names = names
+        self.names = [n.lstrip("\ufeff") for n in names]
+        seen: dict[str, int] = {}
+        dups = []
+        for i, n in enumerate(self.names, 1):
+            if n in seen:
+                dups.append(f"{seen[n]} and {i}")
+            seen.setdefault(n, i)
+        if dups:
+            raise InputError(f"{self.path}: header row: duplicate column names at positions {'; '.join(dups)}"
+                             " [rule: unique-column-names]")
+
+    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches in file order (text columns; `columns`: only these, by their header names)."""
+        codec, delim = ENCODINGS[self.opts.encoding], DELIMITERS[self.opts.delimiter]
+        block = max(1 << 20, min(4 * self.opts.max_field_length + (1 << 20), 1 << 30))
+        include = None if columns is None else [self.file_names[self.names.index(c)] for c in columns]
+        try:
+            reader = pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(encoding="utf8" if codec == "utf-8" else codec, block_size=block,
+                                               use_threads=False),
+                parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in self.file_names},
+                                                     strings_can_be_null=True, null_values=_NULLS,
+                                                     include_columns=include))
+            for b in reader:
+                yield b.rename_columns([n.lstrip("\ufeff") for n in b.schema.names])
+        except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as e:
+            where = _locate_csv_fault(self.path, codec, delim, self.opts.max_field_length)
+            if where is None:
+                kind = "broken row structure" if "column" in str(e).lower() else "unparseable content"
+                where = f"{kind} [rule: csv-format]"
+            raise InputError(f"{self.path}: cannot parse as {self.opts.encoding} {self.opts.delimiter}-separated CSV:"
+                             f" {where}; nothing was published") from None
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot read: {e.strerror or type(e).__name__}") from None
+
+
+def is_csv(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in (".csv", ".txt", ".tsv", "")
 
 
 # ---------------------------------------------------------------------------------------------- Parquet

@@ -137,7 +137,10 @@ def common_words(exclude_locales: tuple[str, ...] = ()) -> frozenset[str]:
 
 def _distinct(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
     """Distinct non-null values of a column as a pyarrow string array."""
-    if isinstance(values, pd.Series):
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.StringDtype):
+        # Text columns go to Arrow as they are (no copy for Arrow-backed strings): distinct values there.
+        arr = pa.array(values, from_pandas=True).cast(pa.large_string())
+    elif isinstance(values, pd.Series):
         arr = pa.array(values.dropna().astype(str).to_numpy(dtype=object), type=pa.large_string())
     else:
         arr = values.cast(pa.large_string()) if values.type != pa.large_string() else values

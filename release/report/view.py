@@ -173,18 +173,29 @@ def reidentification_block(pub: dict[str, Any]) -> Block:
     return b
 
 
-_COORDS = re.compile(rb'"geometry":\{"type":"Point","coordinates":\[(-?[0-9.eE+-]+),(-?[0-9.eE+-]+)\]\}')
+_COORDS = re.compile(rb'"geometry":\{"type":"Point","coordinates":\[([^\]]*)\]\}')
 _POINTS_CACHE: dict[tuple[str, int, bytes], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 def _geojson_points(data: bytes) -> np.ndarray:
     """(n, 2) lon/lat of the Point features: read straight from the bytes the engine writes (one feature
     a line), without building a million dicts; any other layout goes through the JSON parser."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     found = _COORDS.findall(data)
     if len(found) == data.count(b'"type":"Feature"'):
         if not found:
             return np.zeros((0, 2))
-        return np.array(found, dtype=np.bytes_).astype(float).reshape(-1, 2)
+        try:
+            t = pacsv.read_csv(pa.BufferReader(b"\n".join(found)),
+                               read_options=pacsv.ReadOptions(column_names=["x", "y"]),
+                               convert_options=pacsv.ConvertOptions(column_types={"x": pa.float64(),
+                                                                                  "y": pa.float64()}))
+            if t.num_rows == len(found) and t["x"].null_count == 0 and t["y"].null_count == 0:
+                return np.column_stack([t["x"].to_numpy(), t["y"].to_numpy()])
+        except (pa.ArrowException, ValueError):
+            pass
     doc = json.loads(data)
     coords = [f["geometry"]["coordinates"] for f in doc.get("features", [])
               if (f.get("geometry") or {}).get("type") == "Point"]
@@ -201,13 +212,10 @@ def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.n
             key = (p, len(data), hashlib.sha256(data).digest())
             if key not in _POINTS_CACHE:
                 arr = _geojson_points(data)
-                if not len(arr):
-                    _POINTS_CACHE.clear()
-                    _POINTS_CACHE[key] = (arr[:, 0], arr[:, 1], np.zeros(0))
-                else:
-                    pts, counts = np.unique(arr, axis=0, return_counts=True)
-                    _POINTS_CACHE.clear()
-                    _POINTS_CACHE[key] = (pts[:, 0], pts[:, 1], counts)
+                # Points as complex numbers (lon + i lat): one 1-D sort orders them as rows (lon, lat).
+                z, counts = np.unique(arr[:, 0] + 1j * arr[:, 1], return_counts=True)
+                _POINTS_CACHE.clear()
+                _POINTS_CACHE[key] = (z.real.copy(), z.imag.copy(), counts if len(arr) else np.zeros(0))
             return _POINTS_CACHE[key]
     return None
 
