@@ -29,6 +29,8 @@ from release.errors import UsageError
 from release.validate import ValidationReport
 
 ENGINE_NAME = "release-engine on Apache Spark"
+_PRUNABLE = ("records", "table")
+"Output kinds that read only their referenced_columns: the driver gets only those columns for them."
 
 
 def engine_of(options: dict[str, Any]) -> str:
@@ -189,8 +191,16 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
     schema = _pipeline_schema(plan, ctx)
     if not remaining and all(o.name in prebuilt for o in policy.outputs):
         return to_frame(schema.empty_table())
-    progress("collecting the rows later stages read to the driver")
-    got = pa.Table.from_batches(_collect(rows), schema=_sparkable(schema))
+    left = [o for o in policy.outputs if o.name not in prebuilt]
+    if remaining or any(o.kind not in _PRUNABLE for o in left):
+        # A later step, a driver-side DP bounding (scores over every column), or an output kind whose
+        # reads are not all in its referenced_columns (indices read events from the rows): every column.
+        needed = list(schema.names)
+    else:
+        needed = [c for c in schema.names if c in {c for o in left for c in o.referenced_columns()}]
+    schema = pa.schema([schema.field(c) for c in needed])
+    progress(f"collecting {len(needed)} column(s) of the rows to the driver for {', '.join(o.name for o in left)}")
+    got = pa.Table.from_batches(_collect(rows.select(*needed)), schema=_sparkable(schema))
     return to_frame(got.cast(schema))
 
 
