@@ -47,10 +47,12 @@ def with_row_numbers(spark: Any, df: Any, files: list[dict[str, str]] | None, ro
         offsets[Path(f["name"]).name] = off
         off += pq.ParquetFile(root / f["name"]).metadata.num_rows
     table = spark.createDataFrame([(k, v) for k, v in offsets.items()], "_file string, _offset long")
-    named = df.withColumn("_file", F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1))
+    # The hidden _metadata column is gone after a join: take what is needed of it first.
+    named = (df.withColumn("_file", F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1))
+             .withColumn("_index", F.col("_metadata.row_index")))
     return (named.join(F.broadcast(table), "_file")
-            .withColumn(ROW, F.col("_offset") + F.col("_metadata.row_index") + F.lit(1))
-            .drop("_file", "_offset"))
+            .withColumn(ROW, F.col("_offset") + F.col("_index") + F.lit(1))
+            .drop("_file", "_offset", "_index"))
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,15 @@ def test_parquet_folder_and_catalog_sources(spark: Any, tmp_path: Path) -> None:
     folder.mkdir()
     pq.write_table(t, folder / "part-0.parquet")
     pq.write_table(t, folder / "part-1.parquet")
+    pq.write_table(pa.table({"a": [7, 8, 9, 10]}), folder / "part-1.parquet")
     df, src2 = read(spark, folder, None)
-    assert df.count() == 6 and [f["name"] for f in src2.manifest["files"]] == ["part-0.parquet", "part-1.parquet"]
+    assert df.count() == 7 and [f["name"] for f in src2.manifest["files"]] == ["part-0.parquet", "part-1.parquet"]
+    from release.spark.rows import with_row_numbers
+
+    # Row numbers are positions in the files taken in name order: what the local runner would number.
+    numbered = with_row_numbers(spark, df, src2.manifest["files"], folder).toArrow()
+    got = dict(zip(numbered.column("_row").to_pylist(), numbered.column("a").to_pylist(), strict=True))
+    assert got == {1: 1, 2: 2, 3: 3, 4: 7, 5: 8, 6: 9, 7: 10}
     spark.createDataFrame(t).createOrReplaceTempView("records_view")
     df, src3 = read(spark, None, "records_view")
     assert df.count() == 3 and src3.manifest == {"kind": "spark-catalog", "table": "records_view"}
