@@ -21,7 +21,11 @@ def main(argv: list[str]) -> int:
 
     # Tumult's Python UDFs run in workers that must import tmlt: this environment's interpreter.
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+    import tempfile
+
+    # Tumult writes temporary tables to the warehouse: a private folder, never the working tree.
+    warehouse = tempfile.mkdtemp(prefix="tumult-warehouse-")
+    spark = (SparkSession.builder.master("local[2]").config("spark.sql.warehouse.dir", warehouse).config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
              .config("spark.sql.shuffle.partitions", "8").config("spark.driver.memory", "2g").getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     from tmlt.analytics import (
