@@ -521,7 +521,9 @@ def to_batch(frame: pd.DataFrame, schema: pa.Schema) -> pa.RecordBatch:
             arr = pa.array(s.astype("string"), type=f.type, from_pandas=True)
         else:
             arr = pa.array(s, type=f.type, from_pandas=True)
-        cols.append(arr)
+        if isinstance(arr, pa.ChunkedArray):  # Arrow-backed pandas columns come as chunked arrays
+            arr = arr.combine_chunks() if arr.num_chunks else pa.array([], type=f.type)
+        cols.append(arr.cast(f.type) if arr.type != f.type else arr)
     return pa.RecordBatch.from_arrays(cols, schema=schema)
 
 

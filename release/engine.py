@@ -258,7 +258,7 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
         row_pipeline,
         to_frame,
     )
-    from release.validate import check_columns, check_empty, merge_reports, raise_if_refused, typed_ids
+    from release.validate import check_columns, merge_reports, raise_if_refused, typed_ids
 
     policy = ctx.policy
     rows = batch_rows(ctx.options)

@@ -98,7 +98,8 @@ def _pandas_csv(ready: pd.DataFrame) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-CSV_CHUNK_ROWS = 1 << 20
+CSV_CHUNK_ROWS = 1 << 18
+"Rows of CSV or GeoJSON text built at a time (bounds the text held besides the file's bytes)."
 _NEUTRALISE_RE2 = r"^'*[=+\-@\t\r]"
 _QUOTE_RE2 = r'[,"\n]'
 
@@ -222,12 +223,24 @@ def table_to_geojson(frame: pd.DataFrame, lat: str, lon: str) -> bytes:
     when every property column is text, integer or boolean (else by pandas, the same bytes).
     """
     have = frame[lat].notna() & frame[lon].notna()
-    sub = _csv_ready(frame.loc[have])
+    head, tail = b'{"type":"FeatureCollection","features":[\n', b"\n]}\n"
+    rows = frame.loc[have]
+    if len(rows) == 0:
+        return head + tail
+    # Row chunk by row chunk: the text of one chunk at a time besides the file's bytes.
+    parts = [head]
+    for start in range(0, len(rows), CSV_CHUNK_ROWS):
+        body = _geojson_features(rows.iloc[start:start + CSV_CHUNK_ROWS], lat, lon)
+        parts.append(b",\n" + body if start else body)
+    parts.append(tail)
+    return b"".join(parts)
+
+
+def _geojson_features(rows: pd.DataFrame, lat: str, lon: str) -> bytes:
+    """The features of some rows (all with coordinates), one a line, joined by ',\n'."""
+    sub = _csv_ready(rows)
     props = sub.drop(columns=[lat, lon])
     n = len(sub)
-    head, tail = b'{"type":"FeatureCollection","features":[\n', b"\n]}\n"
-    if n == 0:
-        return head + tail
     xs = _float_cells(sub[lon].to_numpy(dtype=float))
     ys = _float_cells(sub[lat].to_numpy(dtype=float))
     p = _json_props(props) if props.shape[1] else pa.array(["{}"] * n, pa.large_string())
@@ -237,7 +250,7 @@ def table_to_geojson(frame: pd.DataFrame, lat: str, lon: str) -> bytes:
     feats = _join('{"type":"Feature","geometry":{"type":"Point","coordinates":[', xs, ",", ys, ']},"properties":', p,
                   "}")
     body = _string_bytes(_join(feats, "", sep=",\n"))
-    return b"".join([head, memoryview(body)[:-2], tail])
+    return body[:-2]
 
 
 _JSON_UNSAFE_RE2 = r"[\x{0}-\x{8}\x{b}-\x{1f}]"

@@ -12,9 +12,9 @@ import csv
 import hashlib
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -133,8 +133,18 @@ class CsvBatches:
         """Record batches in file order (text columns; `columns`: only these, by their header names)."""
         codec, delim = ENCODINGS[self.opts.encoding], DELIMITERS[self.opts.delimiter]
         block = max(1 << 20, min(4 * self.opts.max_field_length + (1 << 20), 1 << 30))
-        include = None if columns is None else [self.file_names[self.names.index(c)] for c in columns]
         try:
+            include = None
+            if columns is not None:
+                # The names as pyarrow reads them (a second byte-order mark stays in the first name).
+                probe = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(
+                    encoding="utf8" if codec == "utf-8" else codec, block_size=block, use_threads=False),
+                    parse_options=pacsv.ParseOptions(delimiter=delim, newlines_in_values=True),
+                    convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in self.file_names},
+                                                         strings_can_be_null=True, null_values=_NULLS))
+                seen = probe.schema.names
+                probe.close()
+                include = [next((n for n in seen if n.lstrip("\ufeff") == c), c) for c in columns]
             reader = pacsv.open_csv(
                 self.path,
                 read_options=pacsv.ReadOptions(encoding="utf8" if codec == "utf-8" else codec, block_size=block,
