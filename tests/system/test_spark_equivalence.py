@@ -111,6 +111,10 @@ def test_spark_bundle_equals_local_bundle(runs: dict[str, Any], policy: str) -> 
     assert man_s["engine"] == "release-engine on Apache Spark" and man_s["spark"]["version"].startswith("4.")
     assert man_l["input_sha256"] == man_s["input_sha256"]
     noisy = set()
+    from release.policy.loader import load_policy
+
+    discovered = {c for o in load_policy(POLICIES / f"{policy}.yaml").outputs
+                  if getattr(o, "discovers_keys", lambda: False)() for c in o.discover_columns()}
     for oa, ob in zip(ra["outputs"], rb["outputs"], strict=True):
         assert oa["files"] == ob["files"]
         if oa["kind"] in NOISY_KINDS:
@@ -124,16 +128,24 @@ def test_spark_bundle_equals_local_bundle(runs: dict[str, Any], policy: str) -> 
         if f.endswith((".csv", ".parquet", ".geojson")) and f not in noisy:
             assert (lb / f).read_bytes() == (sb / f).read_bytes(), f"{policy}: {f} differs"
         elif f.endswith(".csv"):
-            ka, kb = (pacsv.read_csv(b / f) for b in (lb, sb))
+            ka, kb = (pacsv.read_csv(b / f, convert_options=pacsv.ConvertOptions(strings_can_be_null=False))
+                      for b in (lb, sb))
             keys = [c for c in ka.column_names if not pa.types.is_integer(ka.schema.field(c).type)
-                    and not pa.types.is_floating(ka.schema.field(c).type)]
-            assert ka.select(keys).equals(kb.select(keys)), f"{policy}: key set of {f} differs"
+                    and not pa.types.is_floating(ka.schema.field(c).type) and c not in discovered]
+            # Public keys: the same grid. Keys discovered by a noisy threshold differ with the noise.
+            assert ({tuple(r.values()) for r in ka.select(keys).to_pylist()} ==
+                    {tuple(r.values()) for r in kb.select(keys).to_pylist()}), f"{policy}: key set of {f} differs"
     ia, ib = (json.loads((internal_dir(b) / f"{b.name}.json").read_text()) if (internal_dir(b) / f"{b.name}.json")
               .is_file() else {} for b in (lb, sb))
     for name, oi in ia.get("outputs", {}).items():
         si = ib["outputs"][name]
-        for k in ("bounding", "true_total", "discovery"):
-            assert oi.get(k) == si.get(k), f"{policy}: internal {k} of {name} differs"
+        assert oi.get("bounding") == si.get("bounding"), f"{policy}: kept rows after bounding of {name} differ"
+        if "discovery" in oi:
+            # Discovered keys (and so the cells a true total covers) depend on the noisy threshold.
+            assert ({c: d["values_in_data"] for c, d in oi["discovery"].items()} ==
+                    {c: d["values_in_data"] for c, d in si["discovery"].items()})
+        else:
+            assert oi.get("true_total") == si.get("true_total"), f"{policy}: true total of {name} differs"
 
 
 def test_step_secrets_come_from_the_driver(spark: Any, demo_inputs: Any, tmp_path: Path,
