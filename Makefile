@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,spark]'
 	# pycanon (the reference the k/l tests agree with) pins an old typing-extensions that pydantic
 	# cannot use; its checks need only numpy and pandas, so it goes in without its pins.
 	$(BIN)/python -m pip install -q --no-deps pycanon

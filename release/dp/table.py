@@ -297,6 +297,32 @@ class DPTableOutput(OutputConfig):
         tables = self._build_grid(frame, keep, codes, ctx, scale, mech, internal, found)
         return OutputBuild(tables=tables, evidence=evidence, internal=internal)
 
+    def build_from_groups(self, groups: pd.DataFrame, stats: dict[str, int], ctx: StepContext) -> OutputBuild:
+        """`build` from another runner's exact aggregate of the rows contribution bounding kept (release/spark).
+
+        `groups`: one row per combination of the `by` values among the kept rows, with `_n` (rows)
+        and, for sums and means, `_sum` (the clipped integer values summed). The noise, key
+        discovery and post-processing are build's own, on the same exact counts.
+        """
+        codes = {c: K.column_codes(groups[c], ks) for c in self.by
+                 if (ks := K.public_keys(self.keys[c], c, ctx.schema)) is not None}
+        figs = self.dp_figures(ctx.schema)
+        evidence = {"dp": {k: figs[k] for k in ("mechanism", "scale", "accuracy_95", "key_source", "threshold")},
+                    "post_processing": self.post_processing_steps(),
+                    "seed": ("contribution bounding keyed by the test run key; OpenDP's noise cannot be seeded"
+                             if ctx.seed is not None else None)}
+        internal: dict[str, Any] = {"bounding": dict(stats)}
+        weights = groups["_n"].to_numpy(dtype=np.int64)
+        found = None
+        if self.discovers_keys():
+            found = self._discover(groups[self.discover_columns()], int(figs["threshold"]), internal, weights)
+            for c in self.discover_columns():
+                codes[c] = K.column_codes(groups[c], found[c])
+        sums = groups["_sum"].to_numpy(dtype=np.int64) if "_sum" in groups.columns else None
+        tables = self._build_grid(groups, np.ones(len(groups), dtype=bool), codes, ctx, float(figs["scale"]),
+                                  self.share["mechanism"], internal, found, weights=weights, sums=sums)
+        return OutputBuild(tables=tables, evidence=evidence, internal=internal)
+
     def _values(self, frame: pd.DataFrame) -> np.ndarray | None:
         if self.statistic == "count":
             return None
@@ -304,11 +330,20 @@ class DPTableOutput(OutputConfig):
         v = pd.to_numeric(frame[self.column], errors="coerce").fillna(0).to_numpy(dtype=float)
         return np.clip(np.rint(v), self.bounds[0], self.bounds[1]).astype(np.int64)
 
-    def _discover(self, frame: pd.DataFrame, threshold: int, internal: dict[str, Any]) -> dict[str, list[str]]:
-        """Keys of each 'discover' column: values whose noisy count (OpenDP Laplace-threshold) passes the threshold."""
+    def _discover(self, frame: pd.DataFrame, threshold: int, internal: dict[str, Any],
+                  weights: np.ndarray | None = None) -> dict[str, list[str]]:
+        """Keys of each 'discover' column: values whose noisy count (OpenDP Laplace-threshold) passes the threshold.
+
+        `weights`: rows each row of `frame` stands for (an aggregate's counts; None: one each).
+        """
         found = {}
         for c in self.discover_columns():
-            counts = K.as_text(frame[c]).dropna().astype(str).value_counts()
+            text = K.as_text(frame[c]).astype(object)
+            if weights is None:
+                counts = text.dropna().astype(str).value_counts()
+            else:
+                ok = text.notna().to_numpy()
+                counts = pd.Series(weights[ok]).groupby(text[ok].astype(str).to_numpy()).sum()
             released = noisy_threshold({str(k): int(v) for k, v in counts.items()}, self.discovery_scale(), threshold)
             found[c] = sorted(released)
             internal.setdefault("discovery", {})[c] = {"values_in_data": int(len(counts)),
@@ -316,18 +351,23 @@ class DPTableOutput(OutputConfig):
         return found
 
     def _build_grid(self, frame: pd.DataFrame, keep: np.ndarray, codes: dict[str, np.ndarray], ctx: StepContext,
-                    scale: float, mech: str,
-                    internal: dict[str, Any], found: dict[str, list[str]] | None = None) -> dict[str, pd.DataFrame]:
+                    scale: float, mech: str, internal: dict[str, Any], found: dict[str, list[str]] | None = None,
+                    weights: np.ndarray | None = None, sums: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
         key_lists = self.key_lists(ctx.schema, found)
         shape = tuple(len(k) for k in key_lists)
         n = int(np.prod(shape))
         flat = K.combine_codes([codes[c] for c in self.by], list(shape))
         inside = (flat >= 0) & keep
-        vals = self._values(frame)
+        # `weights`/`sums`: frame rows are an aggregate's groups (rows, clipped sums), not records.
+        vals = self._values(frame) if weights is None else sums
         if self.statistic == "mean":
-            return self._build_mean(flat[inside], vals[inside], key_lists, n, scale, mech, internal)  # type: ignore[index]
-        weights = None if vals is None else vals[inside]
-        true = np.bincount(flat[inside], weights=weights, minlength=n)
+            return self._build_mean(flat[inside], vals[inside], key_lists, n, scale, mech, internal,  # type: ignore[index]
+                                    None if weights is None else weights[inside])
+        if vals is not None:
+            cell_weights = vals[inside]
+        else:
+            cell_weights = None if weights is None else weights[inside]
+        true = np.bincount(flat[inside], weights=cell_weights, minlength=n)
         true = np.rint(true).astype(np.int64)
         noisy_cells = noisy_vector(true, mech, scale)
         axes = {c: i for i, c in enumerate(self.by)}
@@ -348,10 +388,10 @@ class DPTableOutput(OutputConfig):
         return tables
 
     def _build_mean(self, cells: np.ndarray, vals: np.ndarray, key_lists: list[list[str]], n: int, scale: float,
-                    mech: str, internal: dict[str, Any]) -> dict[str, pd.DataFrame]:
+                    mech: str, internal: dict[str, Any], rows: np.ndarray | None = None) -> dict[str, pd.DataFrame]:
         assert self.bounds is not None
         true_sum = np.bincount(cells, weights=vals, minlength=n).astype(np.int64)
-        true_count = np.bincount(cells, minlength=n).astype(np.int64)
+        true_count = np.bincount(cells, weights=rows, minlength=n).astype(np.int64)
         noisy_sum = noisy_vector(true_sum, mech, scale)
         noisy_count = noisy_vector(true_count, mech, self.count_noise()[0])
         blank = noisy_count < max(self.suppress_below or 1, 1)

@@ -17,7 +17,7 @@ from release.errors import UsageError
 CONFIG_ENV = "RELEASE_CONFIG"
 DEFAULT_NAME = "release.toml"
 
-_SECTIONS = {"approval", "signing", "files", "internal"}
+_SECTIONS = {"approval", "signing", "files", "internal", "engine"}
 "Tables this module reads; other tables (e.g. [sources], [ledger]) belong to plug-ins and are left to them."
 
 
@@ -48,6 +48,21 @@ class SigningConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """The `[engine]` table: which runner executes releases and, for Spark, where and how."""
+
+    name: str = "local"
+    "local (this process, Arrow batches) or spark (a Spark cluster: release/spark/)."
+    master: str | None = None
+    "Spark master URL (local[2], spark://host:7077, yarn, k8s://...); None: whatever spark-submit set."
+    spark: dict[str, str] = field(default_factory=dict)
+    "Spark configuration passed to the session builder as given (spark.executor.memory = \"4g\", ...)."
+
+
+ENGINES = ("local", "spark")
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     """Everything release.toml says that the engine core uses."""
 
@@ -59,6 +74,8 @@ class DeploymentConfig:
     internal: Path | None = None
     "Folder for internal diagnostics (outside every publication folder)."
     raw: dict[str, Any] = field(default_factory=dict)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    "The `[engine]` table (the runner; --engine overrides its name)."
 
 
 def config_path(options: dict[str, Any] | None = None) -> Path | None:
@@ -132,7 +149,27 @@ def load_config(options: dict[str, Any] | None = None) -> DeploymentConfig:
             files[str(k)] = _path(path, f"files.{k}", v)  # type: ignore[assignment]
     i = _table(doc, "internal", path, {"folder"})
     return DeploymentConfig(source=path, approval=approval, signing=signing, files=files,
-                            internal=_path(path, "internal.folder", i.get("folder")), raw=doc)
+                            internal=_path(path, "internal.folder", i.get("folder")), raw=doc,
+                            engine=_engine(doc, path))
+
+
+def _engine(doc: dict[str, Any], path: Path) -> EngineConfig:
+    e = _table(doc, "engine", path, {"name", "master", "spark"})
+    name = e.get("name", "local")
+    if name not in ENGINES:
+        raise UsageError(f"configuration {path}: engine.name must be one of {list(ENGINES)}")
+    master = e.get("master")
+    if master is not None and (not isinstance(master, str) or not master):
+        raise UsageError(f"configuration {path}: engine.master must be a Spark master URL string")
+    conf = e.get("spark", {})
+    if not isinstance(conf, dict):
+        raise UsageError(f"configuration {path}: [engine.spark] must be a table of \"spark.key\" = value")
+    for k, v in conf.items():
+        if not isinstance(v, str | int | float | bool):
+            raise UsageError(f"configuration {path}: engine.spark.{k} must be a string, number or boolean")
+    # Spark takes every setting as text; TOML booleans become Spark's lower-case spelling.
+    spark = {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in conf.items()}
+    return EngineConfig(name=name, master=master, spark=spark)
 
 
 def load_approval_config(options: dict[str, Any] | None = None) -> ApprovalConfig:

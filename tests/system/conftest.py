@@ -34,3 +34,19 @@ def pg_server():  # type: ignore[no-untyped-def]
     server = pg.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark():  # type: ignore[no-untyped-def]
+    """One local[2] Spark session for every Spark test (tests/system/test_spark_*.py); skipped, saying why,
+    without pyspark or Java."""
+    from release.spark.session import SparkSettings, session, unavailable
+
+    why = unavailable()
+    if why:
+        pytest.skip(f"no Spark here: {why}")
+    # Tiny data: few shuffle partitions keep each test's stages short.
+    s = session(SparkSettings(master="local[2]", conf={"spark.sql.shuffle.partitions": "4",
+                                                       "spark.default.parallelism": "2"}), "tests")
+    yield s
+    s.stop()

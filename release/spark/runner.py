@@ -1,0 +1,231 @@
+"""`release run --engine spark`: one release with its records in Spark partitions and the same bundle as the local runner.
+
+What runs where:
+- executors: reading the Parquet files or catalog table; the record-id rule (an accumulator per
+  partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow);
+  the contribution bounding and the exact counts of DP tables (window functions and group-bys);
+- driver: the approval and every other pre-run hook, the merge of the partitions' results, the
+  steps that need a global decision (k-anonymity), OpenDP noise, suppression and the LP audit,
+  the assessment, the writers, the signature and the atomic rename (release.engine._finish).
+
+A policy whose outputs are all DP tables sends the driver only their exact aggregates; otherwise
+the rows the pipeline left are collected for the driver-side steps and outputs (docs/spark.md says
+how big each can get). Everything after the row stage is the local runner's code.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from release import registry
+from release.context import StepContext, test_mode
+from release.errors import UsageError
+from release.validate import ValidationReport
+
+ENGINE_NAME = "release-engine on Apache Spark"
+_PRUNABLE = ("records", "table")
+"Output kinds that read only their referenced_columns: the driver gets only those columns for them."
+
+
+def engine_of(options: dict[str, Any]) -> str:
+    """The runner a `release run` uses: --engine, else release.toml's [engine] name, else local."""
+    from release.governance.config import load_config
+
+    return str(options.get("engine") or load_config(options).engine.name)
+
+
+def run_release_spark(policy_path: str | Path, input_path: str | Path | None, out_dir: str | Path, *,
+                      options: dict[str, Any] | None = None, seed: int | None = None,
+                      progress: Any = None, now: datetime | None = None) -> Any:
+    """`release.engine.run_release` with the records in Spark (options['spark_table']: a catalog table)."""
+    from release.batches import run_key
+    from release.engine import _finish, _policy_text, _quiet, internal_folder, new_release_id
+    from release.governance.config import file_options
+    from release.governance.signing import release_signer
+    from release.governance.trusted import Subject, TrustedFiles, read_once
+    from release.plan import compile_plan
+    from release.policy.loader import parse_policy
+    from release.spark import session as S
+    from release.spark.source import read
+    from release.validate import check_empty
+
+    progress = progress or _quiet
+    if seed is not None and not test_mode():
+        raise UsageError("a seed fixes the noise and the masks: it is refused outside test mode (RELEASE_TEST_MODE=1)")
+    options = file_options(dict(options or {}))
+    table = options.get("spark_table")
+    policy_path, out_dir = Path(policy_path), Path(out_dir)
+    t0 = time.perf_counter()
+    policy_bytes = read_once(policy_path, "policy file")
+    policy = parse_policy(_policy_text(policy_bytes, policy_path), str(policy_path))
+    plan = compile_plan(policy)
+    if getattr(policy.input, "source", None) is not None and input_path is None and table is None:
+        raise UsageError("--engine spark reads Parquet or a Spark catalog table; the policy's input.source is a"
+                         " database: run it with --engine local, or give --input/--table")
+    settings = S.settings(options)
+    why = S.unavailable()
+    if why:
+        raise UsageError(f"--engine spark: {why}")
+    signer = release_signer(options)
+    internal_dir = internal_folder(options, out_dir)
+    trusted = TrustedFiles()
+    options.update(_trusted=trusted, _policy_bytes=policy_bytes, _out_dir=str(out_dir))
+    try:
+        with trusted.labels():
+            for hook in registry.PRE_RUN:
+                hook(policy, policy_path, options)
+            now = now or datetime.now(UTC)
+            release_id = new_release_id(now, out_dir / policy.dataset.name)
+            spark = S.session(settings, policy.dataset.name)
+            df, src = read(spark, input_path, table)
+            progress(f"reading {src.label} on Spark {spark.version} ({spark.sparkContext.master})")
+            if src.sha256 is not None:
+                trusted.subjects["input"] = Subject("input", "records", src.sha256, src.size)
+            ctx = StepContext(policy=policy, policy_path=policy_path, schema=plan.schemas[0], release_id=release_id,
+                              now=now, seed=seed, options=options, run_key=run_key(seed))
+            ctx.manifest["engine"] = ENGINE_NAME
+            ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
+                                     "source": src.manifest}
+            rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+            try:
+                frame = aggregate_stage(rows, plan, ctx, progress)
+            finally:
+                cached.unpersist()
+            for i in range(len(ctx.step_evidence), len(policy.steps)):
+                step = policy.steps[i]
+                ts = time.perf_counter()
+                progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()} (on the driver)")
+                ctx.schema = plan.schemas[i]
+                frame, ev = step.apply(frame, ctx)
+                ctx.schema = plan.schemas[i + 1]
+                ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3),
+                                          **ev})
+            for hook in registry.PRE_OUTPUT:
+                hook(policy, ctx)
+            return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
+                           progress, t0)
+    finally:
+        trusted.close()
+
+
+def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progress: Any,
+              check_empty: Any) -> tuple[Any, Any, ValidationReport]:
+    """Validation and the row-local steps on the executors: (their rows, the persisted frame, the report).
+
+    The same sequence as release.engine._run_row_pipeline, partition by partition.
+    """
+    from release.batches import ROW, row_pipeline
+    from release.spark.rows import duplicate_rows, run_pipeline, with_row_numbers
+    from release.validate import ValidationReport as VR
+    from release.validate import check_columns, merge_reports, raise_if_refused
+
+    policy = ctx.policy
+    names = [c for c in df.columns]
+    n_rows = df.count()
+    progress(f"validating {n_rows:,} records against {ctx.policy_path.name if ctx.policy_path else 'the policy'}"
+             f" in {df.rdd.getNumPartitions()} partition(s)")
+    check_empty(n_rows, policy, src.label)
+    root = Path(src.label) if src.manifest.get("kind") == "parquet" else None
+    numbered = with_row_numbers(spark, df, src.manifest.get("files"), root).select(*names, ROW)
+    exclude = duplicate_rows(numbered, policy)
+    columns = check_columns(names, policy)
+    if columns:
+        # Missing or undeclared columns stop the run: every row is validated only to list every rule broken.
+        from release.spark.rows import ValidateOnly
+        from release.spark.stages import accumulate
+
+        (rep,) = accumulate(numbered, [ValidateOnly(policy, ctx.now, tuple(int(r) for r in exclude))])
+        raise_if_refused(merge_reports(VR(rows_read=0, violations=columns), rep or VR(rows_read=0)), policy,
+                         src.label)
+    pipe = row_pipeline(plan, ctx, exclude_rows=exclude)
+    rows, result, cached = run_pipeline(numbered, pipe)
+    vreport = result.validation or VR(rows_read=0)
+    try:
+        raise_if_refused(vreport, policy, src.label)
+        for j, (i, ev) in enumerate(zip(pipe.steps, result.step_evidence(), strict=True)):
+            step = policy.steps[i]
+            progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()} (on the executors)")
+            ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(result.seconds[j], 3), **ev})
+        ctx.manifest.update(result.manifest)
+        ctx.schema = plan.schemas[len(pipe.steps)]
+    except BaseException:
+        cached.unpersist()
+        raise
+    return rows, cached, vreport
+
+
+def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
+    """DP tables as Spark aggregates (their builds handed to the engine); the driver frame the rest needs.
+
+    When every step ran on the executors, a DP table needs only its exact aggregate on the driver
+    (release.spark.dp) and the rows are collected only when another output (records, `table`) or
+    a driver-side step (k-anonymity) reads them.
+    """
+    from functools import partial
+
+    from release.batches import to_frame
+    from release.spark.dp import NotNative, bounded_groups
+
+    policy = ctx.policy
+    remaining = len(ctx.step_evidence) < len(policy.steps)
+    prebuilt: dict[str, Any] = {}
+    if not remaining:
+        for out in policy.outputs:
+            # A removed privacy-unit column is the local build's located error: left to it.
+            unit = policy.budget.privacy_unit if policy.budget is not None else None
+            if out.kind == "dp-table" and unit in rows.columns:
+                try:
+                    groups, stats = bounded_groups(rows, out, ctx)
+                except NotNative as why:
+                    progress(f"output {out.name}: built on the driver ({why})")
+                    continue
+                progress(f"output {out.name}: contribution bounding and exact counts on Spark")
+                prebuilt[out.name] = partial(out.build_from_groups, groups, stats, ctx)
+    ctx.options["_prebuilt"] = prebuilt
+    schema = _pipeline_schema(plan, ctx)
+    if not remaining and all(o.name in prebuilt for o in policy.outputs):
+        return to_frame(schema.empty_table())
+    left = [o for o in policy.outputs if o.name not in prebuilt]
+    if remaining or any(o.kind not in _PRUNABLE for o in left):
+        # A later step, a driver-side DP bounding (scores over every column), or an output kind whose
+        # reads are not all in its referenced_columns (indices read events from the rows): every column.
+        needed = list(schema.names)
+    else:
+        needed = [c for c in schema.names if c in {c for o in left for c in o.referenced_columns()}]
+    schema = pa.schema([schema.field(c) for c in needed])
+    progress(f"collecting {len(needed)} column(s) of the rows to the driver for {', '.join(o.name for o in left)}")
+    got = pa.Table.from_batches(_collect(rows.select(*needed)), schema=_sparkable(schema))
+    return to_frame(got.cast(schema))
+
+
+def _pipeline_schema(plan: Any, ctx: StepContext) -> pa.Schema:
+    from release.batches import arrow_schema
+
+    return arrow_schema(plan.schemas[len(ctx.step_evidence)])
+
+
+def _sparkable(schema: pa.Schema) -> pa.Schema:
+    from release.spark.rows import sparkable
+
+    return sparkable(schema)
+
+
+def _collect(rows: Any) -> list[pa.RecordBatch]:
+    from release.spark.stages import collect_batches
+
+    schema = _sparkable_of(rows)
+    return [b.cast(schema) if b.schema != schema else b for b in collect_batches(rows)]
+
+
+def _sparkable_of(rows: Any) -> pa.Schema:
+    from release.spark.stages import arrow_schema
+
+    s = arrow_schema(rows)
+    # Spark hands naive timestamps back as microseconds without a zone.
+    return pa.schema([pa.field(f.name, pa.timestamp("us") if pa.types.is_timestamp(f.type) else f.type) for f in s])
