@@ -171,21 +171,39 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
                 ctx.manifest["input_source"] = got.manifest
             frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress)
             del raw
-            for i in range(len(ctx.step_evidence), len(policy.steps)):
-                step = policy.steps[i]
-                ts = time.perf_counter()
-                progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()}")
-                ctx.schema = plan.schemas[i]
-                frame, ev = step.apply(frame, ctx)
-                ctx.schema = plan.schemas[i + 1]
-                ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3),
-                                          **ev})
-            for hook in registry.PRE_OUTPUT:
-                hook(policy, ctx)
+            frame = driver_steps(frame, policy, plan, ctx, progress)
             return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
                            progress, t0)
     finally:
         trusted.close()
+
+
+def record_pipeline_steps(pipe: Any, result: Any, plan: Plan, ctx: StepContext, progress: Progress,
+                          where: str) -> None:
+    """Record the row pipeline's steps (evidence merged over its batches) as the run's first steps."""
+    steps = ctx.policy.steps
+    for j, (i, ev) in enumerate(zip(pipe.steps, result.step_evidence(), strict=True)):
+        progress(f"step {i + 1}/{len(steps)}: {steps[i].describe()} ({where})")
+        ctx.step_evidence.append({"index": i, "type": steps[i].type, "seconds": round(result.seconds[j], 3), **ev})
+    ctx.manifest.update(result.manifest)
+    ctx.schema = plan.schemas[len(pipe.steps)]
+
+
+def driver_steps(frame: pd.DataFrame, policy: Policy, plan: Plan, ctx: StepContext, progress: Progress,
+                 where: str = "") -> pd.DataFrame:
+    """The steps after the row pipeline (those needing the whole frame), then the PRE_OUTPUT hooks."""
+    for i in range(len(ctx.step_evidence), len(policy.steps)):
+        step = policy.steps[i]
+        ts = time.perf_counter()
+        progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()}{where}")
+        ctx.schema = plan.schemas[i]
+        frame, ev = step.apply(frame, ctx)
+        ctx.schema = plan.schemas[i + 1]
+        ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3),
+                                  **ev})
+    for hook in registry.PRE_OUTPUT:
+        hook(policy, ctx)
+    return frame
 
 
 def batch_rows(options: dict[str, Any]) -> int:
@@ -308,12 +326,7 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
     vreport = result.validation
     assert vreport is not None
     raise_if_refused(vreport, policy, source)
-    for j, (i, ev) in enumerate(zip(pipe.steps, result.step_evidence(), strict=True)):
-        step = policy.steps[i]
-        progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()} (in batches)")
-        ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(result.seconds[j], 3), **ev})
-    ctx.manifest.update(result.manifest)
-    ctx.schema = plan.schemas[len(pipe.steps)]
+    record_pipeline_steps(pipe, result, plan, ctx, progress, "in batches")
     table = pa.Table.from_batches(outs, schema=pipe.output_schema())
     del outs
     _ProcessCache.contexts.clear()  # the pipeline is done: let go of the run's context

@@ -85,7 +85,12 @@ def read_arrow(path: str | Path, spec: Any = None) -> pa.Table:
         table = _read_csv(p, opts)
     else:
         raise InputError(f"{p}: unknown input format (use .csv or .parquet)")
-    names = [n.lstrip("\ufeff") for n in table.column_names]
+    return table.rename_columns(_column_names(table.column_names, p))
+
+
+def _column_names(header: list[str], path: Path) -> list[str]:
+    """The header's names without a byte-order mark; refused when two are equal."""
+    names = [n.lstrip("\ufeff") for n in header]
     seen: dict[str, int] = {}
     dups = []
     for i, n in enumerate(names, 1):
@@ -94,9 +99,9 @@ def read_arrow(path: str | Path, spec: Any = None) -> pa.Table:
         seen.setdefault(n, i)
     if dups:
         # Positions, not names: a header that is really a data row must not be echoed.
-        raise InputError(f"{p}: header row: duplicate column names at positions {'; '.join(dups)}"
+        raise InputError(f"{path}: header row: duplicate column names at positions {'; '.join(dups)}"
                          " [rule: unique-column-names]")
-    return table.rename_columns(names)
+    return names
 
 
 class CsvBatches:
@@ -118,16 +123,7 @@ class CsvBatches:
         if not names:
             raise InputError(f"{self.path}: the file is empty (no header row) [rule: header]")
         self.file_names = names
-        self.names = [n.lstrip("\ufeff") for n in names]
-        seen: dict[str, int] = {}
-        dups = []
-        for i, n in enumerate(self.names, 1):
-            if n in seen:
-                dups.append(f"{seen[n]} and {i}")
-            seen.setdefault(n, i)
-        if dups:
-            raise InputError(f"{self.path}: header row: duplicate column names at positions {'; '.join(dups)}"
-                             " [rule: unique-column-names]")
+        self.names = _column_names(names, self.path)
 
     def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
         """Record batches in file order (text columns; `columns`: only these, by their header names)."""

@@ -45,7 +45,14 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
                       progress: Any = None, now: datetime | None = None) -> Any:
     """`release.engine.run_release` with the records in Spark (options['spark_table']: a catalog table)."""
     from release.batches import run_key
-    from release.engine import _finish, _policy_text, _quiet, internal_folder, new_release_id
+    from release.engine import (
+        _finish,
+        _policy_text,
+        _quiet,
+        driver_steps,
+        internal_folder,
+        new_release_id,
+    )
     from release.governance.config import file_options
     from release.governance.signing import release_signer
     from release.governance.trusted import Subject, TrustedFiles, read_once
@@ -97,17 +104,7 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
                 frame = aggregate_stage(rows, plan, ctx, progress)
             finally:
                 cached.unpersist()
-            for i in range(len(ctx.step_evidence), len(policy.steps)):
-                step = policy.steps[i]
-                ts = time.perf_counter()
-                progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()} (on the driver)")
-                ctx.schema = plan.schemas[i]
-                frame, ev = step.apply(frame, ctx)
-                ctx.schema = plan.schemas[i + 1]
-                ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(time.perf_counter() - ts, 3),
-                                          **ev})
-            for hook in registry.PRE_OUTPUT:
-                hook(policy, ctx)
+            frame = driver_steps(frame, policy, plan, ctx, progress, " (on the driver)")
             return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
                            progress, t0)
     finally:
@@ -121,6 +118,7 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     The same sequence as release.engine._run_row_pipeline, partition by partition.
     """
     from release.batches import ROW, row_pipeline
+    from release.engine import record_pipeline_steps
     from release.spark.rows import duplicate_rows, run_pipeline, with_row_numbers
     from release.validate import ValidationReport as VR
     from release.validate import check_columns, merge_reports, raise_if_refused
@@ -148,12 +146,7 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     vreport = result.validation or VR(rows_read=0)
     try:
         raise_if_refused(vreport, policy, src.label)
-        for j, (i, ev) in enumerate(zip(pipe.steps, result.step_evidence(), strict=True)):
-            step = policy.steps[i]
-            progress(f"step {i + 1}/{len(policy.steps)}: {step.describe()} (on the executors)")
-            ctx.step_evidence.append({"index": i, "type": step.type, "seconds": round(result.seconds[j], 3), **ev})
-        ctx.manifest.update(result.manifest)
-        ctx.schema = plan.schemas[len(pipe.steps)]
+        record_pipeline_steps(pipe, result, plan, ctx, progress, "on the executors")
     except BaseException:
         cached.unpersist()
         raise
