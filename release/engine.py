@@ -24,9 +24,6 @@ from release.io.bundle import (
     canonical_json,
     read_published_csv,
     sha256_bytes,
-    table_to_csv,
-    table_to_geojson,
-    table_to_parquet,
     write_bundle,
 )
 from release.io.readers import CsvBatches, is_csv, read_arrow
@@ -169,13 +166,92 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
                               now=now, seed=seed, options=options, run_key=run_key(seed))
             if db is not None:
                 ctx.manifest["input_source"] = got.manifest
-            frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress)
-            del raw
-            frame = driver_steps(frame, policy, plan, ctx, progress)
-            return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
-                           progress, t0)
+            staging = Staging(out_dir, policy.dataset.name, release_id)
+            try:
+                streams = _record_streams(policy, plan, ctx, staging)
+                frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress,
+                                                   sink=_sink(streams) if streams else None)
+                del raw
+                frame = driver_steps(frame, policy, plan, ctx, progress)
+                return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
+                               progress, t0, streams=streams, staging=staging)
+            finally:
+                staging.discard()
     finally:
         trusted.close()
+
+
+class Staging:
+    """The bundle's staging folder, made when the first file is streamed into it; discarded unless renamed."""
+
+    def __init__(self, out_dir: Path, dataset: str, release_id: str) -> None:
+        from release.io.bundle import staging_folder
+
+        self.path = staging_folder(out_dir, dataset, release_id)
+        self._made: list[Path] = []
+
+    def folder(self) -> Path:
+        if not self.path.is_dir():
+            missing = []
+            d = self.path
+            while not d.exists():
+                missing.append(d)
+                d = d.parent
+            for d in reversed(missing):
+                try:
+                    d.mkdir()
+                except OSError as e:
+                    raise UsageError(f"cannot create the publish folder {d}: {e.strerror or e}; nothing was"
+                                     " published") from None
+                self._made.append(d)
+        return self.path
+
+    def discard(self) -> None:
+        """After the rename this finds nothing; after a failure it takes away what the run made."""
+        import shutil
+
+        if self.path.exists():
+            shutil.rmtree(self.path, ignore_errors=True)
+        for d in reversed(self._made[:-1]):
+            try:
+                d.rmdir()  # only if still empty: another release may have published there meanwhile
+            except OSError:
+                break
+
+
+def _record_streams(policy: Policy, plan: Plan, ctx: StepContext, staging: Staging) -> dict[str, Any]:
+    """Records outputs written from the row pipeline's batches (external sort, streamed files), when
+    nothing needs the whole frame: every step is row-local and every output streams. {} otherwise."""
+    from release.batches import arrow_schema, row_local_prefix
+    from release.io.extsort import ExternalSort, sort_memory_bytes
+
+    if test_mode() and ctx.options.get("_records_in_memory"):
+        return {}  # test hook: the whole-frame path, to compare bytes with
+    if len(row_local_prefix(policy)) != len(policy.steps) or ctx.options.get("_prebuilt"):
+        return {}
+    if not policy.outputs or not all(getattr(o, "streams", False) for o in policy.outputs):
+        return {}
+    schema = arrow_schema(plan.schemas[-1])
+    budget = sort_memory_bytes() // len(policy.outputs)
+    out: dict[str, Any] = {}
+    for o in policy.outputs:
+        cols = list(dict.fromkeys(o.columns))
+        out[o.name] = ExternalSort(pa_select(schema, cols), o.sort_keys(), staging.folder() / ".sort" / o.name,
+                                   memory_bytes=budget)
+    return out
+
+
+def pa_select(schema: Any, columns: list[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([schema.field(c) for c in columns])
+
+
+def _sink(streams: dict[str, Any]) -> Callable[[Any], None]:
+    def take(batch: Any) -> None:
+        for sorter in streams.values():
+            sorter.add(batch.select(sorter.schema.names))
+    return take
 
 
 def record_pipeline_steps(pipe: Any, result: Any, plan: Plan, ctx: StepContext, progress: Progress,
@@ -259,7 +335,8 @@ def _raw_batches(raw: Any, rows: int, columns: list[str] | None = None) -> Itera
 
 
 def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, source: str,
-                      progress: Progress) -> tuple[pd.DataFrame, ValidationReport]:
+                      progress: Progress, sink: Callable[[Any], None] | None = None
+                      ) -> tuple[pd.DataFrame | None, ValidationReport]:
     """Validation and the row-local steps, batch by batch (release.batches); the typed frame they leave.
 
     Batches are cut from the input in order, but nothing depends on the cut: validation and
@@ -321,12 +398,18 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
         batches = sorted(batches, key=lambda t: hashlib.sha256(str(t[1]).encode()).digest())
     for b, off in batches:
         out, res = pipe.process(b, row_offset=off)
-        outs.append(out)
+        if sink is None:
+            outs.append(out)
+        else:
+            sink(out)  # streamed outputs: each batch goes to their sorters, no frame is built
         result = result.merge(res)
     vreport = result.validation
     assert vreport is not None
     raise_if_refused(vreport, policy, source)
     record_pipeline_steps(pipe, result, plan, ctx, progress, "in batches")
+    if sink is not None:
+        _ProcessCache.contexts.clear()
+        return None, vreport
     table = pa.Table.from_batches(outs, schema=pipe.output_schema())
     del outs
     _ProcessCache.contexts.clear()  # the pipeline is done: let go of the run's context
@@ -340,41 +423,70 @@ def _policy_text(data: bytes, path: Path) -> str:
         raise PolicyError(f"{path}: the policy is not UTF-8 text (byte {e.start})") from None
 
 
-def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, frame: pd.DataFrame,
+def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, frame: pd.DataFrame | None,
             vreport: ValidationReport, out_dir: Path, internal_dir: Path, signer: Any, progress: Progress,
-            t0: float) -> RunResult:
-    files: dict[str, bytes] = {}
+            t0: float, streams: dict[str, Any] | None = None, staging: Staging | None = None) -> RunResult:
+    if staging is None:
+        # Another runner (release/spark) calls in here: the staging folder is this call's.
+        staging = Staging(out_dir, policy.dataset.name, ctx.release_id)
+        try:
+            return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer, progress,
+                           t0, streams, staging)
+        finally:
+            staging.discard()
+    from release.batches import to_frame
+    from release.io.bundle import CSV_CHUNK_ROWS
+    from release.io.stream import PublishedFiles, TableWriter, write_frame
+
+    streams = streams or {}
+    # Published files are written into the staging folder as they are built (never held as bytes).
+    files = PublishedFiles()
     outputs_report: list[dict[str, Any]] = []
     findings: list[Finding] = []
     resources: list[dict[str, Any]] = []
     internal: dict[str, Any] = {"outputs": {}}
-    staging_tables: dict[str, dict[str, pd.DataFrame]] = {}
+    staging_stems: dict[str, list[str]] = {}
     # Outputs that post-process earlier outputs' published tables (e.g. indices) read them here.
     ctx.options["_published"] = files
     for out in policy.outputs:
         progress(f"output {out.name} ({out.kind})")
-        # Another runner (release/spark) may hand over an output's build from its own aggregate (built
-        # here, in order, after the budget hooks: noise is still drawn only now).
-        pre = ctx.options.get("_prebuilt", {}).get(out.name)
-        build = pre() if pre is not None else out.build(frame, ctx)
+        sorter = streams.get(out.name)
+        if sorter is not None:
+            # Records in canonical order from the external sort's merge, chunk by chunk into the files.
+            geo = out.geo_columns(ctx.schema)
+            build = OutputBuild(tables={out.name: pd.DataFrame()}, geo=geo)
+            w = TableWriter(staging.folder(), out.name, geo)
+            for t in sorter.merged(CSV_CHUNK_ROWS):
+                w.add(to_frame(t))
+            if w.rows == 0:
+                w.add(to_frame(sorter.schema.empty_table()))
+            sorter.close()
+            build.evidence = out.evidence(w.rows)
+            written = {out.name: w.close()}
+        else:
+            # Another runner (release/spark) may hand over an output's build from its own aggregate (built
+            # here, in order, after the budget hooks: noise is still drawn only now).
+            pre = ctx.options.get("_prebuilt", {}).get(out.name)
+            build = pre() if pre is not None else out.build(frame, ctx)
+            written = {stem: write_frame(staging.folder(), stem, table, build.geo)
+                       for stem, table in build.tables.items()}
         paths = published_files(out, build)
-        for stem, table in build.tables.items():
-            files[paths[stem]["csv"]] = table_to_csv(table)
-            files[paths[stem]["parquet"]] = table_to_parquet(table)
-            if build.geo:
-                files[paths[stem]["geojson"]] = table_to_geojson(table, *build.geo)
+        for stem, got in written.items():
+            for fmt_, staged in got.items():
+                files[paths[stem][fmt_]] = staged
             resources.append(resource_of(out.name, stem, files, ctx.schema))
         files.update(build.extra_files)
-        staging_tables[out.name] = build.tables
+        staging_stems[out.name] = list(build.tables)
         internal["outputs"][out.name] = build.internal
         outputs_report.append({"name": out.name, "kind": out.kind,
                                "files": sorted(p for d in paths.values() for p in d.values()) + sorted(build.extra_files),
                                "evidence": build.evidence})
+        del build, written
     progress("assessing the outputs from the published files")
     for out, rep in zip(policy.outputs, outputs_report, strict=True):
-        stems = list(staging_tables[out.name])
-        # Assess what the public will read: the CSV bytes, parsed back, not the frames in memory.
-        tables = {s: read_published_csv_bytes(files[f"{s}.csv"], ctx.schema) for s in stems}
+        stems = staging_stems[out.name]
+        # Assess what the public will read: the CSV as written, parsed back, not the frames in memory.
+        tables = {s: _read_published(files, f"{s}.csv", ctx.schema) for s in stems}
         actx = AssessContext(policy=policy, output_name=out.name, files={s: f"{s}.csv" for s in stems},
                              options=ctx.options, run=ctx)
         rep["figures"] = assess_output(out, tables, actx)
@@ -383,6 +495,7 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
                                                             f"{s}.csv", ctx.schema))
         rep["findings"] = [f.to_json() for f in actx.findings]
         findings.extend(actx.findings)
+        del tables
     verdict = "pass" if all(f.ok for f in findings) else "blocked"
     approval = ctx.manifest.get("approval") or {"required": False}
     report: dict[str, Any] = {
@@ -414,7 +527,7 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
     files["report.json"] = canonical_json(report)
     for render in registry.RENDERERS:
         # Sorted, as `release check` hands them over when it renders the page again to compare.
-        files.update(render(report, dict(sorted(files.items())), ctx))
+        files.update(render(report, files.sorted(), ctx))
     trusted = ctx.options.get("_trusted")
     manifest = {
         "release_id": ctx.release_id,
@@ -498,8 +611,16 @@ def read_published_csv_bytes(data: bytes, schema: Schema) -> pd.DataFrame:
     return read_published_csv(io.BytesIO(data), schema)  # type: ignore[arg-type]
 
 
+def _read_published(files: Any, rel: str, schema: Schema) -> pd.DataFrame:
+    """A published CSV read back typed: from its staged file in blocks, or from bytes."""
+    staged = files.staged(rel) if hasattr(files, "staged") else None
+    if staged is not None:
+        return read_published_csv(staged.path, schema)
+    return read_published_csv_bytes(files[rel], schema)
+
+
 def _write_internal(folder: Path, dataset: str, ctx: StepContext, internal: dict[str, Any],
-                    report: dict[str, Any], files: dict[str, bytes]) -> None:
+                    report: dict[str, Any], files: Any) -> None:
     """Internal diagnostics (and the PRE_PUBLISH writers, e.g. the internal report) go outside the publication folder."""
     internal = {**internal, **ctx.internal}
     d = folder / dataset
@@ -514,12 +635,15 @@ def _write_internal(folder: Path, dataset: str, ctx: StepContext, internal: dict
                          ) from None
 
 
-def resource_of(output: str, stem: str, files: dict[str, bytes], schema: Schema) -> dict[str, Any]:
+def resource_of(output: str, stem: str, files: Any, schema: Schema) -> dict[str, Any]:
     """A datapackage resource for one published table, from its Parquet file's types (run and check alike)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    arrow = pq.read_schema(pa.BufferReader(files[f"{stem}.parquet"]))
+    from release.io.stream import file_sha256
+
+    staged = files.staged(f"{stem}.parquet") if hasattr(files, "staged") else None
+    arrow = pq.read_schema(str(staged.path) if staged is not None else pa.BufferReader(files[f"{stem}.parquet"]))
     fields = []
     for name, typ in zip(arrow.names, arrow.types, strict=True):
         if pa.types.is_integer(typ):
@@ -539,7 +663,7 @@ def resource_of(output: str, stem: str, files: dict[str, bytes], schema: Schema)
     csv_path = f"{stem}.csv"
     return {"name": slug(stem), "path": csv_path, "profile": "tabular-data-resource",
             "format": "csv", "mediatype": "text/csv", "encoding": "utf-8",
-            "hash": "sha256:" + sha256_bytes(files[csv_path]),
+            "hash": "sha256:" + file_sha256(files, csv_path),
             "output": output, "schema": {"fields": fields}}
 
 

@@ -81,20 +81,26 @@ def table_to_csv(frame: pd.DataFrame) -> bytes:
     column in Arrow's kernels and row chunk by row chunk; a column of another kind (mixed Python
     objects) or a one-column table goes through pandas itself, byte for byte the same format.
     """
+    return csv_text(frame)
+
+
+def csv_text(frame: pd.DataFrame, header: bool = True) -> bytes:
+    """`table_to_csv` of some rows, with or without the header line: the file written chunk by chunk
+    (header on the first chunk only) is byte for byte the file written whole."""
     ready = _csv_ready(frame)
     if ready.shape[1] > 1:
-        got = _arrow_csv(ready)
+        got = _arrow_csv(ready, header)
         if got is not None:
             return got
-    return _pandas_csv(ready)
+    return _pandas_csv(ready, header)
 
 
-def _pandas_csv(ready: pd.DataFrame) -> bytes:
+def _pandas_csv(ready: pd.DataFrame, header: bool = True) -> bytes:
     from release.outputs.cells import neutralise_frame
 
     buf = io.StringIO()
     safe, _ = neutralise_frame(ready)
-    safe.to_csv(buf, index=False, lineterminator="\n", float_format="%.7f")
+    safe.to_csv(buf, index=False, lineterminator="\n", float_format="%.7f", header=header)
     return buf.getvalue().encode("utf-8")
 
 
@@ -112,9 +118,9 @@ def _csv_header(columns: list[Any]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
-def _arrow_csv(ready: pd.DataFrame) -> bytes | None:
+def _arrow_csv(ready: pd.DataFrame, header: bool = True) -> bytes | None:
     """`_pandas_csv` through Arrow (None when a column is of a kind only pandas formats)."""
-    parts = [_csv_header(list(ready.columns))]
+    parts = [_csv_header(list(ready.columns))] if header else []
     n = len(ready)
     for start in range(0, n, CSV_CHUNK_ROWS):
         chunk = ready.iloc[start:start + CSV_CHUNK_ROWS]
@@ -203,7 +209,12 @@ def _float_cells(x: np.ndarray) -> pa.Array:
     return pc.if_else(pa.array(np.isnan(x)), _L(""), txt)
 
 
-def table_to_parquet(frame: pd.DataFrame) -> bytes:
+PARQUET_ROW_GROUP = 1 << 20
+"Rows per Parquet row group (pyarrow's default, given explicitly so a streamed file has the same groups)."
+
+
+def parquet_table(frame: pd.DataFrame) -> pa.Table:
+    """The Arrow table a frame is published as in Parquet."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     # pandas metadata carries nothing a reader needs and varies across versions: leave it out.
     table = table.replace_schema_metadata(None)
@@ -211,8 +222,12 @@ def table_to_parquet(frame: pd.DataFrame) -> bytes:
     if any(pa.types.is_large_string(f.type) for f in table.schema):
         table = table.cast(pa.schema([pa.field(f.name, pa.string(), f.nullable) if pa.types.is_large_string(f.type)
                                       else f for f in table.schema]))
+    return table
+
+
+def table_to_parquet(frame: pd.DataFrame) -> bytes:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(parquet_table(frame), sink, compression="zstd", row_group_size=PARQUET_ROW_GROUP)
     return sink.getvalue().to_pybytes()
 
 
@@ -236,8 +251,17 @@ def table_to_geojson(frame: pd.DataFrame, lat: str, lon: str) -> bytes:
     return b"".join(parts)
 
 
+GEOJSON_HEAD = b'{"type":"FeatureCollection","features":[\n'
+GEOJSON_TAIL = b"\n]}\n"
+
+
 def _geojson_features(rows: pd.DataFrame, lat: str, lon: str) -> bytes:
     """The features of some rows (all with coordinates), one a line, joined by ',\n'."""
+    return geojson_features(rows, lat, lon)[0]
+
+
+def geojson_features(rows: pd.DataFrame, lat: str, lon: str) -> tuple[bytes, pa.Array, pa.Array]:
+    """The features of some rows (all with coordinates) and their x and y as the text written."""
     sub = _csv_ready(rows)
     props = sub.drop(columns=[lat, lon])
     n = len(sub)
@@ -250,7 +274,7 @@ def _geojson_features(rows: pd.DataFrame, lat: str, lon: str) -> bytes:
     feats = _join('{"type":"Feature","geometry":{"type":"Point","coordinates":[', xs, ",", ys, ']},"properties":', p,
                   "}")
     body = _string_bytes(_join(feats, "", sep=",\n"))
-    return body[:-2]
+    return body[:-2], xs, ys
 
 
 _JSON_UNSAFE_RE2 = r"[\x{0}-\x{8}\x{b}-\x{1f}]"
@@ -316,9 +340,17 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, bytes],
+def staging_folder(out: Path, dataset: str, release_id: str) -> Path:
+    """The staging folder a bundle is written in before its rename (files may be streamed into it first)."""
+    return out / dataset / f"{STAGING_PREFIX}{release_id}"
+
+
+def write_bundle(out: Path, dataset: str, release_id: str, files: Any,
                  manifest: dict[str, Any], sign: Callable[[bytes], bytes] | None = None) -> Path:
     """Write files, manifest.json and its signature into a staging folder, fsync, and rename into place.
+
+    `files` maps bundle paths to bytes, or (release.io.stream.PublishedFiles) to files already
+    streamed into the staging folder, whose recorded sha256 the manifest lists.
 
     Readers see either no bundle or a complete one: the rename is atomic on one filesystem and
     the staging folder's name starts with a dot, so no tool takes it for a release.
@@ -345,16 +377,24 @@ def write_bundle(out: Path, dataset: str, release_id: str, files: dict[str, byte
     return final
 
 
-def _stage(staging: Path, files: dict[str, bytes], manifest: dict[str, Any],
+def _stage(staging: Path, files: Any, manifest: dict[str, Any],
            sign: Callable[[bytes], bytes] | None) -> None:
-    if staging.exists():
+    streamed = any(not isinstance(files.raw(r) if hasattr(files, "raw") else files[r], bytes) for r in files)
+    if staging.exists() and not streamed:
         shutil.rmtree(staging)
-    staging.mkdir()
+    staging.mkdir(exist_ok=streamed)
     _crash_point("staging-created")
     hashes: dict[str, str] = {}
-    for i, (rel, data) in enumerate(sorted(files.items())):
-        _write_file(staging / rel, data)
-        hashes[rel] = sha256_bytes(data)
+    for i, rel in enumerate(sorted(files)):
+        data = files.raw(rel) if hasattr(files, "raw") else files[rel]
+        if isinstance(data, bytes):
+            _write_file(staging / rel, data)
+            hashes[rel] = sha256_bytes(data)
+        else:
+            # Streamed into this staging folder while the run wrote it (release.io.stream), hashed as written.
+            if data.path.resolve() != (staging / rel).resolve():
+                raise OSError(f"{rel} was staged outside the bundle's staging folder")
+            hashes[rel] = data.sha256
         _crash_point(f"file-{i}")
     man = dict(manifest)
     man["files"] = hashes
@@ -378,7 +418,15 @@ def _read_csv_text(path: Any) -> pd.DataFrame:
 
     import pyarrow.csv as pacsv
 
-    data = path.read() if hasattr(path, "read") else Path(path).read_bytes()
+    if isinstance(path, (str, Path)):
+        from release.io.stream import read_csv_batches
+
+        # A file on disk is read in blocks: never its whole bytes beside the table.
+        batches = list(read_csv_batches(Path(path)))
+        if not batches:
+            return pd.DataFrame()
+        return pa.Table.from_batches(batches).to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow"))
+    data = path.read()
     if isinstance(data, str):
         data = data.encode("utf-8")
     first = data.split(b"\n", 1)[0].decode("utf-8")

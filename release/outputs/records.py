@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pandas as pd
 from pydantic import Field
@@ -33,14 +33,24 @@ class RecordsOutput(OutputConfig):
         lon = next((c for c in self.columns if c in schema and schema[c].role == Role.longitude), None)
         return (lat, lon) if lat and lon else None
 
+    streams: ClassVar[bool] = True
+    "The local engine may write this output from the row pipeline's batches (external sort, streamed files)."
+
+    def sort_keys(self) -> list[str]:
+        """The canonical order: the declared keys, then every other published column (ascending, nulls last)."""
+        return list(dict.fromkeys([*(self.sort_by or ()), *self.columns]))
+
+    def evidence(self, rows: int) -> dict[str, Any]:
+        return {"rows": int(rows), "columns": list(self.columns)}
+
     def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
         out = frame.loc[:, list(self.columns)]
         # A total order on the published values makes the file independent of input order (and of
-        # how a batch engine cut it): the declared keys, then every other published column.
-        keys = list(dict.fromkeys([*(self.sort_by or ()), *self.columns]))
-        out = out.sort_values(keys, kind="mergesort", na_position="last").reset_index(drop=True)
+        # how a batch engine cut it): the declared keys, then every other published column. The
+        # streamed path (release.io.extsort) sorts by the same keys, to the same bytes.
+        out = out.sort_values(self.sort_keys(), kind="mergesort", na_position="last").reset_index(drop=True)
         return OutputBuild(tables={self.name: out}, geo=self.geo_columns(ctx.schema),
-                           evidence={"rows": int(len(out)), "columns": list(self.columns)})
+                           evidence=self.evidence(len(out)))
 
     def assess(self, tables: dict[str, pd.DataFrame], ctx: AssessContext) -> dict[str, Any]:
         t = tables[self.name]

@@ -7,6 +7,7 @@ from typing import Any
 
 import jinja2
 
+from release.io.stream import file_size
 from release.report import charts
 from release.report.summary import first_screen, group_findings
 from release.report.view import (
@@ -157,7 +158,7 @@ def build_page(report: dict[str, Any], files: dict[str, bytes], *, areas: dict[s
     gate = report.get("gate") or {}
     budget = report.get("budget")
     approval = approval if approval is not None else report.get("approval")
-    sizes = {p: len(b) for p, b in files.items()}
+    sizes = {p: file_size(files, p) for p in files}
     findings = report.get("findings") or []
     failed = [f for f in findings if not f.get("ok")]
     outputs = []

@@ -84,7 +84,11 @@ def render_report(report: dict[str, Any], files: dict[str, bytes], ctx: Any) -> 
 def write_internal_report(policy: Any, ctx: Any, report: dict[str, Any], files: dict[str, bytes], folder: Path,
                           internal: dict[str, Any]) -> None:
     """PRE_PUBLISH hook: the report plus the run's internal diagnostics, written outside the publication folder."""
-    shown = {p: b for p, b in files.items() if p.endswith((".csv", ".geojson"))}
+    def keep(p: str) -> bool:
+        return p.endswith((".csv", ".geojson"))
+
+    # Streamed files (release.io.stream.PublishedFiles) are not read to be handed over.
+    shown = files.sorted(keep) if hasattr(files, "sorted") else {p: b for p, b in files.items() if keep(p)}
     from release.report.html import build_page  # matplotlib: loaded only when a page is drawn
 
     page = build_page(report, shown, areas=_area_layer(ctx.options, ctx), approval=report.get("approval"),

@@ -206,6 +206,9 @@ def _points(files: dict[str, bytes], paths: list[str]) -> tuple[np.ndarray, np.n
     """Distinct published coordinates and records per point, from the output's GeoJSON (an aggregate:
     one entry per distinct point, whatever the number of records)."""
     for p in paths:
+        staged = files.staged(p) if hasattr(files, "staged") else None
+        if staged is not None and staged.points is not None:
+            return staged.points  # kept by the writer as it wrote the features (release.io.stream)
         if p.endswith(".geojson") and p in files:
             data = files[p]
             # The public and the internal page both draw it: parse once per file.
