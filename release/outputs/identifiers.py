@@ -187,13 +187,38 @@ def _value_sets(exclude_locales: tuple[str, ...]) -> tuple[pa.Array, pa.Array, p
     return tuple(pa.array(sorted(x), type=pa.large_string()) for x in (firsts, lasts, common))  # type: ignore[return-value]
 
 
+# Two runs of letters (or apostrophes) of two or more, separated only by whitespace or hyphens: what the
+# pair rule below needs in a value before it can fire (lower-casing maps letters to letters one for one).
+_TWO_WORDS = r"[\p{L}'’]{2,}[\s\-]+[\p{L}'’]{2,}"
+
+
 def _name_mask(u: pa.Array, exclude_locales: tuple[str, ...] = ()) -> np.ndarray:
-    """Values holding a first name and a surname next to each other (any case), vectorized over words."""
+    """Values holding a first name and a surname next to each other (any case), vectorized over words.
+
+    Only values that could match (two letter words side by side, or the whole-value name shape) go
+    through the word split; the rest (codes, numbers, pseudonyms) cannot hold a name by either rule.
+    """
+    cand = (pc.match_substring_regex(u, _TWO_WORDS).to_numpy(zero_copy_only=False)
+            | pc.match_substring_regex(u, _WHOLE_NAME).to_numpy(zero_copy_only=False))
+    if cand.all():
+        return _name_mask_exact(u, exclude_locales)
+    out = np.zeros(len(u), dtype=bool)
+    idx = np.flatnonzero(cand)
+    if len(idx):
+        out[idx] = _name_mask_exact(u.take(pa.array(idx)), exclude_locales)
+    return out
+
+
+def _name_mask_exact(u: pa.Array, exclude_locales: tuple[str, ...] = ()) -> np.ndarray:
+    """`_name_mask` over every value given."""
     first_set, last_set, common_set = _value_sets(exclude_locales)
     # Punctuation other than a hyphen or an apostrophe ends a name: "(Money Mart, Tsx)" pairs no
     # words across the comma; it becomes a token no rule accepts.
     low = pc.replace_substring_regex(pc.utf8_lower(u), r"[^\p{L}'’\-\s]+", " | ")
-    words = pc.split_pattern_regex(low, r"[\s\-]+")
+    # Words are split at runs of hyphens and whitespace: after the line above the only whitespace left
+    # is RE2's \s (ASCII), so hyphens become spaces and Arrow's plain ASCII split does it, far faster
+    # than a regex split (which also yields empty words at the ends, which no rule accepts).
+    words = pc.ascii_split_whitespace(pc.replace_substring(low, "-", " "))
     flat = pc.list_flatten(words)
     parent = pc.list_parent_indices(words).to_numpy()
     if len(flat) < 2:

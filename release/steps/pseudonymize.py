@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import Field, model_validator
@@ -108,6 +110,47 @@ class PseudonymizeStep(StepConfig):
             return secrets.token_bytes(32)
         return hmac.new(ctx.run_key, b"\0".join([b"release-pseudonym-random", column.encode()]), hashlib.sha256).digest()
 
+    def _text_pseudonyms(self, col: pd.Series, key: bytes) -> pd.Series:
+        """The same HMAC-SHA256 pseudonyms of a text column, computed once per distinct value in Arrow.
+
+        The HMAC's inner and outer SHA-256 states are keyed once and copied per value (RFC 2104: the
+        same digest as hmac.digest, at about half its cost per call); the hex text, the prefix and the
+        mapping back to rows are Arrow and NumPy kernels.
+        """
+        arr = pa.chunked_array(pa.array(col, from_pandas=True, type=pa.large_string())
+                               if not isinstance(col.dtype, pd.StringDtype) or col.dtype.storage != "pyarrow"
+                               else col.array._pa_array).cast(pa.large_string())  # noqa: SLF001
+        uniq = pc.drop_null(pc.unique(arr))
+        if isinstance(uniq, pa.ChunkedArray):
+            uniq = uniq.combine_chunks()
+        k = key if len(key) <= 64 else hashlib.sha256(key).digest()
+        k = k.ljust(64, b"\0")
+        inner = hashlib.sha256(bytes(x ^ 0x36 for x in k)).copy
+        outer = hashlib.sha256(bytes(x ^ 0x5C for x in k)).copy
+
+        def digest(value: bytes) -> bytes:
+            i = inner()
+            i.update(value)
+            o = outer()
+            o.update(i.digest())
+            return o.digest()
+
+        raw = b"".join([digest(v) for v in uniq.cast(pa.large_binary()).to_pylist()])
+        d = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32)
+        hexd = np.empty((len(d), 64), dtype=np.uint8)
+        alphabet = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+        hexd[:, 0::2] = alphabet[d >> 4]
+        hexd[:, 1::2] = alphabet[d & 15]
+        n = self.length
+        body = np.ascontiguousarray(hexd[:, :n]).tobytes()
+        offsets = np.arange(0, n * len(d) + 1, n, dtype=np.int64)
+        txt = pa.Array.from_buffers(pa.large_string(), len(d), [None, pa.py_buffer(offsets), pa.py_buffer(body)])
+        if self.prefix:
+            txt = pc.binary_join_element_wise(pa.scalar(self.prefix, pa.large_string()), txt,
+                                              pa.scalar("", pa.large_string()))
+        mapped = pc.take(txt, pc.index_in(arr, value_set=uniq))
+        return pd.Series(pd.arrays.ArrowStringArray(mapped.cast(pa.large_string())), index=col.index, name=col.name)
+
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         out = frame.copy()
         secret = self._key(ctx) if self.method == "hmac" else None
@@ -116,6 +159,9 @@ class PseudonymizeStep(StepConfig):
             key = (self.column_key(secret, ctx.policy.dataset.name, c) if secret is not None
                    else self.random_key(ctx, c))
             col = out[c]
+            if isinstance(col.dtype, pd.StringDtype):
+                out[c] = self._text_pseudonyms(col, key)
+                continue
             # Pseudonyms are per distinct value, so the HMAC runs once per value, not per row.
             codes, uniques = pd.factorize(col, use_na_sentinel=True)
             # hmac.digest is the one-shot C path: the same HMAC-SHA256, a fraction of hmac.new's cost.

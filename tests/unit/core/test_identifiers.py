@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from faker import Faker
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from release.outputs.identifiers import CHECKS, match_mask, scan_frame, scan_values
 
@@ -130,3 +134,42 @@ def test_planted_identifiers_in_a_large_column_are_all_found() -> None:
     names = match_mask(s, "person-name", exclude_locales=("fi_FI",))
     assert names[where[kinds == "person-name"]].mean() >= 0.95
     assert not names[np.setdiff1d(np.arange(n), where)].any()
+
+
+def _name_mask_reference(u: pa.Array) -> np.ndarray:
+    """The person-name rule as first written: every value through a regex word split."""
+    from release.outputs.identifiers import _NAME_SHAPED, _WHOLE_NAME, _value_sets
+
+    first_set, last_set, common_set = _value_sets(())
+    low = pc.replace_substring_regex(pc.utf8_lower(u), r"[^\p{L}'’\-\s]+", " | ")
+    words = pc.split_pattern_regex(low, r"[\s\-]+")
+    flat = pc.list_flatten(words)
+    parent = pc.list_parent_indices(words).to_numpy()
+    if len(flat) < 2:
+        return np.zeros(len(u), dtype=bool)
+    flat = flat.cast(pa.large_string())
+    f = pc.is_in(flat, value_set=first_set).to_numpy(zero_copy_only=False)
+    last = pc.is_in(flat, value_set=last_set).to_numpy(zero_copy_only=False)
+    com = pc.is_in(flat, value_set=common_set).to_numpy(zero_copy_only=False)
+    shaped = pc.match_substring_regex(flat, _NAME_SHAPED).to_numpy(zero_copy_only=False) & ~com
+    same = parent[:-1] == parent[1:]
+    pair = same & shaped[:-1] & shaped[1:] & (f[:-1] | last[1:] | (last[:-1] & f[1:]))
+    out = np.zeros(len(u), dtype=bool)
+    out[parent[:-1][pair]] = True
+    whole = pc.match_substring_regex(u, _WHOLE_NAME).to_numpy(zero_copy_only=False)
+    out |= whole & ~(np.bincount(parent[com], minlength=len(u)) > 0)
+    return out
+
+
+_WORDS = ["Jane", "smith", "SMITH", "Maria", "garcia", "O'Brien", "Park", "theft", "GO-3fa2b1", "Zoë", "İlker",
+          "Viljo", "Lampinen", "x", "12", "-", "--", " ", "\t", "\u00a0", ",", "’", "'", "ab", "Ǆemal"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_WORDS) | st.text(max_size=4), max_size=6).map("".join), min_size=1,
+                max_size=40))
+def test_name_rule_with_its_prefilter_and_plain_split_matches_the_regex_split(values: list[str]) -> None:
+    from release.outputs.identifiers import _name_mask
+
+    u = pa.array(values, pa.large_string())
+    np.testing.assert_array_equal(_name_mask(u), _name_mask_reference(u))
