@@ -9,6 +9,8 @@ Inputs are written once per size under BENCH_E2E_DIR (default /tmp/release-bench
 
     python -m benchmarks.bench_end_to_end                # or: python -m benchmarks.run bench_end_to_end
     BENCH_E2E_SIZES=10000000 BENCH_E2E_POLICIES=crime-indicators python -m benchmarks.bench_end_to_end
+
+Per run it prints the seconds of each stage and the peak RSS reached by the end of each stage.
 """
 
 from __future__ import annotations
@@ -42,14 +44,19 @@ from pathlib import Path
 t0 = time.perf_counter()
 from release.engine import run_release
 stages, last = [], [time.perf_counter(), "start"]
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 def progress(msg):
     now = time.perf_counter()
-    stages.append((last[1], now - last[0]))
+    stages.append((last[1], now - last[0], hwm()))
     last[:] = [now, msg]
 policy, inp, out, opts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 res = run_release(policy, inp, out, options=opts, progress=progress)
 now = time.perf_counter()
-stages.append((last[1], now - last[0]))
+stages.append((last[1], now - last[0], hwm()))
 ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"verdict": res.verdict, "stages": stages, "wall": now - t0,
                   "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}))
@@ -194,14 +201,18 @@ def main() -> None:
                       f" {floor['cpu']:.1f} s CPU, {floor['rss_mb']:,.0f} MB")
                 continue
             by: dict[str, float] = {}
-            for msg, secs in run["stages"]:
+            peak: dict[str, float] = {}
+            for msg, secs, hw in run["stages"]:
                 by[_stage(msg)] = by.get(_stage(msg), 0.0) + secs
+                peak[_stage(msg)] = hw  # the high-water mark at the end of the stage
             ratio = run["process_wall"] / floor["process_wall"]
             print(f"\n{policy} on {n:,} {kind} ({run['verdict']}): {run['process_wall']:.1f} s wall, "
                   f"{run['cpu']:.1f} s CPU, peak RSS {run['rss_mb']:,.0f} MB | floor {floor['process_wall']:.1f} s wall, "
                   f"{floor['cpu']:.1f} s CPU, {floor['rss_mb']:,.0f} MB | {ratio:.1f}x the floor (wall), "
                   f"{run['cpu'] / max(floor['cpu'], 1e-9):.1f}x (CPU)")
             print("  " + ", ".join(f"{k} {v:.1f}" for k, v in by.items()))
+            # Where the peak was reached: the high-water mark after each stage (MB).
+            print("  peak RSS after: " + ", ".join(f"{k} {v:,.0f}" for k, v in peak.items()))
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"\nall children: {ru.ru_utime + ru.ru_stime:.0f} s CPU")
 

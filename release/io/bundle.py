@@ -182,9 +182,13 @@ def _csv_cells(s: pd.Series) -> pa.Array | None:
             return None  # numbers or mixed objects in an object column: pandas' own formatting
         arr = arr.cast(pa.large_string())
         # Formula neutralisation (release.outputs.cells), then CSV quoting as Python's csv module does.
-        arr = pc.if_else(pc.match_substring_regex(arr, _NEUTRALISE_RE2), _join("'", arr), arr)
-        quoted = _join('"', pc.replace_substring(arr, '"', '""'), '"')
-        arr = pc.if_else(pc.match_substring_regex(arr, _QUOTE_RE2), quoted, arr)
+        # (Each rewrite only when some value needs it: most columns need neither, and a rewrite copies all.)
+        need = pc.match_substring_regex(arr, _NEUTRALISE_RE2)
+        if pc.any(need).as_py():
+            arr = pc.if_else(need, _join("'", arr), arr)
+        need = pc.match_substring_regex(arr, _QUOTE_RE2)
+        if pc.any(need).as_py():
+            arr = pc.if_else(need, _join('"', pc.replace_substring(arr, '"', '""'), '"'), arr)
         return pc.fill_null(arr, _L(""))
     return None
 
@@ -320,7 +324,9 @@ def _json_values(s: pd.Series) -> pa.Array | None:
     if pc.any(pc.match_substring_regex(arr, _JSON_UNSAFE_RE2)).as_py():
         return None  # control characters are refused at validation; pandas escapes any that get here
     for a, b in (("\\", "\\\\"), ('"', '\\"'), ("/", "\\/"), ("\t", "\\t"), ("\n", "\\n")):
-        arr = pc.replace_substring(arr, a, b)
+        # A literal search is far cheaper than a replace that copies every value: replace only if present.
+        if pc.any(pc.match_substring(arr, a)).as_py():
+            arr = pc.replace_substring(arr, a, b)
     return pc.fill_null(_join('"', arr, '"'), _L("null"))
 
 

@@ -34,9 +34,11 @@ def truncate_time(values: pd.Series, unit: str) -> pd.Series:
             txt = np.datetime_as_string(v.astype(f"datetime64[{_NUMPY_UNITS[unit]}]"), unit=_NUMPY_UNITS[unit])
             if unit == "hour":
                 txt = np.char.add(txt, ":00")
-        out = txt.astype(object)
-        out[np.isnat(v)] = None
-        return pd.Series(pd.array(out, dtype="string"), index=values.index)
+        # Fixed-width NumPy text straight into Arrow (no Python string per value); NaT becomes null.
+        import pyarrow as pa
+
+        arr = pa.array(txt, type=pa.string(), mask=np.isnat(v))
+        return pd.Series(pd.arrays.ArrowStringArray(arr), index=values.index)
     if unit == "hour":
         return s.dt.floor("h").dt.strftime("%Y-%m-%dT%H:00")
     if unit == "day":
