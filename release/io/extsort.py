@@ -91,8 +91,16 @@ class ExternalSort:
     def _spill(self) -> None:
         if not self._pending:
             return
-        table = self._sorted(pa.Table.from_batches(self._pending, schema=self.schema))
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._pending_bytes = [], 0
+        idx = _sort_indices(table, self.keys)
+        # Column by column, each unsorted column let go once taken: the run and one column, never two runs.
+        cols = []
+        for _ in self.schema.names:
+            cols.append(table.column(0).take(idx))
+            table = table.remove_column(0)
+        table = pa.Table.from_arrays(cols, schema=self.schema)
+        del cols, idx
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"run-{len(self._runs):05d}.arrow"
         with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, self.schema) as w:
