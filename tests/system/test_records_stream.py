@@ -60,3 +60,34 @@ def test_many_tiny_spilled_runs_publish_the_in_memory_bytes(policy_path: Path, i
         assert frame["files"][f] == streamed["files"][f], f"{f} differs between the streamed and the in-memory path"
     for k in ("steps", "validation", "outputs"):
         assert frame[k] == streamed[k], k
+
+
+def test_a_refused_input_after_runs_were_spilled_leaves_no_folder(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The spilled runs live in the bundle's staging folder; a run refused at the end of the row
+    # pipeline takes it away with every folder the run made (nothing under the publication folder).
+    from release.errors import InputError
+    from release.io import extsort
+    from tests.system.mini import mini_policy, mini_records, write_policy
+
+    pol = mini_policy()
+    pol["input"]["on_invalid"] = "refuse"
+    policy = write_policy(tmp_path / "mini.yaml", pol)
+    recs = mini_records(600).astype({"age": object})
+    recs.loc[590, "age"] = "not a number"
+    inp = tmp_path / "in.csv"
+    recs.to_csv(inp, index=False)
+    spilled: list[int] = []
+    spill = extsort.ExternalSort._spill
+
+    def counting(self: extsort.ExternalSort) -> None:
+        spill(self)
+        spilled.append(self.runs)
+
+    monkeypatch.setattr(extsort.ExternalSort, "_spill", counting)
+    monkeypatch.setenv("RELEASE_SORT_MEMORY_MB", "0.001")
+    out = tmp_path / "publish" / "out"
+    with pytest.raises(InputError):
+        run_release(policy, inp, out, seed=1, options={"batch_rows": 100})
+    assert spilled and max(spilled) > 1, "no run was spilled before the refusal"
+    assert not (tmp_path / "publish").exists()
