@@ -154,16 +154,18 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
 
 
 def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
-    """DP tables as Spark aggregates (their builds handed to the engine); the driver frame the rest needs.
+    """DP tables and `table` outputs as Spark aggregates (their builds handed to the engine); the driver
+    frame the rest needs.
 
     When every step ran on the executors, a DP table needs only its exact aggregate on the driver
-    (release.spark.dp) and the rows are collected only when another output (records, `table`) or
-    a driver-side step (k-anonymity) reads them.
+    (release.spark.dp), a `table` output its cell counts (release.spark.tables), and the rows are
+    collected only when another output (records, indices) or a driver-side step (k-anonymity) reads them.
     """
     from functools import partial
 
     from release.batches import to_frame
     from release.spark.dp import NotNative, bounded_groups
+    from release.spark.tables import cell_counts as table_counts
 
     policy = ctx.policy
     remaining = len(ctx.step_evidence) < len(policy.steps)
@@ -180,6 +182,13 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
                     continue
                 progress(f"output {out.name}: contribution bounding and exact counts on Spark")
                 prebuilt[out.name] = partial(out.build_from_groups, groups, stats, ctx)
+            elif out.kind == "table":
+                counts = table_counts(rows, out, ctx.schema)
+                if counts is None:
+                    progress(f"output {out.name}: built on the driver from its columns")
+                    continue
+                progress(f"output {out.name}: cell counts on Spark ({len(counts):,} combinations to the driver)")
+                prebuilt[out.name] = partial(out.build_from_counts, counts, ctx)
     ctx.options["_prebuilt"] = prebuilt
     schema = _pipeline_schema(plan, ctx)
     if not remaining and all(o.name in prebuilt for o in policy.outputs):
