@@ -100,10 +100,13 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
                                      "source": src.manifest}
             rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+            held = [cached]
             try:
+                rows = spark_steps(rows, plan, ctx, progress, held)
                 frame = aggregate_stage(rows, plan, ctx, progress)
             finally:
-                cached.unpersist()
+                for d in held:
+                    d.unpersist()
             frame = driver_steps(frame, policy, plan, ctx, progress, " (on the driver)")
             return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
                            progress, t0)
@@ -151,6 +154,20 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
         cached.unpersist()
         raise
     return rows, cached, vreport
+
+
+def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any]) -> Any:
+    """The step after the row-local ones, when it is a k-anonymity step: its frequency table as a Spark
+    group-by, the search on the driver, the recoding joined back (release.spark.anonymize). Steps after it
+    run on the driver over the collected rows."""
+    from release.spark.anonymize import apply_k_anonymity, runs_on_spark
+
+    i = len(ctx.step_evidence)
+    steps = ctx.policy.steps
+    if i < len(steps) and runs_on_spark(steps[i], ctx.policy, list(rows.columns)):
+        rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
+        held.append(ft)
+    return rows
 
 
 def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
