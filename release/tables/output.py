@@ -306,18 +306,21 @@ class TableOutput(OutputConfig):
                              CELL_SUM: np.bincount(ids, weights=np.nan_to_num(w, nan=0.0), minlength=n),
                              CELL_UNKNOWN: np.bincount(ids, weights=np.isnan(w), minlength=n).astype(np.int64)})
 
-    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
-        """From the rows: their cell counts (cell_counts), then build_from_counts."""
+    def check_policy(self, ctx: StepContext) -> None:
+        """The output's faults of the policy (dimension types, margins shared with another output)."""
         self.plan_info(ctx.schema)
         self._shared_margins(ctx.policy)
+
+    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+        """From the rows: their cell counts (cell_counts), then build_from_counts."""
+        self.check_policy(ctx)
         return self.build_from_counts(self.cell_counts(frame), ctx)
 
     def build_from_counts(self, counts: pd.DataFrame, ctx: StepContext) -> OutputBuild:
         """The published tables from the cell counts alone (cell_counts' columns, computed by any runner:
         the local one from its rows, release/spark as one group-by): margins, primary and secondary
         suppression, the LP audit. The order of the counts' rows does not matter."""
-        self.plan_info(ctx.schema)
-        self._shared_margins(ctx.policy)
+        self.check_policy(ctx)
         counts = counts.reset_index(drop=True)
         levels = self._levels(counts, ctx.schema)
         w = counts[CELL_SUM].to_numpy(dtype=float)
@@ -555,3 +558,78 @@ def _parse_published(frame: pd.DataFrame, dims: tuple[str, ...], measure: str,
     fl[flat] = frame[FLAG].astype("string").fillna("").to_numpy() == SUPPRESSED
     return levels, cube.reshape(shape), fl
 
+
+
+class TableCounts:
+    """A `table` output's cell counts over the row pipeline's batches, in order (the local runner's
+    accumulator: create / add / finish; batches are numbered in the order they are added, as the frame
+    they would form).
+
+    finish() gives exactly cell_counts() of the concatenated batches, or raises the error cell_counts
+    would raise on that frame (the same rows named), so a policy of `table` outputs needs no frame.
+    Only for outputs whose counts add up exactly (TableOutput.aggregable).
+    """
+
+    def __init__(self, output: TableOutput) -> None:
+        self.output = output
+        self.dims = list(dict.fromkeys(d for t in output.table_defs() for d in t.dimensions))
+        self.columns = list(dict.fromkeys([*output.group_columns(), *output.referenced_columns()]))
+
+    def create(self) -> dict[str, Any]:
+        return {"rows": 0, "parts": [], "missing": {d: [0, []] for d in self.dims}, "na": [0, []], "negative": False}
+
+    def add(self, state: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+        o = self.output
+        off = state["rows"]
+        state["rows"] += len(frame)
+        fault = False
+        for d in self.dims:
+            na = frame[d].isna().to_numpy()
+            if na.any():
+                m = state["missing"][d]
+                m[0] += int(na.sum())
+                m[1] = (m[1] + (np.flatnonzero(na) + off + 1)[:20].tolist())[:20]
+                fault = True
+        col = o.weight_column()
+        if col is not None:
+            w = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            na = np.isnan(w)
+            if na.any() and o.na_means == "refuse":
+                state["na"][0] += int(na.sum())
+                state["na"][1] = (state["na"][1] + (np.flatnonzero(na) + off + 1)[:20].tolist())[:20]
+                fault = True
+            if (w[~na] < 0).any():
+                state["negative"] = True
+                fault = True
+        if not fault and not self._faulty(state):
+            state["parts"].append(o.cell_counts(frame))
+            if len(state["parts"]) >= 64:
+                state["parts"] = [self._merge(state["parts"])]
+        return state
+
+    def _faulty(self, state: dict[str, Any]) -> bool:
+        return any(m[0] for m in state["missing"].values()) or bool(state["na"][0]) or state["negative"]
+
+    def _merge(self, parts: list[pd.DataFrame]) -> pd.DataFrame:
+        by = self.output.group_columns()
+        both = pd.concat(parts, ignore_index=True)
+        g = both.groupby(by, dropna=False, sort=False, observed=True)
+        # Integer counts and sums (aggregable outputs only): added in any order, the same numbers.
+        return g.agg({CELL_ROWS: "sum", CELL_SUM: "sum", CELL_UNKNOWN: "sum"}).reset_index()
+
+    def finish(self, state: dict[str, Any]) -> pd.DataFrame:
+        o = self.output
+        for d in self.dims:
+            n, rows = state["missing"][d]
+            if n:
+                raise InputError(f"output {o.name}: dimension column {d!r} has {n} missing"
+                                 f" value(s) (rows {rows}); filter or generalize them before tabulating")
+        col = o.weight_column()
+        if state["na"][0]:
+            raise InputError(f"output {o.name}: column {col!r} has {state['na'][0]} missing value(s)"
+                             f" (rows {state['na'][1]}); declare na_means: suppressed-at-source or zero in the policy")
+        if state["negative"]:
+            raise InputError(f"output {o.name}: column {col!r} has negative values; tables of counts and"
+                             " non-negative magnitudes only")
+        return self._merge(state["parts"]) if state["parts"] else o.cell_counts(pd.DataFrame(
+            {c: pd.Series([], dtype="string") for c in self.columns}))

@@ -120,3 +120,35 @@ def test_table_output_collects_no_record_rows(spark: Any, tmp_path: Path, monkey
     assert any("cell counts on Spark" in x for x in lines)
     files = sorted(f.name for f in local.iterdir() if f.suffix in (".csv", ".parquet"))
     assert files and all((local / f).read_bytes() == (s / f).read_bytes() for f in files)
+
+
+def test_local_runner_accumulates_table_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local runner feeds its batches to the outputs' TableCounts (no frame of the rows is built) and
+    publishes what the whole-frame build publishes."""
+    import pyarrow.parquet as pq
+
+    import release.engine as engine
+    from release.demo import demo_inputs
+    from release.policy.loader import load_policy
+
+    setup = demo_inputs(tmp_path / "in", 3000, lambda _m: None)
+    pol = POLICIES / "use-of-force-by-gender.yaml"
+    declared = set(load_policy(pol).input.columns)
+    src = next(Path(p) for p in setup["inputs"].values() if set(pq.read_schema(p).names) == declared)
+    opts = {**setup["options"], "batch_rows": 100}
+    sinks: list[Any] = []
+    real = engine.aggregate_sink
+
+    def spy(*a: Any) -> Any:
+        sinks.append(real(*a))
+        return sinks[-1]
+
+    monkeypatch.setattr(engine, "aggregate_sink", spy)
+    acc = engine.run_release(pol, src, tmp_path / "acc", options={**opts, "ledger": str(tmp_path / "a.sqlite")},
+                             seed=2).bundle
+    monkeypatch.setattr(engine, "aggregate_sink", lambda *a: None)
+    whole = engine.run_release(pol, src, tmp_path / "whole", options={**opts, "ledger": str(tmp_path / "b.sqlite")},
+                               seed=2).bundle
+    assert sinks and sinks[0] is not None
+    files = sorted(f.name for f in whole.iterdir() if f.suffix in (".csv", ".parquet"))
+    assert files and all((whole / f).read_bytes() == (acc / f).read_bytes() for f in files)
