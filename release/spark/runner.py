@@ -4,13 +4,16 @@ What runs where:
 - executors: reading the Parquet files or catalog table; the record-id rule (an accumulator per
   partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow);
   the contribution bounding and the exact counts of DP tables (window functions and group-bys);
+  the cell counts of `table` outputs and k-anonymity's frequency table (group-bys) and its
+  recoding (a join);
 - driver: the approval and every other pre-run hook, the merge of the partitions' results, the
-  steps that need a global decision (k-anonymity), OpenDP noise, suppression and the LP audit,
-  the assessment, the writers, the signature and the atomic rename (release.engine._finish).
+  k-anonymity search on the frequency table, OpenDP noise, suppression and the LP audit on the
+  cell counts, any later step, the assessment, the writers, the signature and the atomic rename
+  (release.engine._finish).
 
-A policy whose outputs are all DP tables sends the driver only their exact aggregates; otherwise
-the rows the pipeline left are collected for the driver-side steps and outputs (docs/spark.md says
-how big each can get). Everything after the row stage is the local runner's code.
+A policy whose outputs are all DP tables and `table` outputs sends the driver only their
+aggregates; otherwise the rows the steps left are collected for the driver-side steps and outputs
+(docs/spark.md says how big each can get). The driver-side code is the local runner's.
 """
 
 from __future__ import annotations
