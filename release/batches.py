@@ -561,7 +561,9 @@ class RowPipeline:
     def _step_context(self) -> StepContext:
         key = id(self)
         ctx = _ProcessCache.contexts.get(key)
-        if ctx is None:
+        # A reused worker may unpickle this run's pipeline where an earlier run's lay (the same id()):
+        # its context is another run's (policy, keys), so the run's own release id must match too.
+        if ctx is None or ctx.release_id != self.context.release_id:
             c = self.context
             ctx = StepContext(policy=c.policy, policy_path=c.policy_path, schema=self.schemas[0],
                               release_id=c.release_id, now=c.now, seed=c.seed, options=dict(c.options),

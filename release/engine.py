@@ -168,9 +168,11 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
                 ctx.manifest["input_source"] = got.manifest
             staging = Staging(out_dir, policy.dataset.name, release_id)
             try:
+                # Records outputs stream through the external sort; table outputs accumulate their counts
+                # (aggregate_sink); either way no frame is built. Otherwise the frame path.
                 streams = _record_streams(policy, plan, ctx, staging)
-                frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress,
-                                                   sink=_sink(streams) if streams else None)
+                sink = _sink(streams) if streams else aggregate_sink(policy, plan, ctx)
+                frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress, sink=sink)
                 del raw
                 frame = driver_steps(frame, policy, plan, ctx, progress)
                 return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
@@ -282,6 +284,40 @@ def driver_steps(frame: pd.DataFrame, policy: Policy, plan: Plan, ctx: StepConte
     return frame
 
 
+def aggregate_sink(policy: Policy, plan: Plan, ctx: StepContext) -> Callable[[Any], None] | None:
+    """Where every step is row-local and every output a `table` output whose cell counts add up exactly,
+    the row pipeline's batches feed each output's TableCounts accumulator and no frame is built; the
+    outputs are then built from their counts (ctx.options['_prebuilt'], as release/spark hands over its
+    group-bys), raising the same located errors at the same point. None otherwise."""
+    from functools import partial
+
+    from release.batches import row_local_prefix, to_frame
+    from release.tables.output import TableCounts
+
+    if len(row_local_prefix(policy)) != len(policy.steps) or not policy.outputs:
+        return None
+    schema = plan.schemas[-1]
+    if not all(o.kind == "table" and o.aggregable(schema) for o in policy.outputs):
+        return None
+    accs = {o.name: TableCounts(o) for o in policy.outputs}
+    states = {n: a.create() for n, a in accs.items()}
+    columns = list(dict.fromkeys(c for a in accs.values() for c in a.columns))
+    if any(c not in schema for c in columns):
+        return None  # the frame path's build names the missing column
+
+    def take(batch: Any) -> None:
+        frame = to_frame(batch.select(columns))
+        for n, a in accs.items():
+            states[n] = a.add(states[n], frame)
+
+    def build(out: Any) -> Any:
+        out.check_policy(ctx)  # the policy's faults before the rows', as in build()
+        return out.build_from_counts(accs[out.name].finish(states[out.name]), ctx)
+
+    ctx.options["_prebuilt"] = {o.name: partial(build, o) for o in policy.outputs}
+    return take
+
+
 def batch_rows(options: dict[str, Any]) -> int:
     """Rows per batch: the `batch_rows` option (or $RELEASE_BATCH_ROWS), else the default."""
     import os
@@ -336,7 +372,7 @@ def _raw_batches(raw: Any, rows: int, columns: list[str] | None = None) -> Itera
 
 def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, source: str,
                       progress: Progress, sink: Callable[[Any], None] | None = None
-                      ) -> tuple[pd.DataFrame | None, ValidationReport]:
+                      ) -> tuple[pd.DataFrame, ValidationReport]:
     """Validation and the row-local steps, batch by batch (release.batches); the typed frame they leave.
 
     Batches are cut from the input in order, but nothing depends on the cut: validation and
@@ -401,15 +437,14 @@ def _run_row_pipeline(raw: Any, names: list[str], plan: Plan, ctx: StepContext, 
         if sink is None:
             outs.append(out)
         else:
-            sink(out)  # streamed outputs: each batch goes to their sorters, no frame is built
+            sink(out)  # streamed records or accumulated aggregates: no frame is built
         result = result.merge(res)
     vreport = result.validation
     assert vreport is not None
     raise_if_refused(vreport, policy, source)
     record_pipeline_steps(pipe, result, plan, ctx, progress, "in batches")
     if sink is not None:
-        _ProcessCache.contexts.clear()
-        return None, vreport
+        outs = []  # the frame the driver-side code gets is empty: every output was streamed or accumulated
     table = pa.Table.from_batches(outs, schema=pipe.output_schema())
     del outs
     _ProcessCache.contexts.clear()  # the pipeline is done: let go of the run's context

@@ -57,8 +57,8 @@ def column_codes(col: pd.Series) -> tuple[np.ndarray, int]:
     return np.asarray(codes, dtype=np.int64), len(uniq)
 
 
-def class_sizes(frame: pd.DataFrame, qis: list[str], missing: dict[str, str]) -> tuple[np.ndarray, np.ndarray,
-                                                                                        np.ndarray]:
+def class_sizes(frame: pd.DataFrame, qis: list[str], missing: dict[str, str],
+                weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per record: class id, exact class size and the size k is judged on.
 
     Values compare as published ('*' is a value of its own). A missing value is its own category,
@@ -68,7 +68,8 @@ def class_sizes(frame: pd.DataFrame, qis: list[str], missing: dict[str, str]) ->
     n = len(frame)
     if not qis:
         z = np.zeros(n, dtype=np.int64)
-        return z, np.full(n, float(n)), np.full(n, float(n))
+        total = float(n) if weights is None else float(np.sum(weights))
+        return z, np.full(n, total), np.full(n, total)
     cols, cards, miss = [], [], []
     for c in qis:
         codes, u = column_codes(frame[c])
@@ -76,7 +77,8 @@ def class_sizes(frame: pd.DataFrame, qis: list[str], missing: dict[str, str]) ->
         cards.append(u + 1)
         miss.append(u if missing.get(c) == "any" and (codes < 0).any() else -1)
     cls, first = classes_of(cols, cards)
-    sizes = np.bincount(cls, minlength=len(first)).astype(float)
+    # `weights`: records per row when the rows are a frequency table (release/anonymize/step.py).
+    sizes = np.bincount(cls, weights=weights, minlength=len(first)).astype(float)
     ksizes = sizes
     if any(m >= 0 for m in miss):
         ksizes = compatible_sizes([c[first] for c in cols], cards, miss, sizes)
@@ -84,14 +86,19 @@ def class_sizes(frame: pd.DataFrame, qis: list[str], missing: dict[str, str]) ->
 
 
 def measure(frame: pd.DataFrame, qis: list[str], missing: dict[str, str], sensitive: dict[str, Any],
-            population: Any, threshold: float) -> dict[str, Any]:
-    """Every anonymity figure of one table; `sensitive` maps column -> SensitiveSpec (or None)."""
+            population: Any, threshold: float, weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Every anonymity figure of one table; `sensitive` maps column -> SensitiveSpec (or None).
+
+    With `weights` the rows are a frequency table (each row stands for that many records): then
+    only the class figures, l and t are measured (what the k-anonymity step verifies its result on).
+    """
     from release.anonymize.step import encode_sensitive
 
     n = len(frame)
-    cls, size_rec, ksize_rec = class_sizes(frame, qis, missing)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    cls, size_rec, ksize_rec = class_sizes(frame, qis, missing, weights)
     n_classes = int(cls.max()) + 1 if n else 0
-    sizes = np.bincount(cls, minlength=n_classes).astype(float)
+    sizes = np.bincount(cls, weights=weights, minlength=n_classes).astype(float)
     fig: dict[str, Any] = {
         "quasi_identifiers": list(qis), "records": n, "classes": n_classes,
         "k": int(ksize_rec.min()) if n else None,
@@ -107,8 +114,8 @@ def measure(frame: pd.DataFrame, qis: list[str], missing: dict[str, str], sensit
         from release.anonymize.models import SensitiveSpec
 
         sp = spec or SensitiveSpec(l=1)
-        enc = encode_sensitive(frame[col], col, sp)
-        pc, ps, pw = group_pairs(cls, enc.codes, np.ones(n), enc.card)
+        enc = encode_sensitive(frame[col], col, sp, weights)
+        pc, ps, pw = group_pairs(cls, enc.codes, w, enc.card)
         d = np.bincount(pc, minlength=n_classes)
         e = entropy_l(pc, pw, sizes)
         entry: dict[str, Any] = {"distinct": int(d.min()), "entropy": round(float(e.min()), 6)}
@@ -122,6 +129,9 @@ def measure(frame: pd.DataFrame, qis: list[str], missing: dict[str, str], sensit
     fig["l"] = lfig
     if tfig:
         fig["t"] = tfig
+    if weights is not None:
+        fig["records"] = int(w.sum())
+        return fig
     pi = population.fraction(n) if population is not None else None
     risk_sizes = ksize_rec
     pros = prosecutor(risk_sizes, threshold)

@@ -74,7 +74,8 @@ def caps_hold(cap: GroupCap, tot: np.ndarray, share: np.ndarray, overall: float,
 
 
 def fairness_figures(groups: list[GroupColumn], suppressed: np.ndarray, full: np.ndarray, cap: GroupCap | None,
-                     public_values: dict[str, set[str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+                     public_values: dict[str, set[str]], weights: np.ndarray | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(public figures, internal figures) for the records of one k step.
 
     `suppressed` and `full` are per record: suppressed, and published with every quasi-identifier value
@@ -83,8 +84,9 @@ def fairness_figures(groups: list[GroupColumn], suppressed: np.ndarray, full: np
     file): a fully suppressed rare value is not named.
     """
     n = len(suppressed)
-    w = np.ones(n)
-    overall = float(suppressed.mean()) if n else 0.0
+    # Rows may stand for several records each (a frequency table): `weights` records per row.
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    overall = float(w[suppressed].sum() / w.sum()) if n and w.sum() else 0.0
     pub_rows: list[dict[str, Any]] = []
     internal: dict[str, Any] = {"overall_suppressed_share": round(overall, 6), "columns": {}}
     worst: tuple[float, str, str] | None = None
@@ -92,7 +94,7 @@ def fairness_figures(groups: list[GroupColumn], suppressed: np.ndarray, full: np
     for g in groups:
         card = len(g.labels)
         tot, share = group_shares(g.codes, card, w, suppressed)
-        kept_full = np.bincount(g.codes, weights=(full & ~suppressed).astype(float), minlength=card)
+        kept_full = np.bincount(g.codes, weights=np.where(full & ~suppressed, w, 0.0), minlength=card)
         full_share = np.divide(kept_full, tot, out=np.zeros(card), where=tot > 0)
         rows_int = {}
         hidden: list[tuple[str, str, str]] = []

@@ -157,10 +157,11 @@ class Problem:
     def __init__(self, qis: list[EncodedColumn], sensitive: list[SensitiveColumn], k: int,
                  max_suppression: float, loss: Loss = "precision", weights: list[float] | None = None,
                  passive: list[tuple[str, np.ndarray, int]] | None = None, cap: GroupCap | None = None,
-                 capped: list[str] | None = None) -> None:
+                 capped: list[str] | None = None, counts: np.ndarray | None = None) -> None:
         """`passive` columns (name, codes, card) are carried through the tables without a model, so that
         groups of protected columns can be capped; `cap` caps the suppression of the groups of the
-        `capped` columns (quasi-identifiers, by their level-0 values, or passive columns)."""
+        `capped` columns (quasi-identifiers, by their level-0 values, or passive columns). `counts`: the
+        records each input row stands for (rows of a frequency table); default one per row."""
         self.qis = qis
         self.sensitive = sensitive
         self.passive = list(passive or [])
@@ -169,7 +170,10 @@ class Problem:
         self.k = k
         self.max_suppression = max_suppression
         self.loss_name = loss
-        self.n = len(qis[0].codes0) if qis else 0
+        rows = len(qis[0].codes0) if qis else 0
+        self.counts = np.ones(rows) if counts is None else np.asarray(counts, dtype=float)
+        "records per input row (integers: every figure below is a sum of them, exact in floating point)"
+        self.n = int(self.counts.sum()) if rows else 0
         self.heights = np.array([q.height for q in qis], dtype=np.int64)
         # Attribute weights (ARX's): how much losing detail in each column costs.
         self.weights = np.asarray(weights if weights is not None else [1.0] * len(qis), dtype=float)
@@ -180,16 +184,17 @@ class Problem:
         cards = [len(q.labels[0]) for q in qis] + self._sens_cards
         self.record_row: np.ndarray
         first: np.ndarray
-        self.record_row, first = classes_of(cols, cards) if self.n else (np.zeros(0, np.int64),
-                                                                         np.zeros(0, np.int64))
-        w = np.bincount(self.record_row, minlength=len(first)).astype(float)
+        self.record_row, first = classes_of(cols, cards) if rows else (np.zeros(0, np.int64),
+                                                                       np.zeros(0, np.int64))
+        w = np.bincount(self.record_row, weights=self.counts, minlength=len(first)).astype(float)
         self.bottom = Table(node=tuple([0] * len(qis)), qi=[c[first] for c in cols[:len(qis)]],
                             sens=[c[first] for c in cols[len(qis):]], w=w)
         # Per column and level: record counts per generalized code (for non-uniform entropy).
-        self._freq = [[np.bincount(q.maps[lv][q.codes0], minlength=len(q.labels[lv])).astype(float)
-                       for lv in range(q.height + 1)] for q in qis]
+        self._freq = [[np.bincount(q.maps[lv][q.codes0], weights=self.counts, minlength=len(q.labels[lv]))
+                       .astype(float) for lv in range(q.height + 1)] for q in qis]
         self._entropy_total = np.array(
-            [[float(np.sum(np.log2(f[q.maps[lv][q.codes0]] / self._freq[j][0][q.codes0]))) if self.n else 0.0
+            [[float(np.sum(self.counts * np.log2(f[q.maps[lv][q.codes0]] / self._freq[j][0][q.codes0])))
+              if self.n else 0.0
               for lv, f in enumerate(self._freq[j])] for j, q in enumerate(qis)], dtype=object)
         self._entropy_top = float(sum(w * t[-1] for w, t in zip(self.weights, self._entropy_total,
                                                                  strict=True))) or 1.0

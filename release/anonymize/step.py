@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +18,29 @@ from release.context import StepContext
 from release.errors import BlockedError, InternalError
 from release.policy.base import ColumnSpec, ColumnType, Role, Schema, StepConfig, StrictModel
 from release.registry import register_step
+
+COUNT = "_count"
+"Frequency-table column: the records of the row's combination."
+
+
+@dataclass(frozen=True)
+class Recoding:
+    """The k-anonymity step's decision on a frequency table, for any runner to apply to its records: per
+    table row, the published label of each quasi-identifier (None: missing) and whether it is removed."""
+
+    quasi_identifiers: tuple[str, ...]
+    labels: dict[str, np.ndarray]
+    "quasi-identifier -> label per frequency-table row (object array)"
+    drop: np.ndarray
+    "per frequency-table row: its records are suppressed (removed)"
+
+    def apply(self, frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        """The records recoded; `rows`: each record's frequency-table row (frequency_table's second result)."""
+        out = frame.copy()
+        for c in self.quasi_identifiers:
+            out[c] = pd.array(self.labels[c][rows], dtype="string")
+        drop = self.drop[rows]
+        return out.loc[~drop] if drop.any() else out
 
 
 class Population(StrictModel):
@@ -141,14 +165,6 @@ class KAnonymityStep(StepConfig):
 
     # ---------------------------------------------------------------------------------------------
 
-    def build_problem(self, frame: pd.DataFrame, base: Any = None) -> Problem:
-        qis = [encode_column(frame[c], h, c, base) for c, h in self.quasi_identifiers.items()]
-        sens = [encode_sensitive(frame[c], c, s) for c, s in self.sensitive.items()]
-        weights = [float((self.weights or {}).get(c, 1.0)) for c in self.quasi_identifiers]
-        passive = [(c, *_codes(frame[c])[:2]) for c in self.protected if c not in self.quasi_identifiers]
-        return Problem(qis, sens, self.k, self.max_suppression, self.loss, weights, passive=passive,
-                       cap=self.max_group_suppression, capped=self.capped_columns())
-
     def apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
         from release.series.records import keep_series
 
@@ -156,13 +172,62 @@ class KAnonymityStep(StepConfig):
         return keep_series(self, *self._apply(frame, ctx), ctx)
 
     def _apply(self, frame: pd.DataFrame, ctx: StepContext) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """The records' frequency table, the decision on it (decide), then the decision applied to the records."""
+        ft, inv = self.frequency_table(frame)
+        recoding, ev = self.decide(ft, ctx)
+        return recoding.apply(frame, inv), ev
+
+    # --- the frequency table: what the search runs on, in every runner -----------------------------
+
+    def frequency_columns(self) -> list[str]:
+        """The columns of the frequency table: quasi-identifiers, sensitive and protected columns."""
+        return self.referenced_columns()
+
+    def frequency_table(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """(the frequency table of the records, its row for each record).
+
+        One row per distinct combination of frequency_columns() (missing values are a value of their
+        own) with its records in COUNT, in the canonical order of the values: a runner that computes
+        the same table another way (a Spark group-by) and puts it in this order (canonical_frequency)
+        hands decide exactly the same input.
+        """
+        cols = self.frequency_columns()
+        g = frame[cols].groupby(cols, dropna=False, sort=True, observed=True)
+        inv = g.ngroup().to_numpy(dtype=np.int64)
+        ft = g.size().rename(COUNT).reset_index()
+        ft[COUNT] = ft[COUNT].astype(np.int64)
+        return ft, inv
+
+    def canonical_frequency(self, ft: pd.DataFrame, carry: tuple[str, ...] = ()) -> pd.DataFrame:
+        """A frequency table computed elsewhere (rows in any order) in frequency_table's order; `carry`
+        columns (a runner's row ids) follow their rows."""
+        cols = self.frequency_columns()
+        aggs = {COUNT: (COUNT, "sum"), **{c: (c, "first") for c in carry}}
+        out = ft.groupby(cols, dropna=False, sort=True, observed=True).agg(**aggs).reset_index()
+        out[COUNT] = out[COUNT].astype(np.int64)
+        return out
+
+    def build_problem(self, frame: pd.DataFrame, base: Any = None, counts: np.ndarray | None = None) -> Problem:
+        qis = [encode_column(frame[c], h, c, base) for c, h in self.quasi_identifiers.items()]
+        sens = [encode_sensitive(frame[c], c, s, counts) for c, s in self.sensitive.items()]
+        weights = [float((self.weights or {}).get(c, 1.0)) for c in self.quasi_identifiers]
+        passive = [(c, *_codes(frame[c])[:2]) for c in self.protected if c not in self.quasi_identifiers]
+        return Problem(qis, sens, self.k, self.max_suppression, self.loss, weights, passive=passive,
+                       cap=self.max_group_suppression, capped=self.capped_columns(), counts=counts)
+
+    def decide(self, ft: pd.DataFrame, ctx: StepContext) -> tuple[Recoding, dict[str, Any]]:
+        """The search on a frequency table (frequency_table's columns and order): the recoding of each of its
+        rows and the step's evidence. Nothing here reads a record: the local runner and release/spark
+        compute the table their own way and apply the same Recoding to their records."""
         t0 = time.perf_counter()
         from release.anonymize.files import hierarchy_resolver
 
-        prob = self.build_problem(frame, hierarchy_resolver(getattr(ctx, "options", {}), ctx.policy_path))
+        counts = ft[COUNT].to_numpy(dtype=np.int64)
+        prob = self.build_problem(ft, hierarchy_resolver(getattr(ctx, "options", {}), ctx.policy_path),
+                                  counts.astype(float))
         where = f"k-anonymity on {', '.join(self.quasi_identifiers)}"
         if self.recoding == "local":
-            return self._apply_local(frame, prob, ctx, where, t0)
+            return self._decide_local(ft, counts, prob, ctx, where, t0)
         if self.levels is not None:
             node = tuple(q.height if self.levels[q.name] == "max" else int(self.levels[q.name]) for q in prob.qis)
             bad = [q.name for q, lv in zip(prob.qis, node, strict=True) if not 0 <= lv <= q.height]
@@ -192,48 +257,45 @@ class KAnonymityStep(StepConfig):
                                                else "")])
             ev, evaluated, size = res.evaluation, res.evaluated, res.lattice_size
             node = ev.node
-        # Re-judge the chosen node from the bottom table so failing classes map back to records.
+        # Re-judge the chosen node from the bottom table so failing classes map back to rows.
         table, inv = prob.rollup(node, prob.bottom)
         final = prob._judge(node, table, inv)
         failed_bottom = final.fail[final.row_class[inv]]
         failed = failed_bottom[prob.record_row] if len(prob.record_row) else np.zeros(0, dtype=bool)
-        out = frame.copy()
-        for q, lv in zip(prob.qis, node, strict=True):
-            lab = q.labels[lv][q.maps[lv][q.codes0]]
-            out[q.name] = pd.array(lab, dtype="string")
+        labels = {q.name: q.labels[lv][q.maps[lv][q.codes0]] for q, lv in zip(prob.qis, node, strict=True)}
         fallback = False
+        drop = failed
         if self.suppression == "cells" and failed.any():
-            starred = out.copy()
-            for q in prob.qis:
-                starred.loc[failed, q.name] = STAR
+            starred = {c: np.where(failed, STAR, lab).astype(object) for c, lab in labels.items()}
             # The '*' rows form a class of their own: publish them only if it meets every model.
-            if self._violations(starred):
+            if self._violations(self._published(ft, starred, np.zeros(len(ft), bool)), counts):
                 fallback = True
             else:
-                out = starred
-        if self.suppression == "records" or fallback:
-            out = out.loc[~failed]
+                labels, drop = starred, np.zeros(len(ft), dtype=bool)
+        recoding = Recoding(tuple(self.quasi_identifiers), labels, drop)
         # Verify on the result itself, as `release check` will. Suppression changes the published
         # distribution that t-closeness is measured against, so t can fail here though the search met it.
-        broken = self._violations(out)
+        broken = self._violations(self._published(ft, labels, drop), counts[~drop])
         if broken:
             if any(b.startswith("k") for b in broken):
                 raise InternalError(f"{where}: result breaks {broken} (this is a bug)")
             raise BlockedError(f"{where}: after suppression the published table breaks {', '.join(broken)};"
                                " nothing was published", details=["raise t, or lower max_suppression"])
-        fair_pub, fair_int = self._fairness(prob, node, failed, frame, out, ctx)
+        pub = self._published(ft, labels, drop)
+        fair_pub, fair_int = self._fairness(prob, node, failed, ft, pub, ctx, counts=counts)
         ctx.internal.setdefault("fairness", {})[",".join(self.quasi_identifiers)] = fair_int
         ctx.internal.setdefault("anonymize", {})[",".join(self.quasi_identifiers)] = {
             q.name: {str(k): str(v) for k, v in zip(
                 (str(x) for x in q.labels[0]), q.labels[lv][q.maps[lv][np.arange(len(q.labels[0]))]], strict=True)}
             for q, lv in zip(prob.qis, node, strict=True) if len(q.labels[0]) <= 5000}
-        return out, {
+        n_failed = int(counts[failed].sum())
+        n = int(counts.sum())
+        return recoding, {
             "quasi_identifiers": list(self.quasi_identifiers),
             "levels": {q.name: int(lv) for q, lv in zip(prob.qis, node, strict=True)},
             "heights": {q.name: int(q.height) for q in prob.qis},
             "loss": self.loss, "information_loss": round(float(ev.loss), 6),
-            "suppressed_records": int(failed.sum()), "suppressed_share": round(float(failed.mean()) if len(failed)
-                                                                               else 0.0, 6),
+            "suppressed_records": n_failed, "suppressed_share": round(n_failed / n if n else 0.0, 6),
             "suppression": "records (local suppression fell back: the '*' class failed the models)"
             if fallback else self.suppression,
             "fairness": fair_pub,
@@ -241,8 +303,15 @@ class KAnonymityStep(StepConfig):
             "search_seconds": round(time.perf_counter() - t0, 3),
         }
 
-    def _apply_local(self, frame: pd.DataFrame, prob: Problem, ctx: Any, where: str,
-                     t0: float) -> tuple[pd.DataFrame, dict[str, Any]]:
+    def _published(self, ft: pd.DataFrame, labels: dict[str, np.ndarray], drop: np.ndarray) -> pd.DataFrame:
+        """The frequency table of what is published: recoded quasi-identifiers, dropped rows removed."""
+        out = ft.loc[~drop].reset_index(drop=True)
+        for c, lab in labels.items():
+            out[c] = pd.array(np.asarray(lab, dtype=object)[~drop], dtype="string")
+        return out
+
+    def _decide_local(self, ft: pd.DataFrame, counts: np.ndarray, prob: Problem, ctx: Any, where: str,
+                      t0: float) -> tuple[Recoding, dict[str, Any]]:
         from release.anonymize.local import local_recode
 
         ordered, seps = self._ordered(prob)
@@ -251,24 +320,28 @@ class KAnonymityStep(StepConfig):
             raise BlockedError(f"{where}: the whole file fails k={self.k}"
                                + (f" or the l/t models on {sorted(self.sensitive)}" if self.sensitive else "")
                                + " even with every value generalized to '*'; nothing was published")
-        out = frame.copy()
-        full = np.ones(len(frame), dtype=bool)
+        labels: dict[str, np.ndarray] = {}
+        full = np.ones(len(ft), dtype=bool)
         for j, q in enumerate(prob.qis):
             lab = res.labels(prob, j)
-            out[q.name] = pd.array(lab, dtype="string")
+            labels[q.name] = np.asarray(lab, dtype=object)
             full &= lab.astype(str) == q.labels[0][q.codes0].astype(str)
-        broken = self._violations(out)
+        drop = np.zeros(len(ft), dtype=bool)
+        pub = self._published(ft, labels, drop)
+        broken = self._violations(pub, counts)
         if broken:
             raise InternalError(f"{where}: local recoding breaks {broken} (this is a bug)")
-        failed = np.zeros(len(frame), dtype=bool)
-        fair_pub, fair_int = self._fairness(prob, None, failed, frame, out, ctx, full=full)
+        fair_pub, fair_int = self._fairness(prob, None, drop, ft, pub, ctx, full=full, counts=counts)
         ctx.internal.setdefault("fairness", {})[",".join(self.quasi_identifiers)] = fair_int
         lv = res.levels[prob.record_row] if len(prob.record_row) else np.zeros((0, len(prob.qis)), dtype=np.int64)
-        return out, {
+        used = {}
+        for j, q in enumerate(prob.qis):
+            vals, inv = np.unique(lv[:, j], return_inverse=True)
+            per = np.bincount(inv.ravel(), weights=counts, minlength=len(vals)) if len(vals) else np.zeros(0)
+            used[q.name] = {("interval" if a < 0 else str(int(a))): int(b) for a, b in zip(vals, per, strict=True)}
+        return Recoding(tuple(self.quasi_identifiers), labels, drop), {
             "quasi_identifiers": list(self.quasi_identifiers), "recoding": "local",
-            "levels_used": {q.name: {("interval" if a < 0 else str(int(a))): int(b)
-                                     for a, b in zip(*np.unique(lv[:, j], return_counts=True), strict=True)}
-                            for j, q in enumerate(prob.qis)},
+            "levels_used": used,
             "heights": {q.name: int(q.height) for q in prob.qis},
             "loss": "precision", "information_loss": round(res.loss, 6),
             "suppressed_records": 0, "suppressed_share": 0.0, "suppression": "none (local recoding)",
@@ -296,9 +369,11 @@ class KAnonymityStep(StepConfig):
         return out, seps
 
     def _fairness(self, prob: Problem, node: tuple[int, ...] | None, failed: np.ndarray, frame: pd.DataFrame,
-                  out: pd.DataFrame, ctx: Any, full: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                  out: pd.DataFrame, ctx: Any, full: np.ndarray | None = None,
+                  counts: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Per group: share suppressed and share published at full detail (every quasi-identifier value
-        unchanged); exact for the internal report, banded for the public one."""
+        unchanged); exact for the internal report, banded for the public one. `frame` rows stand for
+        `counts` records each (a frequency table), `out` holds the published values."""
         n = len(failed)
         if full is None:
             assert node is not None
@@ -321,19 +396,20 @@ class KAnonymityStep(StepConfig):
             declared = schema[c].categories if c in schema and schema[c].categories else ()
             seen = set(out[c].dropna().astype(str).unique()) if c in out.columns and len(out) else set()
             public[c] = set(map(str, declared)) | seen
-        return fairness_figures(groups, failed, full, self.max_group_suppression, public)
+        return fairness_figures(groups, failed, full, self.max_group_suppression, public, weights=counts)
 
     def sensitive_missing(self) -> dict[str, str]:
         return {c: h.missing for c, h in self.quasi_identifiers.items()}
 
-    def _violations(self, table: pd.DataFrame) -> list[str]:
-        """Models the table breaks, measured as `release check` measures them."""
+    def _violations(self, table: pd.DataFrame, counts: np.ndarray | None = None) -> list[str]:
+        """Models the table breaks, measured as `release check` measures them (rows standing for
+        `counts` records each: a frequency table of the published records)."""
         if not len(table):
             return []
         from release.anonymize.assess import measure
 
         fig = measure(table, list(self.quasi_identifiers), self.sensitive_missing(), self.sensitive, None,
-                      self.risk_threshold)
+                      self.risk_threshold, weights=None if counts is None else np.asarray(counts, dtype=float))
         out = [f"k={self.k} (smallest class {fig['k']})"] if fig["k"] < self.k else []
         out += [f"the l/t model on {c}" for c, sp in self.sensitive.items() if not _l_ok(fig, c, sp)]
         return out
@@ -363,8 +439,10 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, int, list[str]]:
     return codes, max(len(labels), 1), labels
 
 
-def encode_sensitive(values: pd.Series, name: str, spec: SensitiveSpec) -> SensitiveColumn:
-    """Codes in the column's order (declared, numeric, else lexicographic); missing is its own value."""
+def encode_sensitive(values: pd.Series, name: str, spec: SensitiveSpec,
+                     weights: np.ndarray | None = None) -> SensitiveColumn:
+    """Codes in the column's order (declared, numeric, else lexicographic); missing is its own value.
+    `weights`: records per row (a frequency table), for the global distribution."""
     s = values.astype(object).where(values.notna(), None)
     present = pd.Series(s.dropna().unique(), dtype=object)
     if spec.order is not None:
@@ -378,7 +456,7 @@ def encode_sensitive(values: pd.Series, name: str, spec: SensitiveSpec) -> Sensi
         np.full(len(s), -1, dtype=np.int64)
     codes = np.where(codes < 0, len(ranked), codes)
     card = len(ranked) + (1 if (codes == len(ranked)).any() else 0)
-    dist = np.bincount(codes, minlength=card).astype(float)
+    dist = np.bincount(codes, weights=weights, minlength=card).astype(float)
     return SensitiveColumn(name=name, codes=codes, card=max(card, 1), spec=spec,
                            global_dist=dist / max(dist.sum(), 1.0))
 

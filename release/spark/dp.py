@@ -145,6 +145,8 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
                             pa.field("_sum", pa.int64()), *[pa.field(k, pa.int64()) for k in _STATS]])
     whole = e2.where(F.col("_cnt") <= limit).groupBy(*by).agg(*agg).select(
         *by, "_n", "_sum", *[F.lit(None).cast("long").alias(k) for k in _STATS])
+    # No second shuffle: the window's exchange already put every row of a unit in one partition (hash of
+    # the unit), and the filter and mapInArrow keep partitions as they are.
     big = e2.where(F.col("_cnt") > limit).drop("_cnt").repartition(u)
     fn = BoundPartition(tuple(by), unit, ctx.run_key, max_records, max_groups, columns, in_schema, out_schema)
     # One job: both branches read the same window exchange (Spark reuses it within a plan).

@@ -4,13 +4,16 @@ What runs where:
 - executors: reading the Parquet files or catalog table; the record-id rule (an accumulator per
   partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow);
   the contribution bounding and the exact counts of DP tables (window functions and group-bys);
+  the cell counts of `table` outputs and k-anonymity's frequency table (group-bys) and its
+  recoding (a join);
 - driver: the approval and every other pre-run hook, the merge of the partitions' results, the
-  steps that need a global decision (k-anonymity), OpenDP noise, suppression and the LP audit,
-  the assessment, the writers, the signature and the atomic rename (release.engine._finish).
+  k-anonymity search on the frequency table, OpenDP noise, suppression and the LP audit on the
+  cell counts, any later step, the assessment, the writers, the signature and the atomic rename
+  (release.engine._finish).
 
-A policy whose outputs are all DP tables sends the driver only their exact aggregates; otherwise
-the rows the pipeline left are collected for the driver-side steps and outputs (docs/spark.md says
-how big each can get). Everything after the row stage is the local runner's code.
+A policy whose outputs are all DP tables and `table` outputs sends the driver only their
+aggregates; otherwise the rows the steps left are collected for the driver-side steps and outputs
+(docs/spark.md says how big each can get). The driver-side code is the local runner's.
 """
 
 from __future__ import annotations
@@ -100,10 +103,13 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
                                      "source": src.manifest}
             rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+            held = [cached]
             try:
+                rows = spark_steps(rows, plan, ctx, progress, held)
                 frame = aggregate_stage(rows, plan, ctx, progress)
             finally:
-                cached.unpersist()
+                for d in held:
+                    d.unpersist()
             frame = driver_steps(frame, policy, plan, ctx, progress, " (on the driver)")
             return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
                            progress, t0)
@@ -153,17 +159,33 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     return rows, cached, vreport
 
 
+def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any]) -> Any:
+    """The step after the row-local ones, when it is a k-anonymity step: its frequency table as a Spark
+    group-by, the search on the driver, the recoding joined back (release.spark.anonymize). Steps after it
+    run on the driver over the collected rows."""
+    from release.spark.anonymize import apply_k_anonymity, runs_on_spark
+
+    i = len(ctx.step_evidence)
+    steps = ctx.policy.steps
+    if i < len(steps) and runs_on_spark(steps[i], ctx.policy, list(rows.columns)):
+        rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
+        held.append(ft)
+    return rows
+
+
 def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
-    """DP tables as Spark aggregates (their builds handed to the engine); the driver frame the rest needs.
+    """DP tables and `table` outputs as Spark aggregates (their builds handed to the engine); the driver
+    frame the rest needs.
 
     When every step ran on the executors, a DP table needs only its exact aggregate on the driver
-    (release.spark.dp) and the rows are collected only when another output (records, `table`) or
-    a driver-side step (k-anonymity) reads them.
+    (release.spark.dp), a `table` output its cell counts (release.spark.tables), and the rows are
+    collected only when another output (records, indices) or a driver-side step (k-anonymity) reads them.
     """
     from functools import partial
 
     from release.batches import to_frame
     from release.spark.dp import NotNative, bounded_groups
+    from release.spark.tables import cell_counts as table_counts
 
     policy = ctx.policy
     remaining = len(ctx.step_evidence) < len(policy.steps)
@@ -180,6 +202,13 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
                     continue
                 progress(f"output {out.name}: contribution bounding and exact counts on Spark")
                 prebuilt[out.name] = partial(out.build_from_groups, groups, stats, ctx)
+            elif out.kind == "table":
+                counts = table_counts(rows, out, ctx.schema)
+                if counts is None:
+                    progress(f"output {out.name}: built on the driver from its columns")
+                    continue
+                progress(f"output {out.name}: cell counts on Spark ({len(counts):,} combinations to the driver)")
+                prebuilt[out.name] = partial(out.build_from_counts, counts, ctx)
     ctx.options["_prebuilt"] = prebuilt
     schema = _pipeline_schema(plan, ctx)
     if not remaining and all(o.name in prebuilt for o in policy.outputs):

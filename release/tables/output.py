@@ -25,6 +25,14 @@ from release.tables.secondary import Protection, protect_fast, protect_lp, prote
 
 FLAG = "flag"
 SUPPRESSED = "suppressed"
+CELL_ROWS = "_rows"
+"Cell counts column: rows in the combination."
+CELL_SUM = "_sum"
+"Cell counts column: sum of the count or value column (missing values as 0)."
+CELL_UNKNOWN = "_unknown"
+"Cell counts column: rows whose count or value is missing (suppressed at source)."
+CONTRIBUTOR = "_contributor"
+"Cell counts column when every record is its own contributor (dominance, p% without `contributor`)."
 _DIM_TYPES = (ColumnType.string, ColumnType.category)
 # Builds of the current run, so the run-time assessment can add the internal-only checks
 # (primary cells against their relative protection) that the public files cannot support.
@@ -179,14 +187,25 @@ class TableOutput(OutputConfig):
 
     # ------------------------------------------------------------------ build
 
-    def _levels(self, frame: pd.DataFrame, schema: Schema) -> dict[str, tuple[str, ...]]:
-        out: dict[str, tuple[str, ...]] = {}
+    def _check_dimensions(self, frame: pd.DataFrame) -> None:
+        """Located errors on the rows: a missing dimension value (row numbers, never values)."""
         for d in dict.fromkeys(x for t in self.table_defs() for x in t.dimensions):
             col = frame[d]
             if col.isna().any():
                 rows = (np.flatnonzero(col.isna().to_numpy()) + 1)[:20].tolist()
                 raise InputError(f"output {self.name}: dimension column {d!r} has {int(col.isna().sum())} missing"
                                  f" value(s) (rows {rows}); filter or generalize them before tabulating")
+
+    def _levels(self, counts: pd.DataFrame, schema: Schema) -> dict[str, tuple[str, ...]]:
+        """Each dimension's levels: its declared categories first, then the other values seen, sorted."""
+        out: dict[str, tuple[str, ...]] = {}
+        for d in dict.fromkeys(x for t in self.table_defs() for x in t.dimensions):
+            col = counts[d]
+            if col.isna().any():
+                # Only from another runner's aggregate: cell_counts checked the rows themselves.
+                raise InputError(f"output {self.name}: dimension column {d!r} has"
+                                 f" {int(counts.loc[col.isna().to_numpy(), CELL_ROWS].sum())} missing value(s);"
+                                 " filter or generalize them before tabulating")
             seen = pd.unique(col.astype("string"))
             spec = schema.get(d)
             if spec is not None and spec.categories:
@@ -230,28 +249,99 @@ class TableOutput(OutputConfig):
                                   " margins would be protected separately and could be recomputed across them;"
                                   " declare both under one table output's `tables:` to protect them together")
 
-    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+    # ------------------------------------------------------------------ cell counts: the aggregate a runner computes
+
+    def weight_column(self) -> str | None:
+        """The column whose values are added up per cell (None: rows are counted)."""
+        return self.count_column or self.value_column
+
+    def group_columns(self) -> list[str]:
+        """What the cell counts are grouped by: every dimension, then the contributor when the primary
+        rules need each contributor's share of a cell (magnitude tables: dominance, p%, threshold)."""
+        dims = list(dict.fromkeys(d for t in self.table_defs() for d in t.dimensions))
+        if self.value_column is not None and self.contributor and self.contributor not in dims:
+            dims.append(self.contributor)
+        return dims
+
+    def aggregable(self, schema: Schema) -> bool:
+        """Whether a runner may compute the cell counts as a group-by (release/spark) and get exactly what
+        cell_counts gives: not when every record is its own contributor (the aggregate is the records),
+        nor when the summed column is not integer (a float sum depends on the order of its terms)."""
+        if self.value_column is not None and not self.contributor:
+            return False
+        col = self.weight_column()
+        return col is None or (col in schema and schema[col].type == ColumnType.integer)
+
+    def cell_counts(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The output's aggregate of its rows, all build_from_counts needs: per combination of
+        group_columns(), the rows (CELL_ROWS), the sum of the count or value column with missing values
+        as 0 (CELL_SUM), and the rows whose count or value is missing (CELL_UNKNOWN). The rows' own
+        faults (missing dimension values, missing or negative counts) are raised here, located."""
+        self._check_dimensions(frame)
+        w = self._weights(frame)
+        by = self.group_columns()
+        if self.value_column is not None and not self.contributor:
+            # Every record is its own contributor: its row is its own group.
+            out = frame[by].reset_index(drop=True)
+            out[CONTRIBUTOR] = np.arange(len(frame), dtype=np.int64)
+            out[CELL_ROWS] = np.ones(len(frame), dtype=np.int64)
+            out[CELL_SUM] = np.nan_to_num(w, nan=0.0)
+            out[CELL_UNKNOWN] = np.isnan(w).astype(np.int64)
+            return out
+        codes, uniques = [], []
+        for c in by:
+            code, uniq = pd.factorize(frame[c], use_na_sentinel=False)
+            codes.append(np.asarray(code, dtype=np.int64))
+            uniques.append(np.asarray(uniq, dtype=object))
+        shape = tuple(max(len(u), 1) for u in uniques)
+        flat = np.ravel_multi_index(tuple(codes), shape) if len(frame) else np.zeros(0, dtype=np.int64)
+        ids, cells = pd.factorize(flat, sort=True)
+        n = len(cells)
+        at = np.unravel_index(np.asarray(cells, dtype=np.int64), shape)
+        cols = {c: pd.Series(u[at[i]] if n else u[:0], dtype=frame[c].dtype) for i, (c, u) in
+                enumerate(zip(by, uniques, strict=True))}
+        return pd.DataFrame({**cols,
+                             CELL_ROWS: np.bincount(ids, minlength=n).astype(np.int64),
+                             # bincount adds a cell's values in row order, as the cube did from the rows.
+                             CELL_SUM: np.bincount(ids, weights=np.nan_to_num(w, nan=0.0), minlength=n),
+                             CELL_UNKNOWN: np.bincount(ids, weights=np.isnan(w), minlength=n).astype(np.int64)})
+
+    def check_policy(self, ctx: StepContext) -> None:
+        """The output's faults of the policy (dimension types, margins shared with another output)."""
         self.plan_info(ctx.schema)
         self._shared_margins(ctx.policy)
-        levels = self._levels(frame, ctx.schema)
-        w = self._weights(frame)
+
+    def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+        """From the rows: their cell counts (cell_counts), then build_from_counts."""
+        self.check_policy(ctx)
+        return self.build_from_counts(self.cell_counts(frame), ctx)
+
+    def build_from_counts(self, counts: pd.DataFrame, ctx: StepContext) -> OutputBuild:
+        """The published tables from the cell counts alone (cell_counts' columns, computed by any runner:
+        the local one from its rows, release/spark as one group-by): margins, primary and secondary
+        suppression, the LP audit. The order of the counts' rows does not matter."""
+        self.check_policy(ctx)
+        counts = counts.reset_index(drop=True)
+        levels = self._levels(counts, ctx.schema)
+        w = counts[CELL_SUM].to_numpy(dtype=float)
+        unknown_rows = counts[CELL_UNKNOWN].to_numpy(dtype=float)
         defs = self.table_defs()
         shapes = [TableShape(self.stem(t), t.dimensions, tuple(levels[d] for d in t.dimensions)) for t in defs]
         model = build_model(shapes)
         cubes, codes_per = [], []
         for t, s in zip(defs, shapes, strict=True):
-            codes = np.column_stack([pd.Categorical(frame[d].astype("string"), categories=list(levels[d])).codes
+            codes = np.column_stack([pd.Categorical(counts[d].astype("string"), categories=list(levels[d])).codes
                                      for d in t.dimensions]).astype(np.int64)
             inner_shape = tuple(len(lv) for lv in s.levels)
-            flat = np.ravel_multi_index(tuple(codes.T), inner_shape) if len(frame) else np.zeros(0, dtype=np.int64)
+            flat = np.ravel_multi_index(tuple(codes.T), inner_shape) if len(counts) else np.zeros(0, dtype=np.int64)
             size = int(np.prod(inner_shape))
-            sums = np.bincount(flat, weights=np.nan_to_num(w, nan=0.0), minlength=size)
-            unknown = np.bincount(flat, weights=np.isnan(w).astype(float), minlength=size) > 0
+            sums = np.bincount(flat, weights=w, minlength=size)
+            unknown = np.bincount(flat, weights=unknown_rows, minlength=size) > 0
             inner = np.where(unknown, np.nan, sums).reshape(inner_shape)
             cubes.append(cube_with_margins(inner))
             codes_per.append(codes)
         values = global_values(model, cubes)
-        primary = self._primary(model, values, cubes, codes_per, frame, w, shapes)
+        primary = self._primary(model, values, cubes, codes_per, counts, w, shapes)
         absolute = self.required_interval(ctx.policy.gate.min_audit_interval)
         whole = max(max(t.shape) for t in model.tables)
         if self.secondary == "lp" and self.lp_search == "auto":
@@ -468,3 +558,78 @@ def _parse_published(frame: pd.DataFrame, dims: tuple[str, ...], measure: str,
     fl[flat] = frame[FLAG].astype("string").fillna("").to_numpy() == SUPPRESSED
     return levels, cube.reshape(shape), fl
 
+
+
+class TableCounts:
+    """A `table` output's cell counts over the row pipeline's batches, in order (the local runner's
+    accumulator: create / add / finish; batches are numbered in the order they are added, as the frame
+    they would form).
+
+    finish() gives exactly cell_counts() of the concatenated batches, or raises the error cell_counts
+    would raise on that frame (the same rows named), so a policy of `table` outputs needs no frame.
+    Only for outputs whose counts add up exactly (TableOutput.aggregable).
+    """
+
+    def __init__(self, output: TableOutput) -> None:
+        self.output = output
+        self.dims = list(dict.fromkeys(d for t in output.table_defs() for d in t.dimensions))
+        self.columns = list(dict.fromkeys([*output.group_columns(), *output.referenced_columns()]))
+
+    def create(self) -> dict[str, Any]:
+        return {"rows": 0, "parts": [], "missing": {d: [0, []] for d in self.dims}, "na": [0, []], "negative": False}
+
+    def add(self, state: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
+        o = self.output
+        off = state["rows"]
+        state["rows"] += len(frame)
+        fault = False
+        for d in self.dims:
+            na = frame[d].isna().to_numpy()
+            if na.any():
+                m = state["missing"][d]
+                m[0] += int(na.sum())
+                m[1] = (m[1] + (np.flatnonzero(na) + off + 1)[:20].tolist())[:20]
+                fault = True
+        col = o.weight_column()
+        if col is not None:
+            w = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            na = np.isnan(w)
+            if na.any() and o.na_means == "refuse":
+                state["na"][0] += int(na.sum())
+                state["na"][1] = (state["na"][1] + (np.flatnonzero(na) + off + 1)[:20].tolist())[:20]
+                fault = True
+            if (w[~na] < 0).any():
+                state["negative"] = True
+                fault = True
+        if not fault and not self._faulty(state):
+            state["parts"].append(o.cell_counts(frame))
+            if len(state["parts"]) >= 64:
+                state["parts"] = [self._merge(state["parts"])]
+        return state
+
+    def _faulty(self, state: dict[str, Any]) -> bool:
+        return any(m[0] for m in state["missing"].values()) or bool(state["na"][0]) or state["negative"]
+
+    def _merge(self, parts: list[pd.DataFrame]) -> pd.DataFrame:
+        by = self.output.group_columns()
+        both = pd.concat(parts, ignore_index=True)
+        g = both.groupby(by, dropna=False, sort=False, observed=True)
+        # Integer counts and sums (aggregable outputs only): added in any order, the same numbers.
+        return g.agg({CELL_ROWS: "sum", CELL_SUM: "sum", CELL_UNKNOWN: "sum"}).reset_index()
+
+    def finish(self, state: dict[str, Any]) -> pd.DataFrame:
+        o = self.output
+        for d in self.dims:
+            n, rows = state["missing"][d]
+            if n:
+                raise InputError(f"output {o.name}: dimension column {d!r} has {n} missing"
+                                 f" value(s) (rows {rows}); filter or generalize them before tabulating")
+        col = o.weight_column()
+        if state["na"][0]:
+            raise InputError(f"output {o.name}: column {col!r} has {state['na'][0]} missing value(s)"
+                             f" (rows {state['na'][1]}); declare na_means: suppressed-at-source or zero in the policy")
+        if state["negative"]:
+            raise InputError(f"output {o.name}: column {col!r} has negative values; tables of counts and"
+                             " non-negative magnitudes only")
+        return self._merge(state["parts"]) if state["parts"] else o.cell_counts(pd.DataFrame(
+            {c: pd.Series([], dtype="string") for c in self.columns}))
