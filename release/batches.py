@@ -64,6 +64,9 @@ ROW = "_row"
 "Optional int64 column of a raw batch: the 1-based input row number validation reports."
 DEFAULT_BATCH_ROWS = 262_144
 "Rows per batch when the engine is not told otherwise (a few tens of MB of text per batch)."
+ROW_DIGEST = "_row_digest"
+"""uint64 column of a pruned frame (release.engine.PrunedFrame): ``row_digest`` of the row's every
+column, computed per batch before the columns no output reads were let go. Never published."""
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -148,9 +151,17 @@ def occurrence(digest: np.ndarray) -> np.ndarray:
     return pd.Series(digest).groupby(digest, sort=False).cumcount().to_numpy(dtype=np.uint64)
 
 
-def row_scores(frame: pd.DataFrame, key: bytes, label: str) -> np.ndarray:
-    """Keyed 64-bit score per row: SipHash(run key, label; digest of the row's values, occurrence)."""
-    d = row_digest(frame)
+def row_scores(frame: pd.DataFrame | None, key: bytes, label: str, digests: np.ndarray | None = None) -> np.ndarray:
+    """Keyed 64-bit score per row: SipHash(run key, label; digest of the row's values, occurrence).
+
+    `digests`: the rows' ``row_digest`` computed earlier (on every column, per batch: the same
+    values), when `frame` no longer holds every column; then `frame` is not read.
+    """
+    if digests is None:
+        assert frame is not None
+        d = row_digest(frame)
+    else:
+        d = np.asarray(digests, dtype=np.uint64)
     with np.errstate(over="ignore"):
         mixed = d ^ (occurrence(d) * np.uint64(0x9E3779B97F4A7C15))
     return keyed_u64(mixed, subkey(key, label))

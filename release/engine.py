@@ -169,11 +169,16 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
             staging = Staging(out_dir, policy.dataset.name, release_id)
             try:
                 # Records outputs stream through the external sort; table outputs accumulate their counts
-                # (aggregate_sink); either way no frame is built. Otherwise the frame path.
+                # (aggregate_sink); either way no frame is built. Outputs that read a few columns (dp-table)
+                # get a frame of just those (pruned_sink). Otherwise the whole-frame path.
                 streams = _record_streams(policy, plan, ctx, staging)
                 sink = _sink(streams) if streams else aggregate_sink(policy, plan, ctx)
-                frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress, sink=sink)
+                pruned = pruned_sink(policy, plan, ctx) if sink is None else None
+                frame, vreport = _run_row_pipeline(raw, names, plan, ctx, input_label, progress,
+                                                   sink=sink or pruned)
                 del raw
+                if pruned is not None:
+                    frame = pruned.frame()
                 frame = driver_steps(frame, policy, plan, ctx, progress)
                 return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
                                progress, t0, streams=streams, staging=staging)
@@ -316,6 +321,64 @@ def aggregate_sink(policy: Policy, plan: Plan, ctx: StepContext) -> Callable[[An
 
     ctx.options["_prebuilt"] = {o.name: partial(build, o) for o in policy.outputs}
     return take
+
+
+class PrunedFrame:
+    """A row-pipeline sink keeping, per batch, only the columns the outputs' builds read, plus (when asked)
+    ROW_DIGEST: release.batches.row_digest of the batch's every column, as the whole frame would hash it
+    (the same dtypes: both come from to_frame of the pipeline's output schema; the digest is per row)."""
+
+    def __init__(self, schema: Any, columns: list[str], digest: bool) -> None:
+        self.schema = pa_select(schema, columns)
+        self.columns = columns
+        self.digest = digest
+        self.parts: list[Any] = []
+        self.digests: list[np.ndarray] = []
+
+    def __call__(self, batch: Any) -> None:
+        from release.batches import row_digest, to_frame
+
+        if self.digest:
+            self.digests.append(row_digest(to_frame(batch)))
+        self.parts.append(batch.select(self.columns))
+
+    def frame(self) -> pd.DataFrame:
+        """The kept columns of every batch, in order (as the whole frame's rows), with their digests."""
+        import pyarrow as pa
+
+        from release.batches import ROW_DIGEST, to_frame
+
+        table = pa.Table.from_batches(self.parts, schema=self.schema)
+        self.parts = []
+        frame = to_frame(table)
+        del table
+        if self.digest:
+            # Beside to_frame: its integer mapping is for signed (nullable) columns, not a uint64 digest.
+            frame[ROW_DIGEST] = np.concatenate(self.digests) if self.digests else np.zeros(0, dtype=np.uint64)
+            self.digests = []
+        return frame
+
+
+def pruned_sink(policy: Policy, plan: Plan, ctx: StepContext) -> PrunedFrame | None:
+    """Where every step is row-local and every output names the only columns its build reads
+    (OutputConfig.frame_columns: dp-table), the frame handed to the outputs holds just those, taken from
+    each batch as it goes by; the rest of each batch is let go. None otherwise (the whole-frame path)."""
+    from release.batches import ROW_DIGEST, arrow_schema, row_local_prefix
+
+    if test_mode() and ctx.options.get("_frame_in_memory"):
+        return None  # test hook: the whole-frame path, to compare with
+    if len(row_local_prefix(policy)) != len(policy.steps) or not policy.outputs or ctx.options.get("_prebuilt"):
+        return None
+    schema = plan.schemas[-1]
+    wanted = [o.frame_columns(policy, schema) for o in policy.outputs]
+    if any(w is None for w in wanted):
+        return None
+    names = {c for w in wanted for c in w or ()}
+    digest = ROW_DIGEST in names
+    names.discard(ROW_DIGEST)
+    if any(c not in schema for c in names):
+        return None  # the frame path's build names the missing column
+    return PrunedFrame(arrow_schema(schema), [c for c in schema if c in names], digest)
 
 
 def batch_rows(options: dict[str, Any]) -> int:

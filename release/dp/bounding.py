@@ -31,8 +31,9 @@ class BoundingKey:
         """One score per (unit, cell) row given: equal pairs score equally."""
         return keyed_u64(row_digest(cells), subkey(self.key, "dp-bounding-cell"))
 
-    def row_scores(self, rows: pd.DataFrame) -> np.ndarray:
-        return row_scores(rows, self.key, "dp-bounding-row")
+    def row_scores(self, rows: pd.DataFrame | None, digests: np.ndarray | None = None) -> np.ndarray:
+        """Scores of whole rows, or of their precomputed row digests (then `rows` is not read)."""
+        return row_scores(rows, self.key, "dp-bounding-row", digests)
 
 
 def bounding_key(key: bytes | int | None) -> BoundingKey:
@@ -96,7 +97,8 @@ def _least_within(unit_codes: np.ndarray, score: np.ndarray, k: int) -> np.ndarr
 
 def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, cell_cols: list[str],
                         max_records: int, max_groups: int | None, key: BoundingKey,
-                        rows: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, int]]:
+                        rows: np.ndarray | None = None, digests: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, dict[str, int]]:
     """Boolean mask of the rows kept so no unit has more than max_records rows in max_groups cells.
 
     A unit over a bound keeps a uniformly random subset: its distinct cells ranked by a random
@@ -104,7 +106,10 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     per row (it cannot be linked to anything else). Only units over a bound draw scores, and only
     rows whose hash bucket is over the bound are factorized into units. `rows` (optional) marks
     the rows that can count at all (inside the key sets); only they take a unit's slots, the
-    others are never kept. Statistics: rows_in, rows_kept, units_over_bound, units_truncated.
+    others are never kept. `digests` (optional): each row's ``row_digest`` over every column,
+    computed before the frame was pruned to the columns read here (release.engine.PrunedFrame);
+    without it the rows' scores hash every column of `frame`. Statistics: rows_in, rows_kept,
+    units_over_bound, units_truncated.
     """
     n = len(frame)
     if n == 0:
@@ -132,8 +137,9 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     truncated = 0
     if len(sub):
         cells = frame[cell_cols].iloc[sub].assign(_unit=ids[sub]) if cell_bound else None
-        kept = _bound_rows(frame.iloc[sub], cells, codes, max_records, max_groups, key,
-                           count=None if cell_bound else per_unit)
+        kept = _bound_rows(frame.iloc[sub] if digests is None else None, cells, codes, max_records, max_groups, key,
+                           count=None if cell_bound else per_unit,
+                           digests=None if digests is None else np.asarray(digests, dtype=np.uint64)[sub])
         keep[sub] = kept
         # Without a cell bound every unit here is over the record bound, so each loses rows.
         truncated = (int(np.count_nonzero(np.bincount(codes[~kept], minlength=len(per_unit)))) if cell_bound
@@ -142,12 +148,14 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
                   "units_over_bound": int(np.count_nonzero(per_unit > limit)), "units_truncated": truncated}
 
 
-def _bound_rows(rows: pd.DataFrame, cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
-                max_groups: int | None, key: BoundingKey, count: np.ndarray | None = None) -> np.ndarray:
+def _bound_rows(rows: pd.DataFrame | None, cells: pd.DataFrame | None, codes: np.ndarray, max_records: int,
+                max_groups: int | None, key: BoundingKey, count: np.ndarray | None = None,
+                digests: np.ndarray | None = None) -> np.ndarray:
     """Rows kept among the rows of units over a bound (`count`: rows per unit, when no cell bound applies).
 
     `rows` are those rows (every column: a row's score is keyed on its values), `cells` their
-    cell columns with the unit's keyed id (`_unit`), `codes` their unit numbers.
+    cell columns with the unit's keyed id (`_unit`), `codes` their unit numbers; `digests` (instead
+    of `rows`) their precomputed row digests.
     """
     n = len(codes)
     keep = np.ones(n, dtype=bool)
@@ -172,7 +180,8 @@ def _bound_rows(rows: pd.DataFrame, cells: pd.DataFrame | None, codes: np.ndarra
         return keep
     # A unit keeps its max_records rows of least keyed score: a uniformly random subset to
     # anyone without the key, and the same subset however the input was ordered or cut.
-    score = key.row_scores(rows.iloc[idx])
+    score = (key.row_scores(rows.iloc[idx]) if digests is None  # type: ignore[union-attr]
+             else key.row_scores(None, digests[idx]))
     keep[idx] = False
     keep[idx[_least_within(u, score, max_records)]] = True
     return keep

@@ -9,6 +9,7 @@ import pandas as pd
 from pydantic import Field, PrivateAttr, model_validator
 
 from release import registry
+from release.batches import ROW_DIGEST
 from release.context import AssessContext, OutputBuild, StepContext
 from release.dp import keys as K
 from release.dp.accuracy import describe_accuracy, expected_signal_share, part_scale, signal_figures
@@ -91,6 +92,14 @@ class DPTableOutput(OutputConfig):
 
     def published_columns(self, schema: Schema) -> list[str]:
         return [*self.by, self.value_column]
+
+    def frame_columns(self, policy: Any, schema: Schema) -> list[str] | None:
+        """`build` reads the keys, the summed column and the privacy unit; contribution bounding's row
+        scores read every column, which the digest carried per row (ROW_DIGEST) stands for."""
+        if policy.budget is None:
+            return None
+        return list(dict.fromkeys([*self.by, *([self.column] if self.column else []), policy.budget.privacy_unit,
+                                   ROW_DIGEST]))
 
     def sensitivity(self) -> int:
         """L1 (and L2 bound) of one unit's contribution to one noised vector: the contribution bound."""
@@ -264,8 +273,10 @@ class DPTableOutput(OutputConfig):
             return eligible, {"rows_in": n, "rows_kept": n, "units_over_bound": 0, "units_truncated": 0}
         # The run key: rows kept are a keyed function of each row, the same in every batch split.
         key = bounding_key(ctx.run_key or ctx.seed)
+        # A pruned frame carries each row's digest over every column (computed per batch): scores use it.
+        digests = frame[ROW_DIGEST].to_numpy(dtype=np.uint64) if ROW_DIGEST in frame.columns else None
         keep, stats = bound_contributions(frame, unit, None, list(self.by), int(s["max_records"]),
-                                          s["max_groups"], key, rows=eligible)
+                                          s["max_groups"], key, rows=eligible, digests=digests)
         return keep, stats
 
     def build(self, frame: pd.DataFrame, ctx: StepContext) -> OutputBuild:
