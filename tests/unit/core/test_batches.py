@@ -19,6 +19,7 @@ from release.batches import (
     GroupCounts,
     iter_batches,
     keyed_u64,
+    row_digest,
     row_pipeline,
     row_scores,
     run_key,
@@ -65,6 +66,24 @@ def test_bounding_keeps_the_same_rows_in_any_order(r: list[tuple[int, str]], m: 
     shuffled = f.iloc[perm].reset_index(drop=True)
     keep2, _ = bound_contributions(shuffled, "pid", "rid", ["cell"], m, g, key)
     assert set(f.loc[keep, "rid"]) == set(shuffled.loc[keep2, "rid"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from("abc"), st.sampled_from(["x", "y", None])),
+                min_size=1, max_size=60), st.integers(1, 4), st.one_of(st.none(), st.integers(1, 2)),
+       st.integers(1, 17))
+def test_bounding_on_a_pruned_frame_with_batch_digests_keeps_the_whole_frames_rows(
+        r: list[tuple[int, str, str | None]], m: int, g: int | None, size: int) -> None:
+    # The engine's pruned path: the digest of every column taken per batch, the other columns let go.
+    f = pd.DataFrame({"pid": [f"p{u}" for u, _, _ in r], "cell": [c for _, c, _ in r],
+                      "other": pd.array([o for _, _, o in r], dtype=pd.StringDtype("pyarrow"))})
+    key = bounding_key(b"x" * 32)
+    want, want_stats = bound_contributions(f, "pid", None, ["cell"], m, g, key)
+    digests = np.concatenate([row_digest(f.iloc[i:i + size]) for i in range(0, len(f), size)])
+    got, stats = bound_contributions(f[["pid", "cell"]], "pid", None, ["cell"], m, g, key, digests=digests)
+    assert np.array_equal(want, got) and want_stats == stats
+    # The scores of precomputed digests are those of the whole rows.
+    assert np.array_equal(row_scores(None, b"k" * 32, "t", digests), row_scores(f, b"k" * 32, "t"))
 
 
 @settings(max_examples=30, deadline=None)
