@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
+import highspy
 import numpy as np
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+import release.tables.audit as audit_mod
 from release.tables.audit import _propagate, attack, attack_whole
 from release.tables.model import TableShape, build_model, cube_with_margins, global_values
 from release.tables.primary import threshold_rule
@@ -92,3 +96,42 @@ def test_witnesses_close_most_problems_without_their_own_lp() -> None:
     assert fast.solves < open_cells // 2
     whole = attack_whole(model, published)
     assert np.array_equal(fast.lower, whole.lower) and np.array_equal(fast.upper, whole.upper)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inner=_SHAPES.flatmap(_cells), data=st.data())
+def test_interior_point_first_vertex_equals_every_cell_by_its_own_lp(inner: np.ndarray,
+                                                                    data: st.DataObject) -> None:
+    """With the first vertex from interior point plus crossover (large components), every
+    interval still equals one LP per cell: the warm starts run from the crossover's basis."""
+    model, v = _model(inner)
+    published = _pattern(model, v, data)
+    with mock.patch.object(audit_mod, "IPM_FIRST_CELLS", 1):
+        fast = attack(model, published, workers=1)
+    whole = attack_whole(model, published)
+    assert fast.consistent and whole.consistent
+    assert np.array_equal(fast.lower, whole.lower) and np.array_equal(fast.upper, whole.upper)
+
+
+def test_first_vertex_of_a_large_block_comes_from_interior_point_with_a_basis() -> None:
+    rng = np.random.default_rng(3)
+    inner = rng.poisson(np.exp(rng.normal(2.0, 1.0, (40, 40))))
+    model, v = _model(inner)
+    published = np.where(threshold_rule(v, 5, protect_zeros=False) | (rng.random(model.n) < 0.6), np.nan, v)
+    S = np.isnan(published)
+    A = model.A.tocsc()
+    B = A[:, S].tocsr()
+    k = B.shape[1]
+    assert k >= audit_mod.IPM_FIRST_CELLS
+    h = audit_mod.new_highs()
+    audit_mod.pass_lp(h, B, -(A @ np.where(S, 0.0, published)), -(A @ np.where(S, 0.0, published)),
+                      np.zeros(k), np.full(k, np.inf), np.ones(k))
+    st_ = audit_mod._first_vertex(h, k)
+    assert st_ == highspy.HighsModelStatus.kOptimal
+    assert h.getInfo().ipm_iteration_count > 0 and h.getBasis().valid
+    # The warm start from that basis: a cost change solves without a restart from scratch.
+    h.changeColsCost(k, np.arange(k, dtype=np.int32), np.zeros(k))
+    h.changeColCost(0, -1.0)
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    assert h.getInfo().ipm_iteration_count == 0
