@@ -367,7 +367,8 @@ def _fresh_scheduler() -> None:
 
 
 def _work(args: tuple) -> tuple:
-    return _solve_block(*args[:5], batches=args[5], basis=args[6] if len(args) > 6 else None)
+    B, b, comp, tasks, need, batches = args[:6]
+    return _solve_block(B, b, comp, tasks, need, batches=batches, basis=args[6] if len(args) > 6 else None)
 
 
 def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None,
