@@ -20,6 +20,8 @@ BATCH_CELLS = 4000
 "Small components are solved together in one block-diagonal LP of at most this many cells."
 PARALLEL_TASKS = 3000
 "Below this many min/max problems the audit stays in one process (a worker costs ~0.5 s to start)."
+_PROPAGATE_SWEEPS = 100
+"Cap on bound-propagation sweeps (each is vectorised; tables with margins settle in a few)."
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Audit:
     "Independent blocks of suppressed cells (sharing no equation) the attack was split into."
     largest_component: int = 0
     certified: int = 0
-    "Bounds proved by a feasible point meeting a row bound (no LP of their own)."
+    "Bounds proved by a feasible point meeting a propagated bound (no LP of their own)."
     exact: bool = True
     "False for a screen (attack with `need`): wide-enough cells carry a sub-interval."
 
@@ -82,59 +84,90 @@ def pass_lp(h: highspy.Highs, A: sp.spmatrix, row_lo: np.ndarray, row_hi: np.nda
 
 # ---------------------------------------------------------------------- the decomposed attack
 
-def _row_bounds(B: sp.csr_matrix, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds every cell gets from a single equation (any feasible point attaining one proves it).
+def _propagate(B: sp.csr_matrix, b: np.ndarray, sweeps: int = _PROPAGATE_SWEEPS) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds on every cell implied by the equations and x >= 0 (bound propagation).
 
-    A line whose suppressed cells are all parts: each part <= the line's rest (b). A line whose
-    suppressed cells are parts and its total: total >= -b, and with one part only, part >= b.
+    Each sweep applies every equation to the current bounds: a cell with coefficient a on a
+    line is (b - the rest of the line) / a, so it lies between what the other cells' bounds
+    allow. Every step is implied by one equation and bounds already proved, so the result is
+    a relaxation: lower <= the LP minimum and upper >= the LP maximum of every cell. (It is
+    the single-equation bound first, then its consequences; on tables with margins it is
+    very often equal to the LP optimum, which a feasible point attaining it then proves.)
+    Stops when a sweep tightens nothing (or after `sweeps`; bounds so far are still valid).
     """
     k = B.shape[1]
-    upper = np.full(k, np.inf)
-    lower = np.zeros(k)
     B = B.tocsr()
-    neg = B.copy()
-    neg.data = (neg.data < 0).astype(float)
-    pos = B.copy()
-    pos.data = (pos.data > 0).astype(float)
-    n_neg = np.asarray(neg.sum(axis=1)).ravel()
-    n_pos = np.asarray(pos.sum(axis=1)).ravel()
+    lower = np.zeros(k)
+    upper = np.full(k, np.inf)
     rows = np.repeat(np.arange(B.shape[0]), np.diff(B.indptr))
     cols, vals = B.indices, B.data
-    allpos = (n_neg[rows] == 0)
-    np.minimum.at(upper, cols[allpos], b[rows[allpos]])
-    onetot = n_neg[rows] == 1
-    tot = onetot & (vals < 0)
-    np.maximum.at(lower, cols[tot], -b[rows[tot]])
-    single = onetot & (vals > 0) & (n_pos[rows] == 1)
-    np.maximum.at(lower, cols[single], b[rows[single]])
+    pos = vals > 0
+    for _ in range(sweeps):
+        # Per line: the least and greatest value of sum(a x) (infinite terms counted apart).
+        fin_u = np.where(np.isinf(upper), 0.0, upper)
+        inf_u = np.isinf(upper)[cols]
+        lo_t = np.where(pos, vals * lower[cols], vals * fin_u[cols])
+        hi_t = np.where(pos, vals * fin_u[cols], vals * lower[cols])
+        lo_inf = ~pos & inf_u
+        hi_inf = pos & inf_u
+        m = B.shape[0]
+        act_lo = np.bincount(rows, lo_t, minlength=m)
+        act_hi = np.bincount(rows, hi_t, minlength=m)
+        n_lo = np.bincount(rows, lo_inf, minlength=m)
+        n_hi = np.bincount(rows, hi_inf, minlength=m)
+        # The rest of the line (without this entry): its least and greatest activity.
+        rest_lo = act_lo[rows] - lo_t
+        rest_hi = act_hi[rows] - hi_t
+        rest_lo_inf = (n_lo[rows] - lo_inf) > 0
+        rest_hi_inf = (n_hi[rows] - hi_inf) > 0
+        # a x = b - rest: for a > 0, x <= (b - rest_lo)/a and x >= (b - rest_hi)/a; a < 0 swaps.
+        num_up = np.where(pos, b[rows] - rest_lo, b[rows] - rest_hi)
+        num_dn = np.where(pos, b[rows] - rest_hi, b[rows] - rest_lo)
+        up = np.where(np.where(pos, rest_lo_inf, rest_hi_inf), np.inf, num_up / vals)
+        dn = np.where(np.where(pos, rest_hi_inf, rest_lo_inf), -np.inf, num_dn / vals)
+        new_u = upper.copy()
+        new_l = lower.copy()
+        np.minimum.at(new_u, cols, up)
+        np.maximum.at(new_l, cols, dn)
+        scale = 1e-9 * np.maximum(1.0, np.abs(np.where(np.isinf(upper), 0.0, upper)))
+        changed = bool(np.any(new_u < upper - scale) or np.any(new_l > lower + scale))
+        upper, lower = new_u, np.maximum(new_l, 0.0)
+        if not changed:
+            break
     return lower, upper
 
 
 def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.ndarray | None,
-                 need: np.ndarray | None = None, batches: bool = True, stop: bool = False) -> tuple:
+                 need: np.ndarray | None = None, batches: bool = True, stop: bool = False,
+                 basis: tuple[np.ndarray, np.ndarray] | None = None) -> tuple:
     """Min and max of every cell of a block-diagonal LP (components `comp`), warm-started.
 
-    One solve serves one open (cell, sense) problem in every component at once: the components
-    share no equation, so minimising a sum of one cell per component minimises each. Feasible
-    points met on the way prove bounds for free: a zero proves a minimum of 0, and a point
-    meeting a single-equation bound proves that bound. `tasks` (bool, k x 2) limits the work to
+    Every cell first gets bounds by propagation (`_propagate`: a relaxation, no LP optimum lies
+    outside them). Every LP solution met on the way is a feasible table consistent with what is
+    published, so a witness: it bounds each cell's maximum from below and its minimum from
+    above, and a cell whose witnesses reach its propagated bound has that bound as its exact
+    optimum without an LP of its own. Witnesses come from a first vertex (least total), the
+    batched rounds and every LP solved below. One solve serves one open (cell, sense) problem
+    in every component at once: the components share no equation, so minimising a sum of one
+    cell per component minimises each. `tasks` (bool, k x 2) limits the work to
     some problems (a worker's share); the others are left NaN. With `need` (screening), a
     cell two feasible points already show to be at least that wide is left there: its
     interval is then the span of those points, inside the true one. `batches=False` skips the
     batched rounds (a worker given the problems they left); `stop` returns after them, with
-    the mask of problems still open as a sixth item (for splitting those between workers).
+    the mask of problems still open and the last basis as sixth and seventh items (for splitting
+    those between workers, who start from `basis` rather than a first vertex of their own).
     """
     k = B.shape[1]
     lo = np.full(k, np.nan)
     hi = np.full(k, np.nan)
     want = np.ones((k, 2), dtype=bool) if tasks is None else tasks.copy()
-    L, U = _row_bounds(B, b)
+    L, U = _propagate(B, b)
     h = new_highs()
     pass_lp(h, B, b, b, np.zeros(k), np.full(k, np.inf), np.zeros(k))
     solves = 0
     certified = 0
     # Cells a ray (a perturbation that keeps every equation, >= 0) can grow without limit.
-    # (A cell bounded by one of its lines is bounded; only the others need the ray test.)
+    # (A cell with a finite propagated bound is bounded; only the others need the ray test.)
     unb = _unbounded(B) if np.isinf(U).any() else np.zeros(k, dtype=bool)
     hi[unb] = np.inf
     want[unb, 1] = False
@@ -158,19 +191,24 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
             want[wide] = False
         return int(got_lo.sum() + got_hi.sum())
 
-    # A first vertex: most cells sit at zero in it (a vertex has at most rank(B) non-zeros).
     allc = np.arange(k, dtype=np.int32)
-    h.changeColsCost(k, allc, np.ones(k))
-    h.run()
-    solves += 1
-    st = h.getModelStatus()
-    if st == highspy.HighsModelStatus.kInfeasible:
-        return np.zeros(k), np.full(k, np.inf), solves, False, certified
-    if st == OPT:
-        certified += harvest(np.asarray(h.getSolution().col_value))
-    h.changeColsCost(k, allc, np.zeros(k))
+    if basis is not None:
+        # A worker given the parent's last basis (it already harvested that vertex and the
+        # ones before): the problems left start from there, no first vertex of their own.
+        _set_basis(h, basis)
+    else:
+        # A first vertex: most cells sit at zero in it (a vertex has at most rank(B) non-zeros).
+        h.changeColsCost(k, allc, np.ones(k))
+        st = _first_vertex(h, k)
+        solves += 1
+        if st == highspy.HighsModelStatus.kInfeasible:
+            out = (np.zeros(k), np.full(k, np.inf), solves, False, certified)
+            return (*out, np.zeros((k, 2), dtype=bool), None) if stop else out
+        if st == OPT:
+            certified += harvest(np.asarray(h.getSolution().col_value))
+        h.changeColsCost(k, allc, np.zeros(k))
     # Batched certificate rounds: push many cells sharing no equation towards their bounds at
-    # once; a vertex reaching a cell's single-equation bound proves that cell's optimum. The
+    # once; a vertex reaching a cell's propagated bound proves that cell's optimum. The
     # rest get an LP of their own below. Stop when a round proves too little to pay its solve.
     tried = np.zeros((k, 2), dtype=bool)
     for _ in range(_MAX_BATCH_ROUNDS if batches else 0):
@@ -190,7 +228,7 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
         if gained < _MIN_BATCH // 2:
             break
     if stop:
-        return lo, hi, solves, True, certified, want
+        return lo, hi, solves, True, certified, want, _get_basis(h)
     order = np.argsort(comp, kind="stable")
     while want.any():
         # One open problem per component: the first cell still wanting one, max before min.
@@ -234,6 +272,48 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
             want[c, 0 if s > 0 else 1] = False
             h.changeColCost(c, 0.0)
     return lo, hi, solves, True, certified
+
+
+IPM_FIRST_CELLS = 1000
+"From this many cells the first vertex comes from the interior-point solver plus crossover."
+
+
+def _first_vertex(h: highspy.Highs, k: int) -> highspy.HighsModelStatus:
+    """Solve the loaded (least-total) LP to a vertex, leaving a basis for the warm starts.
+
+    On a large component primal simplex from the slack basis needs many pivots (10,281 on the
+    50x50x20 benchmark's 7,512-cell component, ~4.5 s); the interior-point solver followed by
+    crossover reaches an optimal vertex with a valid basis in ~1.1 s. Small blocks keep the
+    simplex (the interior-point set-up would cost more than it saves).
+    """
+    if k < IPM_FIRST_CELLS:
+        h.run()
+        return h.getModelStatus()
+    h.setOptionValue("solver", "ipm")
+    h.setOptionValue("run_crossover", "on")
+    h.run()
+    h.setOptionValue("solver", "simplex")
+    st = h.getModelStatus()
+    if st != highspy.HighsModelStatus.kOptimal or not h.getBasis().valid:
+        h.clearSolver()  # no vertex from crossover: the simplex from scratch decides
+        h.run()
+        st = h.getModelStatus()
+    return st
+
+
+def _get_basis(h: highspy.Highs) -> tuple[np.ndarray, np.ndarray]:
+    """The current basis as plain status codes (picklable, for a worker)."""
+    bs = h.getBasis()
+    return (np.array([int(x) for x in bs.col_status], dtype=np.int8),
+            np.array([int(x) for x in bs.row_status], dtype=np.int8))
+
+
+def _set_basis(h: highspy.Highs, basis: tuple[np.ndarray, np.ndarray]) -> None:
+    bs = highspy.HighsBasis()
+    bs.col_status = [highspy.HighsBasisStatus(int(x)) for x in basis[0]]
+    bs.row_status = [highspy.HighsBasisStatus(int(x)) for x in basis[1]]
+    bs.valid = True
+    h.setBasis(bs)
 
 
 _MIN_BATCH = 8
@@ -287,7 +367,8 @@ def _fresh_scheduler() -> None:
 
 
 def _work(args: tuple) -> tuple:
-    return _solve_block(*args[:5], batches=args[5])
+    B, b, comp, tasks, need, batches = args[:6]
+    return _solve_block(B, b, comp, tasks, need, batches=batches, basis=args[6] if len(args) > 6 else None)
 
 
 def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None,
@@ -411,7 +492,8 @@ def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
 
     A giant component first gets its first vertex and batched rounds here (they prove most
     bounds at once and would only be repeated in each worker); the problems they leave are
-    then split between forked workers, each rebuilding the same LP and warm-starting its share.
+    then split between forked workers, each rebuilding the same LP and warm-starting its share
+    from the basis the rounds ended on (no first vertex of its own).
     """
     total = sum(len(j[0]) for j in jobs)
     if n_workers < 2 or total * 2 < PARALLEL_TASKS:
@@ -421,7 +503,7 @@ def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
     for ji, (vc, Bj, bj, cj, nj) in enumerate(jobs):
         k = len(vc)
         if k * 2 >= PARALLEL_TASKS:
-            lo, hi, s, ok, cert, want = _solve_block(Bj, bj, cj, None, nj, stop=True)
+            lo, hi, s, ok, cert, want, basis = _solve_block(Bj, bj, cj, None, nj, stop=True)
             merged[ji] = [lo, hi, s, ok, cert]
             open_rows = np.flatnonzero(want.any(axis=1))
             parts = n_workers if len(open_rows) >= _SPLIT_MIN else 1
@@ -430,7 +512,7 @@ def _run_jobs(jobs: list[tuple], n_workers: int) -> list[tuple]:
                 rows = open_rows[part::parts]
                 t[rows] = want[rows]
                 if t.any():
-                    units.append((ji, (Bj, bj, cj, t, nj, False)))
+                    units.append((ji, (Bj, bj, cj, t, nj, False, basis)))
         else:
             units.append((ji, (Bj, bj, cj, None, nj, True)))
     if len(units) > 1:

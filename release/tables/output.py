@@ -366,7 +366,15 @@ class TableOutput(OutputConfig):
         evidence = {"cells": model.n, "primary": int(prot.primary.sum()), "secondary": int(prot.secondary.sum()),
                     "suppressed_at_source": int(prot.unknown.sum()), "suppressed_cells": int(prot.suppressed.sum()),
                     "method": prot.method, "seconds": round(prot.seconds, 3), "lp_solves": prot.lp_solves,
-                    "audit_components": prot.audit.components, "largest_component": prot.audit.largest_component}
+                    "audit_components": prot.audit.components, "largest_component": prot.audit.largest_component,
+                    # Cubes the fast path used instead of a perturbation LP (3-D and larger tables).
+                    "hypercubes": prot.hypercubes,
+                    # The final audit: LPs solved, and bounds proved by a witness meeting a
+                    # propagated bound instead (no LP of their own).
+                    "audit_lp_solves": prot.audit.solves, "audit_proved_by_witness": prot.audit.certified,
+                    # A secondary cell that is a shared margin counts in each table holding it.
+                    "secondary_by_table": {s.name: int(prot.secondary[np.unique(g)].sum())
+                                           for s, g in zip(shapes, model.local, strict=True)}}
         internal = {"suppressed_total": float(np.sum(values[sup])),
                     # Share of each table's true grand total hidden in its suppressed interior cells.
                     "suppressed_total_share": {s.name: _hidden_share(model, s_i, values, sup)

@@ -34,5 +34,11 @@ def test_run_json_stdout_is_parseable_json_and_reports_every_table(tmp_path: Pat
         assert t["cells"] > 0 and t["suppressed_cells"] > 0
         assert t["smallest_interval"] >= fig["required_interval"]
     assert min(t["smallest_interval"] for t in per_table.values()) == fig["smallest_interval"]
+    # What protection did, per output and per table (evidence written at build time).
+    ev = json.loads((bundle / "report.json").read_text())["outputs"][0]["evidence"]
+    assert ev["hypercubes"] == 0  # two-way tables: no cube, only the perturbation LP
+    assert ev["audit_lp_solves"] >= 0 and ev["audit_proved_by_witness"] >= 0
+    assert set(ev["secondary_by_table"]) == set(per_table)
+    assert sum(ev["secondary_by_table"].values()) >= ev["secondary"] > 0
     # The hidden share of the true totals is internal: never in the bundle.
     assert "suppressed_total_share" not in (bundle / "report.json").read_text()
