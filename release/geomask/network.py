@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from scipy.spatial import cKDTree
 from release.errors import InputError, UsageError
 from release.geomask.projection import Projector
 from release.governance.trusted import trusted_path
+from release.io.bundle import file_sha256
 from release.policy.base import StrictModel
 
 if TYPE_CHECKING:
@@ -146,12 +146,6 @@ def coord_keys(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.where(bad, np.iinfo(np.int64).min, k)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _rows(mask: np.ndarray, limit: int = 20) -> str:

@@ -35,6 +35,15 @@ def sha256_bytes(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file read in 1 MiB blocks (published files, networks and layers of any size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def canonical_json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=_json_default) + "\n").encode()
 

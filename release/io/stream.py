@@ -33,6 +33,7 @@ from release.io.bundle import (
     geojson_features,
     parquet_table,
 )
+from release.io.bundle import file_sha256 as file_hash
 
 
 @dataclass
@@ -123,14 +124,6 @@ class _HashingFile:
         return StagedFile(self.path, self._h.hexdigest(), self.size)
 
 
-def hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class TableWriter:
     """One published table's files (CSV, Parquet, GeoJSON when it has coordinates), fed frame chunks in order."""
 
@@ -201,7 +194,7 @@ class TableWriter:
         assert self._pq is not None
         self._pq.close()
         out = {"csv": self._csv.close(),
-               "parquet": StagedFile(self._pq_path, hash_file(self._pq_path), self._pq_path.stat().st_size)}
+               "parquet": StagedFile(self._pq_path, file_hash(self._pq_path), self._pq_path.stat().st_size)}
         with open(self._pq_path, "rb") as f:
             os.fsync(f.fileno())
         if self._gj is not None:

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from release.batches import row_local_prefix
-from release.demo import _columns_of
 from release.engine import run_release
 from release.policy.loader import load_policy
-from tests.system.test_batch_invariance import _deterministic, _policies, inputs  # noqa: F401 - fixture
+from tests.system.test_batch_invariance import _demo_input, _deterministic, _policies, inputs  # noqa: F401 - fixture
 
 STREAMED = [p for p in _policies() if (lambda pol: len(row_local_prefix(pol)) == len(pol.steps)
                                       and all(o.kind == "records" for o in pol.outputs))(load_policy(p))]
@@ -26,10 +25,7 @@ def test_some_bundled_policy_streams() -> None:
 def test_many_tiny_spilled_runs_publish_the_in_memory_bytes(policy_path: Path, inputs: dict[str, Any],  # noqa: F811
                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     policy = load_policy(policy_path)
-    kind = next((k for k, p in inputs["inputs"].items()
-                 if Path(p).suffix == ".parquet" and _columns_of(p) == set(policy.input.columns)), None)
-    if kind is None:
-        pytest.skip("no demo input has this policy's columns")
+    kind = _demo_input(policy, inputs)
     now = datetime.now(UTC).replace(microsecond=0)
     from release.io import extsort
 

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import POLICIES
+from tests.system.test_spark_equivalence import _no_seconds
 
 
 def _variant(tmp: Path, change: dict[str, Any], drop: tuple[str, ...]) -> Path:
@@ -28,14 +29,6 @@ def _variant(tmp: Path, change: dict[str, Any], drop: tuple[str, ...]) -> Path:
     path = tmp / "arrests-variant.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-def _no_seconds(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _no_seconds(v) for k, v in x.items() if not k.endswith("seconds")}
-    if isinstance(x, list):
-        return [_no_seconds(v) for v in x]
-    return x
 
 
 @pytest.mark.parametrize("change, drop", [

@@ -13,21 +13,9 @@ from hypothesis.extra.numpy import arrays
 
 import release.tables.audit as audit_mod
 from release.tables.audit import _propagate, attack, attack_whole
-from release.tables.model import TableShape, build_model, cube_with_margins, global_values
 from release.tables.primary import threshold_rule
 from release.tables.secondary import protect_fast
-
-
-def _model(inner: np.ndarray):
-    dims = tuple(f"d{i}" for i in range(inner.ndim))
-    shape = TableShape("t", dims, tuple(tuple(str(j) for j in range(s)) for s in inner.shape))
-    model = build_model([shape])
-    return model, global_values(model, [cube_with_margins(inner.astype(float))])
-
-
-def _cells(shape):
-    return arrays(np.int64, shape, elements=st.one_of(st.integers(0, 6), st.integers(5, 60)))
-
+from tests.unit.tables.helpers import _cells, _model
 
 _SHAPES = st.one_of(st.tuples(st.integers(2, 8), st.integers(2, 8)),
                     st.tuples(st.integers(2, 4), st.integers(2, 4), st.integers(2, 4)))

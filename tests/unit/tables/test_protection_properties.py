@@ -11,20 +11,11 @@ from release.tables.audit import attack
 from release.tables.model import TableShape, build_model, cube_with_margins, global_values
 from release.tables.primary import threshold_rule
 from release.tables.secondary import protect_lp, protect_naive, required_widths
+from tests.unit.tables.helpers import _cells, _model
 
 THRESHOLD = 5
 
 
-def _model(inner: np.ndarray):
-    dims = tuple(f"d{i}" for i in range(inner.ndim))
-    shape = TableShape("t", dims, tuple(tuple(str(j) for j in range(s)) for s in inner.shape))
-    model = build_model([shape])
-    return model, global_values(model, [cube_with_margins(inner.astype(float))])
-
-
-def _cells(shape):
-    # Mostly comfortable counts with a fair share of small ones (and zeros).
-    return arrays(np.int64, shape, elements=st.one_of(st.integers(0, 6), st.integers(5, 60)))
 
 
 def _check(inner: np.ndarray, absolute: float, relative: float, method: str, local: int | None = None) -> None:
