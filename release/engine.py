@@ -179,8 +179,11 @@ def run_release(policy_path: str | Path, input_path: str | Path | None, out_dir:
                 del raw
                 if pruned is not None:
                     frame = pruned.frame()
-                frame = driver_steps(frame, policy, plan, ctx, progress)
-                return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
+                # Handed over in a list that _finish empties once the outputs are built, so the frame
+                # is gone before the assessment reads the published files back (no reference kept here).
+                held = [driver_steps(frame, policy, plan, ctx, progress)]
+                del frame
+                return _finish(policy, policy_bytes, plan, ctx, held, vreport, out_dir, internal_dir, signer,
                                progress, t0, streams=streams, staging=staging)
             finally:
                 staging.discard()
@@ -521,9 +524,12 @@ def _policy_text(data: bytes, path: Path) -> str:
         raise PolicyError(f"{path}: the policy is not UTF-8 text (byte {e.start})") from None
 
 
-def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, frame: pd.DataFrame | None,
-            vreport: ValidationReport, out_dir: Path, internal_dir: Path, signer: Any, progress: Progress,
-            t0: float, streams: dict[str, Any] | None = None, staging: Staging | None = None) -> RunResult:
+def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext,
+            frame: pd.DataFrame | list[pd.DataFrame | None] | None, vreport: ValidationReport, out_dir: Path,
+            internal_dir: Path, signer: Any, progress: Progress, t0: float,
+            streams: dict[str, Any] | None = None, staging: Staging | None = None) -> RunResult:
+    """Build, write, assess, sign and rename the bundle. `frame` may come in a one-element list, which
+    is emptied once the outputs are built: the caller then holds no reference and the frame is freed."""
     if staging is None:
         # Another runner (release/spark) calls in here: the staging folder is this call's.
         staging = Staging(out_dir, policy.dataset.name, ctx.release_id)
@@ -537,6 +543,8 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
     from release.io.stream import PublishedFiles, TableWriter, write_frame
 
     streams = streams or {}
+    frames = frame if isinstance(frame, list) else [frame]
+    del frame
     # Published files are written into the staging folder as they are built (never held as bytes).
     files = PublishedFiles()
     outputs_report: list[dict[str, Any]] = []
@@ -565,7 +573,7 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
             # Another runner (release/spark) may hand over an output's build from its own aggregate (built
             # here, in order, after the budget hooks: noise is still drawn only now).
             pre = ctx.options.get("_prebuilt", {}).get(out.name)
-            build = pre() if pre is not None else out.build(frame, ctx)
+            build = pre() if pre is not None else out.build(frames[0], ctx)
             written = {stem: write_frame(staging.folder(), stem, table, build.geo)
                        for stem, table in build.tables.items()}
         paths = published_files(out, build)
@@ -580,6 +588,7 @@ def _finish(policy: Policy, policy_bytes: bytes, plan: Plan, ctx: StepContext, f
                                "files": sorted(p for d in paths.values() for p in d.values()) + sorted(build.extra_files),
                                "evidence": build.evidence})
         del build, written
+    frames.clear()  # every output is built: let go of the frame before the assessment's read-back
     progress("assessing the outputs from the published files")
     for out, rep in zip(policy.outputs, outputs_report, strict=True):
         stems = staging_stems[out.name]
