@@ -232,14 +232,14 @@ class Staging:
 def _record_streams(policy: Policy, plan: Plan, ctx: StepContext, staging: Staging) -> dict[str, Any]:
     """Records outputs written from the row pipeline's batches (external sort, streamed files), when
     nothing needs the whole frame: every step is row-local and every output streams. {} otherwise."""
-    from release.batches import arrow_schema, row_local_prefix
+    from release.batches import arrow_schema
     from release.io.extsort import ExternalSort, sort_memory_bytes
 
     if test_mode() and ctx.options.get("_records_in_memory"):
         return {}  # test hook: the whole-frame path, to compare bytes with
-    if len(row_local_prefix(policy)) != len(policy.steps) or ctx.options.get("_prebuilt"):
+    if not _rows_flow(policy) or ctx.options.get("_prebuilt"):
         return {}
-    if not policy.outputs or not all(getattr(o, "streams", False) for o in policy.outputs):
+    if not all(getattr(o, "streams", False) for o in policy.outputs):
         return {}
     schema = arrow_schema(plan.schemas[-1])
     budget = sort_memory_bytes() // len(policy.outputs)
@@ -292,22 +292,29 @@ def driver_steps(frame: pd.DataFrame, policy: Policy, plan: Plan, ctx: StepConte
     return frame
 
 
+def _rows_flow(policy: Policy) -> bool:
+    """Whether every step is row-local and there are outputs: only then may a sink take the batches."""
+    from release.batches import row_local_prefix
+
+    return len(row_local_prefix(policy)) == len(policy.steps) and bool(policy.outputs)
+
+
 def aggregate_sink(policy: Policy, plan: Plan, ctx: StepContext) -> Callable[[Any], None] | None:
-    """Where every step is row-local and every output a `table` output whose cell counts add up exactly,
-    the row pipeline's batches feed each output's TableCounts accumulator and no frame is built; the
-    outputs are then built from their counts (ctx.options['_prebuilt'], as release/spark hands over its
-    group-bys), raising the same located errors at the same point. None otherwise."""
+    """Where every step is row-local and every output has an accumulator (OutputConfig.accumulator:
+    `table` outputs whose cell counts add up exactly), the row pipeline's batches feed the accumulators
+    and no frame is built; the outputs are then built from them (ctx.options['_prebuilt'], as
+    release/spark hands over its group-bys), raising the same located errors at the same point.
+    None otherwise."""
     from functools import partial
 
-    from release.batches import row_local_prefix, to_frame
-    from release.tables.output import TableCounts
+    from release.batches import to_frame
 
-    if len(row_local_prefix(policy)) != len(policy.steps) or not policy.outputs:
+    if not _rows_flow(policy):
         return None
     schema = plan.schemas[-1]
-    if not all(o.kind == "table" and o.aggregable(schema) for o in policy.outputs):
+    accs = {o.name: o.accumulator(schema) for o in policy.outputs}
+    if any(a is None for a in accs.values()):
         return None
-    accs = {o.name: TableCounts(o) for o in policy.outputs}
     states = {n: a.create() for n, a in accs.items()}
     columns = list(dict.fromkeys(c for a in accs.values() for c in a.columns))
     if any(c not in schema for c in columns):
@@ -319,8 +326,7 @@ def aggregate_sink(policy: Policy, plan: Plan, ctx: StepContext) -> Callable[[An
             states[n] = a.add(states[n], frame)
 
     def build(out: Any) -> Any:
-        out.check_policy(ctx)  # the policy's faults before the rows', as in build()
-        return out.build_from_counts(accs[out.name].finish(states[out.name]), ctx)
+        return out.build_accumulated(accs[out.name], states[out.name], ctx)
 
     ctx.options["_prebuilt"] = {o.name: partial(build, o) for o in policy.outputs}
     return take
@@ -366,11 +372,11 @@ def pruned_sink(policy: Policy, plan: Plan, ctx: StepContext) -> PrunedFrame | N
     """Where every step is row-local and every output names the only columns its build reads
     (OutputConfig.frame_columns: dp-table), the frame handed to the outputs holds just those, taken from
     each batch as it goes by; the rest of each batch is let go. None otherwise (the whole-frame path)."""
-    from release.batches import ROW_DIGEST, arrow_schema, row_local_prefix
+    from release.batches import ROW_DIGEST, arrow_schema
 
     if test_mode() and ctx.options.get("_frame_in_memory"):
         return None  # test hook: the whole-frame path, to compare with
-    if len(row_local_prefix(policy)) != len(policy.steps) or not policy.outputs or ctx.options.get("_prebuilt"):
+    if not _rows_flow(policy) or ctx.options.get("_prebuilt"):
         return None
     schema = plan.schemas[-1]
     wanted = [o.frame_columns(policy, schema) for o in policy.outputs]

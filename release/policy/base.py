@@ -167,6 +167,16 @@ class OutputConfig(StrictModel):
         the batches go by; None (the default): `build` needs the whole frame."""
         return None
 
+    def accumulator(self, schema: Schema) -> Any | None:
+        """An accumulator over the row pipeline's batches (create / add / finish; `.columns`, what it
+        reads) from which build_accumulated builds this output with no frame; None (the default):
+        `build` needs the rows."""
+        return None
+
+    def build_accumulated(self, acc: Any, state: Any, ctx: Any) -> Any:
+        """The output's build from its accumulator's state (only when accumulator() gave one)."""
+        raise NotImplementedError(f"{type(self).__name__} has no accumulator")
+
     def published_columns(self, schema: Schema) -> list[str]:
         """Columns of the published file(s), for the plan and the direct-identifier check."""
         return []

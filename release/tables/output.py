@@ -272,6 +272,14 @@ class TableOutput(OutputConfig):
         col = self.weight_column()
         return col is None or (col in schema and schema[col].type == ColumnType.integer)
 
+    def accumulator(self, schema: Schema) -> TableCounts | None:
+        """The cell counts batch by batch (TableCounts), where a group-by gives exactly cell_counts."""
+        return TableCounts(self) if self.aggregable(schema) else None
+
+    def build_accumulated(self, acc: TableCounts, state: dict[str, Any], ctx: StepContext) -> OutputBuild:
+        self.check_policy(ctx)  # the policy's faults before the rows' (finish raises those), as in build()
+        return self.build_from_counts(acc.finish(state), ctx)
+
     def cell_counts(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The output's aggregate of its rows, all build_from_counts needs: per combination of
         group_columns(), the rows (CELL_ROWS), the sum of the count or value column with missing values
