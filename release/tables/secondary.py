@@ -9,7 +9,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from release.tables.audit import Audit, attack, new_highs, pass_lp
+from release.tables.audit import WIDTH_PROOF_CELLS, Audit, attack, new_highs, pass_lp
 from release.tables.model import TableModel
 from release.tables.subtables import SubTables, cube_lines
 
@@ -315,12 +315,14 @@ def protect_naive(model: TableModel, values: np.ndarray, primary: np.ndarray, *,
 
 def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, absolute: float,
                  relative: float = 0.0, integer: bool = True, cost: str = "cells", margin_weight: float = 2.0,
-                 local: int | None = None, workers: int | None = None, max_rounds: int = _MAX_ROUNDS) -> Protection:
+                 local: int | None = None, workers: int | None = None, max_rounds: int = _MAX_ROUNDS,
+                 exact: bool = False, proof_from: int = WIDTH_PROOF_CELLS) -> Protection:
     """Audit first, perturb only where an interval is short, in sub-tables of linked tables.
 
-    1. The (decomposed, batched) LP audit of the current pattern gives every suppressed cell's
-       exact interval; cells already wide enough need nothing (most primaries of a 2-D table
-       protect one another), and the room it finds in each direction counts as proved.
+    1. The (decomposed, batched) LP audit of the current pattern shows which cells are wide
+       enough: they need nothing (most primaries of a 2-D table protect one another), and the
+       room it finds in each direction counts as proved. This first pass proves widths only
+       (two feasible tables far enough apart); a cell it cannot prove gets its exact interval.
     2. In tables of HYPERCUBE_DIMS or more dimensions, each short cell first takes the
        cheapest hypercube through it that fits (SubTables.hypercube: a perturbation, so a
        proof of the movement it gives); only cells still short go on to the LP below.
@@ -328,7 +330,9 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
        level, searched in the sub-tables around it: its own table first with cells shared
        with other tables held fixed, then all linked tables jointly, then the whole model.
        Its support is suppressed; a perturbation found for one cell proves others on it.
-    3. Re-audit; repeat for cells still short (at most `max_rounds` passes).
+    3. Re-audit; repeat for cells still short (at most `max_rounds` passes). The re-audits are
+       the audit proper: exact intervals on components below `proof_from` cells, a proof of
+       width above (`attack`); `exact=True` makes every interval of the last audit exact.
     """
     t0 = time.perf_counter()
     n = model.n
@@ -351,14 +355,19 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     while True:
         rounds += 1
         need = np.where(suppressed & ~unknown, np.maximum(req, absolute), np.nan)
-        # The first pass only screens (a cell shown wide enough by two feasible tables is not
-        # solved further); later passes are exact, and the last one is the proof reported.
-        audit = attack(model, np.where(suppressed, np.nan, a), integer=integer, workers=workers,
-                       need=need + extra if rounds == 1 else None)
+        # The first pass only screens: every component proves widths (a cell shown wide enough
+        # by two feasible tables is not solved further). Later passes are the audit itself
+        # (exact intervals, or a proof of width on large components), and the last one is the
+        # proof reported.
+        screen = rounds == 1
+        audit = attack(model, np.where(suppressed, np.nan, a), integer=integer, workers=workers, need=need,
+                       exact=exact and not screen, proof_from=0 if screen else proof_from)
         solves += audit.solves
         bad_mask = suppressed & ~unknown & (audit.width < need - 1e-6)
         bad = np.flatnonzero(bad_mask)
-        if len(bad) == 0 and not audit.exact:
+        if len(bad) == 0 and screen and (audit.inexact & ((audit.component < proof_from) | exact)).any():
+            # The screen passed. The audit proper differs only where it gives exact intervals
+            # (small components, or all with `exact`); elsewhere it would repeat the same work.
             continue
         if len(bad) == 0 or rounds > max_rounds:
             break
