@@ -62,14 +62,19 @@ def register(group: click.Group) -> None:
     @group.command("check")
     @click.argument("bundle", type=click.Path(file_okay=False))
     @verifier_options
+    @click.option("--exact-audit", is_flag=True,
+                  help="Tables: every suppressed cell's exact LP interval, also in large components "
+                       "(by default those prove the required width; slower).")
     @json_option
     def check_cmd(bundle: str, network: str | None, addresses: str | None, layers: tuple[str, ...],
                   ledger: str | None, config: str | None, allow_unapproved: bool, allow_legacy: bool,
-                  junit: str | None, github: bool, as_json: bool) -> None:
+                  junit: str | None, github: bool, exact_audit: bool, as_json: bool) -> None:
         """Verify BUNDLE: signature, hashes, approval, then every published file against its policy."""
         from release.governance.gate import write_gate_outputs
 
         options = options_of(network, addresses, layers, ledger, config, allow_unapproved, allow_legacy)
+        if exact_audit:
+            options["exact_audit"] = True
         result = check_bundle(bundle, options=options)
         write_gate_outputs([(bundle, result.findings)], junit, github, click.echo)
         if as_json:

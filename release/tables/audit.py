@@ -421,7 +421,7 @@ def _work(args: tuple) -> tuple:
 
 
 def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, workers: int | None = None,
-           need: np.ndarray | None = None, exact: bool = False, proof_from: int = WIDTH_PROOF_CELLS) -> Audit:
+           need: np.ndarray | None = None, exact: bool = False, proof_from: int | None = None) -> Audit:
     """Min and max of every suppressed (NaN) cell given every published value and additivity.
 
     The attacker knows the structure, each published value and that cells are non-negative.
@@ -432,12 +432,12 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
     point meeting a bound one equation implies: each is proved, none estimated.
 
     `need` (per cell, the width each must keep; NaN = none) turns the audit of components of
-    `proof_from` cells or more into a proof of width: a cell two feasible tables show at least
-    that wide is not solved further, its interval reported as their span (inside the exact one,
-    so its width is a proved lower bound; `Audit.inexact` marks such cells). A cell not proved
-    so gets its exact interval, so the pass/fail verdict is the exact audit's. Smaller
-    components stay exact; `proof_from=0` proves widths everywhere (the protection's screen),
-    `exact=True` (or no `need`) gives every exact interval.
+    `proof_from` (default WIDTH_PROOF_CELLS) cells or more into a proof of width: a cell two
+    feasible tables show at least that wide is not solved further, its interval reported as
+    their span (inside the exact one, so its width is a proved lower bound; `Audit.inexact`
+    marks such cells). A cell not proved so gets its exact interval, so the pass/fail verdict
+    is the exact audit's. Smaller components stay exact; `proof_from=0` proves widths
+    everywhere (the protection's screen), `exact=True` (or no `need`) gives every exact interval.
     """
     v = np.asarray(published, dtype=float)
     S = np.isnan(v)
@@ -470,6 +470,7 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
     sizes = np.bincount(col_lab, minlength=ncomp)
     # Per open cell, the width to prove (inf: exact interval), by the size of its component.
     prove = None
+    proof_from = WIDTH_PROOF_CELLS if proof_from is None else proof_from
     if need is not None and not exact:
         nv = np.nan_to_num(np.asarray(need, dtype=float)[sidx], nan=np.inf)
         prove = np.where(sizes[col_lab] >= proof_from, nv, np.inf)

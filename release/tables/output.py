@@ -467,7 +467,15 @@ class TableOutput(OutputConfig):
                         f"{small} published cell(s) below the threshold {self.primary.threshold} (or not a count)",
                         figure=small, threshold=self.primary.threshold)
         run = _RUNS.pop((ctx.run.release_id, self.name), None) if ctx.run is not None else None
-        audit = _reuse_audit(run, model, pub) or attack(model, pub, integer=self.integer)
+        # Every suppressed cell must keep the required width (at run time, a primary its own
+        # requirement too): large components prove that width, smaller ones get exact intervals;
+        # `release check --exact-audit` computes every exact interval.
+        exact = bool(ctx.options.get("exact_audit"))
+        need = np.where(np.isnan(pub), float(required), np.nan)
+        if run is not None and run["model"].keys == model.keys and run["protection"].required.shape == need.shape:
+            need = np.fmax(need, np.where(np.isnan(pub), run["protection"].required, np.nan))
+        audit = _reuse_audit(run, model, pub, need, exact) or attack(model, pub, integer=self.integer, need=need,
+                                                                     exact=exact)
         ctx.finding("table-additivity", audit.consistent,
                     "published cells add up to their margins" if audit.consistent else
                     "published values break the additivity of the table (edited file?)")
@@ -480,6 +488,7 @@ class TableOutput(OutputConfig):
                     f"LP attacker narrows a suppressed cell to width {shown} < required {_num(required)}",
                     figure=shown, threshold=required)
         sup = np.flatnonzero(audit.suppressed)
+        inexact = audit.inexact if audit.inexact is not None else np.zeros(len(pub), dtype=bool)
         dims_all = tuple(dict.fromkeys(d for t in defs for d in t.dimensions))
         figures: dict[str, Any] = {
             "cells": model.n,
@@ -487,9 +496,15 @@ class TableOutput(OutputConfig):
             # "unbounded" when every suppressed cell is unbounded above; None when nothing is suppressed.
             "smallest_interval": shown,
             "required_interval": required,
+            # Intervals that are the attacker's exact ones, and those proved only (a component too
+            # large for every exact interval: two consistent tables that far apart; the attacker's
+            # interval contains it, so "smallest_interval" is then a proved lower bound).
+            "exact_intervals": int(len(sup) - inexact[sup].sum()),
+            "proved_intervals": int(inexact[sup].sum()),
             "audit": [{"cell": {d: dict(model.keys[j]).get(d, self.total_label) for d in dims_all
                                 if any(d in s.dims for s in shapes)},
-                       "lower": _num(audit.lower[j]), "upper": _num(audit.upper[j])} for j in sup],
+                       "lower": _num(audit.lower[j]), "upper": _num(audit.upper[j]),
+                       **({"exact": False} if inexact[j] else {})} for j in sup],
         }
         figures["tables"] = [_table_figures(model, g, s.name, audit) for g, s in zip(model.local, shapes, strict=True)]
         if run is not None:
@@ -509,26 +524,35 @@ class TableOutput(OutputConfig):
         return {"rows": int(sum(len(tables[self.stem(t)]) for t in defs)), "suppression": figures}
 
 
-def _reuse_audit(run: dict[str, Any] | None, model: TableModel, pub: np.ndarray) -> Audit | None:
+def _reuse_audit(run: dict[str, Any] | None, model: TableModel, pub: np.ndarray, need: np.ndarray,
+                 exact: bool) -> Audit | None:
     """At run time the protection's last audit was computed from exactly these published values
-    (same cells, same values): reuse it rather than solve the same LPs again. `release check`
-    has no run and always recomputes from the files."""
+    (same cells, same values): reuse it rather than solve the same LPs again, when it proves
+    what is asked (each proved-only interval at least `need` wide; every interval exact with
+    `exact`). `release check` has no run and always recomputes from the files."""
     if run is None:
         return None
     prot: Protection = run["protection"]
-    same = run["model"].keys == model.keys and np.array_equal(
+    a = prot.audit
+    same = run["model"].keys == model.keys and a.suppressed.shape == pub.shape and np.array_equal(
         np.where(prot.suppressed, np.nan, np.nan_to_num(run["values"], nan=0.0)), pub, equal_nan=True)
-    return prot.audit if same and prot.audit.exact and prot.audit.suppressed.shape == pub.shape else None
+    if not same or (exact and not a.exact):
+        return None
+    proved = a.inexact if a.inexact is not None else np.zeros(len(pub), dtype=bool)
+    return a if not np.any(proved & (a.width < np.nan_to_num(need, nan=0.0) - 1e-6)) else None
 
 
 def _table_figures(model: TableModel, g: np.ndarray, name: str, audit: Audit) -> dict[str, Any]:
-    """Per published table: its cells, how many are suppressed and the smallest audited width."""
+    """Per published table: its cells, how many are suppressed, the smallest audited width and
+    how many suppressed intervals are exact or proved only (a lower bound of the exact width)."""
     cells = np.unique(g)
     s = audit.suppressed[cells]
     w = audit.width[cells][s]
     sw = float(w.min()) if len(w) else None
+    proved = int(audit.inexact[cells][s].sum()) if audit.inexact is not None else 0
     return {"table": name, "cells": int(len(cells)), "suppressed_cells": int(s.sum()),
-            "smallest_interval": "unbounded" if sw is not None and np.isinf(sw) else _num(sw)}
+            "smallest_interval": "unbounded" if sw is not None and np.isinf(sw) else _num(sw),
+            "exact_intervals": int(s.sum()) - proved, "proved_intervals": proved}
 
 
 def _hidden_share(model: TableModel, i: int, values: np.ndarray, sup: np.ndarray) -> float | None:

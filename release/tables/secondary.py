@@ -9,7 +9,8 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from release.tables.audit import WIDTH_PROOF_CELLS, Audit, attack, new_highs, pass_lp
+from release.tables import audit as _audit
+from release.tables.audit import Audit, attack, new_highs, pass_lp
 from release.tables.model import TableModel
 from release.tables.subtables import SubTables, cube_lines
 
@@ -316,7 +317,7 @@ def protect_naive(model: TableModel, values: np.ndarray, primary: np.ndarray, *,
 def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, absolute: float,
                  relative: float = 0.0, integer: bool = True, cost: str = "cells", margin_weight: float = 2.0,
                  local: int | None = None, workers: int | None = None, max_rounds: int = _MAX_ROUNDS,
-                 exact: bool = False, proof_from: int = WIDTH_PROOF_CELLS) -> Protection:
+                 exact: bool = False, proof_from: int | None = None) -> Protection:
     """Audit first, perturb only where an interval is short, in sub-tables of linked tables.
 
     1. The (decomposed, batched) LP audit of the current pattern shows which cells are wide
@@ -346,6 +347,7 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
     k = local if local is not None else _auto_k(model)
     sub = SubTables(model, k)
     cube_first = max(len(t.dims) for t in model.tables) >= HYPERCUBE_DIMS
+    proof_from = _audit.WIDTH_PROOF_CELLS if proof_from is None else proof_from
     cubes = 0
     whole: list[highspy.Highs] = []
     solves = rounds = 0
@@ -365,9 +367,10 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
         solves += audit.solves
         bad_mask = suppressed & ~unknown & (audit.width < need - 1e-6)
         bad = np.flatnonzero(bad_mask)
-        if len(bad) == 0 and screen and (audit.inexact & ((audit.component < proof_from) | exact)).any():
-            # The screen passed. The audit proper differs only where it gives exact intervals
-            # (small components, or all with `exact`); elsewhere it would repeat the same work.
+        # The screen passed: the audit proper differs only where it gives exact intervals (small
+        # components, or all with `exact`); elsewhere it would repeat the same work.
+        if len(bad) == 0 and screen and audit.inexact is not None and audit.component is not None \
+                and bool((audit.inexact & ((audit.component < proof_from) | exact)).any()):
             continue
         if len(bad) == 0 or rounds > max_rounds:
             break
