@@ -49,6 +49,10 @@ class Audit:
     inexact: np.ndarray | None = None
     """Suppressed cells whose interval is proved, not exact: the span of two feasible tables,
     inside the attacker's exact interval and at least the width required (None: all exact)."""
+    asked: np.ndarray | None = None
+    """Per cell, the width the audit was asked to prove on components of `proof_from` cells or
+    more (NaN: an exact interval was asked); the same question gives the same answer."""
+    proof_from: int = 0
 
     @property
     def exact(self) -> bool:
@@ -509,7 +513,11 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
         inexact[sidx[vc]] = inex
     component = np.zeros(len(v), dtype=np.int64)
     component[sidx] = sizes[col_lab]
-    return Audit(lower, upper, S, consistent, solves, int(ncomp), int(sizes.max()), certified, component, inexact)
+    asked = np.full(len(v), np.nan)
+    if prove is not None:
+        asked[sidx] = np.where(np.isinf(prove), np.nan, prove)
+    return Audit(lower, upper, S, consistent, solves, int(ncomp), int(sizes.max()), certified, component, inexact,
+                 asked, proof_from)
 
 
 def eliminate(A: sp.csc_matrix, S: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -556,7 +564,9 @@ def _run_jobs(jobs: list[tuple], n_workers: int, integer: bool = False) -> list[
     A giant component first gets its first vertex and batched rounds here (they prove most
     bounds at once and would only be repeated in each worker); the problems they leave are
     then split between forked workers, each rebuilding the same LP and warm-starting its share
-    from the basis the rounds ended on (no first vertex of its own).
+    from the basis the rounds ended on (no first vertex of its own). A batch proving widths is
+    never split (its result must not depend on the number of cores); it runs whole in a worker
+    beside the other batches.
     """
     total = sum(len(j[0]) for j in jobs)
     if n_workers < 2 or total * 2 < PARALLEL_TASKS:
@@ -565,7 +575,10 @@ def _run_jobs(jobs: list[tuple], n_workers: int, integer: bool = False) -> list[
     merged: list[list] = [[None, None, 0, True, 0, None] for _ in jobs]
     for ji, (vc, Bj, bj, cj, nj) in enumerate(jobs):
         k = len(vc)
-        if k * 2 >= PARALLEL_TASKS:
+        # A proof of width stays in one process: which witness proves a cell depends on the
+        # order problems are solved in, and `release check` must find the report's intervals
+        # whatever its number of cores (exact intervals are the same however they are split).
+        if k * 2 >= PARALLEL_TASKS and nj is None:
             lo, hi, s, ok, cert, inex, want, basis = _solve_block(Bj, bj, cj, None, nj, stop=True, integer=integer)
             merged[ji] = [lo, hi, s, ok, cert, inex]
             open_rows = np.flatnonzero(want.any(axis=1))

@@ -12,6 +12,7 @@ from release.context import AssessContext, OutputBuild, StepContext
 from release.errors import InputError, PolicyError
 from release.policy.base import ColumnType, OutputConfig, Schema, StrictModel
 from release.registry import register_output
+from release.tables import audit as audit_mod
 from release.tables.audit import Audit, attack
 from release.tables.model import (
     TableModel,
@@ -470,23 +471,31 @@ class TableOutput(OutputConfig):
         # Every suppressed cell must keep the required width (at run time, a primary its own
         # requirement too): large components prove that width, smaller ones get exact intervals;
         # `release check --exact-audit` computes every exact interval.
-        exact = bool(ctx.options.get("exact_audit"))
+        # Every suppressed cell must keep the required width: large components prove that width,
+        # smaller ones get exact intervals (the same audit at run time and in `release check`,
+        # whose figures must match). `release check --exact-audit` also computes every exact
+        # interval, judges by those and checks each proved interval lies inside its exact one.
         need = np.where(np.isnan(pub), float(required), np.nan)
-        if run is not None and run["model"].keys == model.keys and run["protection"].required.shape == need.shape:
-            need = np.fmax(need, np.where(np.isnan(pub), run["protection"].required, np.nan))
-        audit = _reuse_audit(run, model, pub, need, exact) or attack(model, pub, integer=self.integer, need=need,
-                                                                     exact=exact)
+        audit = _reuse_audit(run, model, pub, need) or attack(model, pub, integer=self.integer, need=need)
+        exact = audit
+        if ctx.options.get("exact_audit") and not audit.exact:
+            exact = attack(model, pub, integer=self.integer)
         ctx.finding("table-additivity", audit.consistent,
                     "published cells add up to their margins" if audit.consistent else
                     "published values break the additivity of the table (edited file?)")
-        sw = audit.smallest_width()
-        ok = sw is None or sw >= required - 1e-6
+        sw = exact.smallest_width()
+        inside = exact is audit or bool(np.all((audit.lower >= exact.lower - 1e-6) & (audit.upper <= exact.upper + 1e-6)))
+        ok = (sw is None or sw >= required - 1e-6) and inside
         shown = "unbounded" if sw is not None and np.isinf(sw) else _num(sw)
+        kind = "smallest interval width" if audit.exact or exact is not audit else "smallest proved interval width"
         ctx.finding("table-audit", ok,
                     ("no suppressed cell; nothing to audit" if sw is None else
-                     f"LP attacker's smallest interval width {shown} >= required {_num(required)}") if ok else
-                    f"LP attacker narrows a suppressed cell to width {shown} < required {_num(required)}",
+                     f"LP attacker's {kind} {shown} >= required {_num(required)}") if ok else
+                    ("a proved interval lies outside the exact one" if not inside else
+                     f"LP attacker narrows a suppressed cell to width {shown} < required {_num(required)}"),
                     figure=shown, threshold=required)
+        sw = audit.smallest_width()
+        shown = "unbounded" if sw is not None and np.isinf(sw) else _num(sw)
         sup = np.flatnonzero(audit.suppressed)
         inexact = audit.inexact if audit.inexact is not None else np.zeros(len(pub), dtype=bool)
         dims_all = tuple(dict.fromkeys(d for t in defs for d in t.dimensions))
@@ -516,7 +525,10 @@ class TableOutput(OutputConfig):
             model_run: TableModel = run["model"]
             if model_run.keys == model.keys:
                 req = prot.required
+                # Two proved lower bounds of each exact width (or the exact width): the larger holds.
                 pw = audit.width[prot.primary]
+                if prot.audit.suppressed.shape == audit.suppressed.shape:
+                    pw = np.maximum(pw, prot.audit.width[prot.primary])
                 short = int(np.sum(pw < req[prot.primary] - 1e-6))
                 ctx.finding("table-primary-protection", short == 0,
                             f"all {int(prot.primary.sum())} primary cell(s) keep their protection interval" if not short
@@ -524,22 +536,28 @@ class TableOutput(OutputConfig):
         return {"rows": int(sum(len(tables[self.stem(t)]) for t in defs)), "suppression": figures}
 
 
-def _reuse_audit(run: dict[str, Any] | None, model: TableModel, pub: np.ndarray, need: np.ndarray,
-                 exact: bool) -> Audit | None:
+def _reuse_audit(run: dict[str, Any] | None, model: TableModel, pub: np.ndarray, need: np.ndarray) -> Audit | None:
     """At run time the protection's last audit was computed from exactly these published values
-    (same cells, same values): reuse it rather than solve the same LPs again, when it proves
-    what is asked (each proved-only interval at least `need` wide; every interval exact with
-    `exact`). `release check` has no run and always recomputes from the files."""
+    (same cells, same values): reuse it rather than solve the same LPs again, when it answered
+    the same question (`attack` with this `need`; every interval exact, or the same widths asked
+    on the same components), so it is what `release check` recomputes from the files."""
     if run is None:
         return None
     prot: Protection = run["protection"]
     a = prot.audit
     same = run["model"].keys == model.keys and a.suppressed.shape == pub.shape and np.array_equal(
         np.where(prot.suppressed, np.nan, np.nan_to_num(run["values"], nan=0.0)), pub, equal_nan=True)
-    if not same or (exact and not a.exact):
+    if not same:
         return None
-    proved = a.inexact if a.inexact is not None else np.zeros(len(pub), dtype=bool)
-    return a if not np.any(proved & (a.width < np.nan_to_num(need, nan=0.0) - 1e-6)) else None
+    n = len(pub)
+    comp = a.component if a.component is not None else np.zeros(n, dtype=np.int64)
+    asked = a.asked if a.asked is not None else np.full(n, np.nan)
+    inexact = a.inexact if a.inexact is not None else np.zeros(n, dtype=bool)
+    large = a.suppressed & (comp >= audit_mod.WIDTH_PROOF_CELLS)
+    # Exact intervals below the threshold (the same however computed); above it, the same widths asked.
+    same_question = (a.proof_from == audit_mod.WIDTH_PROOF_CELLS or not large.any()) and np.array_equal(
+        asked[large], need[large], equal_nan=True) and not inexact[~large].any()
+    return a if same_question else None
 
 
 def _table_figures(model: TableModel, g: np.ndarray, name: str, audit: Audit) -> dict[str, Any]:

@@ -362,16 +362,21 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
         # (exact intervals, or a proof of width on large components), and the last one is the
         # proof reported.
         screen = rounds == 1
-        audit = attack(model, np.where(suppressed, np.nan, a), integer=integer, workers=workers, need=need,
-                       exact=exact and not screen, proof_from=0 if screen else proof_from)
+        # Cells suppressed at source keep the absolute width too (as `release check` asks of every
+        # suppressed cell), so the last audit is the one the check recomputes from the files.
+        audit = attack(model, np.where(suppressed, np.nan, a), integer=integer, workers=workers,
+                       need=np.where(unknown, absolute, need), exact=exact and not screen,
+                       proof_from=0 if screen else proof_from)
         solves += audit.solves
         bad_mask = suppressed & ~unknown & (audit.width < need - 1e-6)
         bad = np.flatnonzero(bad_mask)
-        # The screen passed: the audit proper differs only where it gives exact intervals (small
-        # components, or all with `exact`); elsewhere it would repeat the same work.
-        if len(bad) == 0 and screen and audit.inexact is not None and audit.component is not None \
-                and bool((audit.inexact & ((audit.component < proof_from) | exact)).any()):
-            continue
+        if len(bad) == 0 and screen:
+            # The screen passed. With every component at least `proof_from` cells it asked what
+            # the audit proper asks (the same work again otherwise); else that audit follows.
+            comp = audit.component if audit.component is not None else np.zeros(n, dtype=np.int64)
+            if exact or (comp[audit.suppressed & (comp > 0)] < proof_from).any():
+                continue
+            audit.proof_from = proof_from
         if len(bad) == 0 or rounds > max_rounds:
             break
         # Cells short again after a perturbation was found for them: rounding (integer
