@@ -46,8 +46,10 @@ def _table(o: dict[str, Any], fig: dict[str, Any]) -> tuple[str, str | None]:
     what = f"a table of {fmt(s.get('cells'))} counts with margins in {o.get('name')}"
     sup = s.get("suppressed_cells") or 0
     width = s.get("smallest_interval")
+    # With proved intervals (large components) the smallest width is a lower bound of the attacker's best.
+    best = "at least" if s.get("proved_intervals") else "at best"
     risk = (f"{o.get('name')}: {fmt(sup)} small cell(s) left empty; an attacker can narrow an empty cell to a range"
-            f" {fmt(width) if width is not None else 'without upper bound'} wide at best." if sup
+            f" {fmt(width) if width is not None else 'without upper bound'} wide {best}." if sup
             else f"{o.get('name')}: no cell small enough to need suppressing.")
     return what, risk
 

@@ -22,9 +22,12 @@ PARALLEL_TASKS = 3000
 "Below this many min/max problems the audit stays in one process (a worker costs ~0.5 s to start)."
 _PROPAGATE_SWEEPS = 100
 "Cap on bound-propagation sweeps (each is vectorised; tables with margins settle in a few)."
-WIDTH_PROOF_CELLS = 2000
+WIDTH_PROOF_CELLS = 3000
 """From this many cells a component's audit proves each cell's required width (two feasible
-tables that far apart) instead of its exact interval, when widths are given (`attack(need=)`)."""
+tables that far apart) instead of its exact interval, when widths are given (`attack(need=)`).
+Below it the exact intervals are affordable (the 158 x 9 x 12 benchmark's 2,968-cell component:
+3.4 s CPU); above it they may not be (a 30 x 30 x 20 pattern's 3,010 cells: 38 s; the
+50 x 50 x 20 benchmark's 7,512: ~320 s, against ~9 s for the proof of width)."""
 _SPREAD_ROUNDS = 16
 "Cap on the spreading rounds of a width proof (each pushes every unproved cell to a bound)."
 

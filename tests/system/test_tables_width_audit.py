@@ -29,7 +29,7 @@ STEM = "use-of-force-by-gender_race"
 
 @pytest.fixture(scope="module")
 def width_path() -> Iterator[None]:
-    # Every component of these small tables takes the proof-of-width path (default: 2,000 cells).
+    # Every component of these small tables takes the proof-of-width path (default: 3,000 cells).
     with mock.patch.object(audit_mod, "WIDTH_PROOF_CELLS", 1):
         yield
 
@@ -64,6 +64,9 @@ def test_report_says_which_intervals_are_proved(released: dict[str, Any]) -> Non
     assert fig["smallest_interval"] >= fig["required_interval"]
     for t in fig["tables"]:
         assert t["exact_intervals"] + t["proved_intervals"] == t["suppressed_cells"]
+    # The plain-language summary says the width is a lower bound, not the attacker's best.
+    html = (released["bundle"] / "report.html").read_text()
+    assert "wide at least" in html and "wide at best" not in html
 
 
 def test_check_proves_the_width_and_exact_audit_gives_exact_intervals(released: dict[str, Any]) -> None:
