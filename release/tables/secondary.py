@@ -371,10 +371,14 @@ def protect_fast(model: TableModel, values: np.ndarray, primary: np.ndarray, *, 
         bad_mask = suppressed & ~unknown & (audit.width < need - 1e-6)
         bad = np.flatnonzero(bad_mask)
         if len(bad) == 0 and screen:
-            # The screen passed. With every component at least `proof_from` cells it asked what
-            # the audit proper asks (the same work again otherwise); else that audit follows.
+            # The screen passed. It is the audit proper when it asked that audit's question (every
+            # component at least `proof_from` cells) or already holds every answer it would give
+            # (every interval exact, as the audit proper gives on smaller components or with
+            # `exact`); running that audit would only repeat the work. Otherwise it follows.
             comp = audit.component if audit.component is not None else np.zeros(n, dtype=np.int64)
-            if exact or (comp[audit.suppressed & (comp > 0)] < proof_from).any():
+            sizes = comp[audit.suppressed & (comp > 0)]
+            all_large = not exact and not (sizes < proof_from).any()
+            if not (all_large or (audit.exact and (exact or not (sizes >= proof_from).any()))):
                 continue
             audit.proof_from = proof_from
         if len(bad) == 0 or rounds > max_rounds:

@@ -138,3 +138,25 @@ def test_width_proof_is_the_same_on_one_core_or_two() -> None:
     assert np.array_equal(one.inexact, two.inexact)
     whole = attack(model, published, workers=1)
     assert np.array_equal(exact_two.lower, whole.lower) and np.array_equal(exact_two.upper, whole.upper)
+
+
+def test_a_passing_screen_is_not_repeated_when_it_is_the_audit() -> None:
+    """Small cells that protect one another: the first pass (the screen, proving widths on
+    every component) passes. It is the final audit when it asked the audit proper's question
+    (components at or above the threshold) or already holds exact intervals; otherwise the
+    exact audit follows."""
+    import release.tables.secondary as secondary_mod
+
+    every_cell_small = _model(np.full((4, 4), 2))  # the screen's witnesses meet every bound
+    one_proved = _model(np.array([[2, 4, 8], [1, 2, 4], [2, 3, 3], [0, 0, 0], [5, 8, 8]]))
+    for (model, v), proof_from, calls in ((every_cell_small, 1, 1),
+                                          (every_cell_small, audit_mod.WIDTH_PROOF_CELLS, 1),
+                                          (one_proved, 1, 1),
+                                          (one_proved, audit_mod.WIDTH_PROOF_CELLS, 2)):
+        primary = threshold_rule(v, 5, protect_zeros=False)
+        with mock.patch.object(secondary_mod, "attack", wraps=attack) as spy:
+            prot = protect_fast(model, v, primary, absolute=5.0, proof_from=proof_from)
+        assert spy.call_count == calls and prot.secondary.sum() == 0 and len(prot.failing) == 0
+        assert prot.audit.proof_from == proof_from and prot.audit.smallest_width() >= 5
+        # Below the threshold the reported intervals are exact.
+        assert prot.audit.exact or proof_from == 1
