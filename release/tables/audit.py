@@ -56,6 +56,7 @@ class Audit:
     """Per cell, the width the audit was asked to prove on components of `proof_from` cells or
     more (NaN: an exact interval was asked); the same question gives the same answer."""
     proof_from: int = 0
+    "Components of this many cells or more were asked for a proof of width (`attack`)."
 
     @property
     def exact(self) -> bool:
@@ -244,8 +245,8 @@ def _solve_block(B: sp.csr_matrix, b: np.ndarray, comp: np.ndarray, tasks: np.nd
         # Spreading rounds (proof of width): each unproved cell is pushed towards the bound its
         # witnesses so far are farther from, all in one LP, whether or not they share equations
         # (a width needs two distant tables, not an optimum). On the 50 x 50 x 20 benchmark's
-        # 7,512-cell component six rounds prove every cell 5 wide in ~7 s, where the batched
-        # rounds below (disjoint cells, to reach exact optima) took ~35 s for the same.
+        # 7,512-cell component six rounds prove every cell 5 wide (~9 s with the first vertex),
+        # where the batched rounds below (disjoint cells, for exact optima) took ~35 s to leave 7.
         fin = np.isfinite(need)
         for _ in range(_SPREAD_ROUNDS):
             open_ = want.any(axis=1) & fin
@@ -466,7 +467,8 @@ def attack(model: TableModel, published: np.ndarray, *, integer: bool = True, wo
     consistent = ok and bool(np.all(np.abs(rhs[~touched]) <= 1e-6 * scale[~touched]))
     inexact = np.zeros(len(v), dtype=bool)
     if len(sidx) == 0:
-        return Audit(lower, upper, S, consistent, 0, component=np.zeros(len(v), dtype=np.int64), inexact=inexact)
+        return Audit(lower, upper, S, consistent, 0, component=np.zeros(len(v), dtype=np.int64),
+                     inexact=inexact)
     rows = np.flatnonzero(touched)
     B = AS[rows]
     r, k = B.shape
@@ -604,14 +606,12 @@ def _run_jobs(jobs: list[tuple], n_workers: int, integer: bool = False) -> list[
         outs = [_work(u[1]) for u in units]
     for (ji, _), (lo, hi, s, ok, cert, inex) in zip(units, outs, strict=True):
         m = merged[ji]
-        # A worker's share: its problems' cells only (the others are NaN there).
-        mine = ~np.isnan(lo) | ~np.isnan(hi)
         m[0] = lo if m[0] is None else np.where(np.isnan(m[0]), lo, m[0])
         m[1] = hi if m[1] is None else np.where(np.isnan(m[1]), hi, m[1])
         m[2] += s
         m[3] &= ok
         m[4] += cert
-        m[5] = inex if m[5] is None else np.where(mine, m[5] | inex, m[5])
+        m[5] = inex if m[5] is None else m[5] | inex  # a worker marks only cells of its share
     return [tuple(m) for m in merged]
 
 

@@ -468,32 +468,31 @@ class TableOutput(OutputConfig):
                         f"{small} published cell(s) below the threshold {self.primary.threshold} (or not a count)",
                         figure=small, threshold=self.primary.threshold)
         run = _RUNS.pop((ctx.run.release_id, self.name), None) if ctx.run is not None else None
-        # Every suppressed cell must keep the required width (at run time, a primary its own
-        # requirement too): large components prove that width, smaller ones get exact intervals;
-        # `release check --exact-audit` computes every exact interval.
         # Every suppressed cell must keep the required width: large components prove that width,
         # smaller ones get exact intervals (the same audit at run time and in `release check`,
         # whose figures must match). `release check --exact-audit` also computes every exact
         # interval, judges by those and checks each proved interval lies inside its exact one.
         need = np.where(np.isnan(pub), float(required), np.nan)
         audit = _reuse_audit(run, model, pub, need) or attack(model, pub, integer=self.integer, need=need)
-        exact = audit
+        judge = audit
         if ctx.options.get("exact_audit") and not audit.exact:
-            exact = attack(model, pub, integer=self.integer)
+            judge = attack(model, pub, integer=self.integer)
         ctx.finding("table-additivity", audit.consistent,
                     "published cells add up to their margins" if audit.consistent else
                     "published values break the additivity of the table (edited file?)")
-        sw = exact.smallest_width()
-        inside = exact is audit or bool(np.all((audit.lower >= exact.lower - 1e-6) & (audit.upper <= exact.upper + 1e-6)))
+        sw = judge.smallest_width()
+        inside = judge is audit or bool(np.all((audit.lower >= judge.lower - 1e-6)
+                                               & (audit.upper <= judge.upper + 1e-6)))
         ok = (sw is None or sw >= required - 1e-6) and inside
         shown = "unbounded" if sw is not None and np.isinf(sw) else _num(sw)
-        kind = "smallest interval width" if audit.exact or exact is not audit else "smallest proved interval width"
+        kind = "smallest interval width" if judge.exact else "smallest proved interval width"
         ctx.finding("table-audit", ok,
                     ("no suppressed cell; nothing to audit" if sw is None else
                      f"LP attacker's {kind} {shown} >= required {_num(required)}") if ok else
                     ("a proved interval lies outside the exact one" if not inside else
                      f"LP attacker narrows a suppressed cell to width {shown} < required {_num(required)}"),
                     figure=shown, threshold=required)
+        # The figures are the audit's (report.json and `release check` must agree on them).
         sw = audit.smallest_width()
         shown = "unbounded" if sw is not None and np.isinf(sw) else _num(sw)
         sup = np.flatnonzero(audit.suppressed)
