@@ -512,7 +512,8 @@ class TableOutput(OutputConfig):
             "audit": [{"cell": {d: dict(model.keys[j]).get(d, self.total_label) for d in dims_all
                                 if any(d in s.dims for s in shapes)},
                        "lower": _num(audit.lower[j]), "upper": _num(audit.upper[j]),
-                       **({"exact": False} if inexact[j] else {})} for j in sup],
+                       # Only when some are proved: then every entry says which it is.
+                       **({"exact": not inexact[j]} if inexact[sup].any() else {})} for j in sup],
         }
         figures["tables"] = [_table_figures(model, g, s.name, audit) for g, s in zip(model.local, shapes, strict=True)]
         if run is not None:

@@ -60,7 +60,8 @@ def test_report_says_which_intervals_are_proved(released: dict[str, Any]) -> Non
     fig = rep["outputs"][0]["figures"]["suppression"]
     assert fig["proved_intervals"] > 0
     assert fig["exact_intervals"] + fig["proved_intervals"] == fig["suppressed_cells"]
-    assert sum(1 for a in fig["audit"] if a.get("exact") is False) == fig["proved_intervals"]
+    assert sum(1 for a in fig["audit"] if a["exact"] is False) == fig["proved_intervals"]
+    assert sum(1 for a in fig["audit"] if a["exact"] is True) == fig["exact_intervals"]
     assert fig["smallest_interval"] >= fig["required_interval"]
     for t in fig["tables"]:
         assert t["exact_intervals"] + t["proved_intervals"] == t["suppressed_cells"]
