@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,19 +23,26 @@ def _frame(n: int, text_units: bool) -> pd.DataFrame:
         "division": pd.array(rng.choice(["D11", "D12", "D13", "D99"], n), dtype="string"),
         "month": pd.array(rng.choice(["2024-01", "2024-02", "2024-03"], n), dtype="string"),
         "amount": pd.array(rng.integers(-5, 50, n), dtype="Int64"),
+        # Every other declared type enters the row score: floats (NaN, -0.0), booleans, timestamps, text.
+        "weight": rng.choice([0.0, -0.0, 1.5, np.nan, 2.25e300], n),
+        "flag": pd.array(rng.choice([True, False], n), dtype="boolean"),
+        "at": pd.Series(pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**6, n), unit="s")),
+        "note": pd.array(rng.choice(["", "é" * 20, "long text " * 5, "ok"], n), dtype="string"),
     })
     frame.loc[rng.random(n) < 0.05, "unit"] = pd.NA
     frame.loc[rng.random(n) < 0.03, "division"] = pd.NA
+    frame.loc[rng.random(n) < 0.1, "flag"] = pd.NA
+    frame.loc[rng.random(n) < 0.1, "at"] = pd.NaT
+    frame.loc[rng.random(n) < 0.1, "note"] = pd.NA
     return pd.concat([frame, frame.iloc[:40]], ignore_index=True)  # exact duplicates of 40 rows
 
 
-@pytest.mark.parametrize("text_units, max_groups, statistic", [(True, 2, "count"), (False, None, "sum")])
-def test_spark_bounding_and_counts_equal_local(spark: Any, text_units: bool, max_groups: int | None,
-                                               statistic: str) -> None:
+def _check(spark: Any, frame: pd.DataFrame, max_groups: int | None, statistic: str) -> None:
+    """bounded_groups on Spark against bound_contributions on the same rows: kept counts (and sums) per
+    cell, and every bounding figure."""
     from release.dp import keys as K
     from release.spark.dp import bounded_groups
 
-    frame = _frame(1500, text_units)
     key = bytes(range(32))
     divisions, months = ["D11", "D12", "D13"], ["2024-01", "2024-02", "2024-03"]
     out = SimpleNamespace(by=("division", "month"), keys={"division": divisions, "month": months},
@@ -62,3 +70,40 @@ def test_spark_bounding_and_counts_equal_local(spark: Any, text_units: bool, max
         want = kept.groupby(["division", "month"]).agg(_n=("unit", "size"))
     got = groups.set_index(["division", "month"]).sort_index()
     assert got.astype("int64").to_dict() == want.sort_index().astype("int64").to_dict()
+
+
+@pytest.mark.parametrize("text_units, max_groups, statistic",
+                         [(True, 2, "count"), (False, None, "sum"), (False, 1, "sum"), (True, None, "count")])
+def test_spark_bounding_and_counts_equal_local(spark: Any, monkeypatch: pytest.MonkeyPatch, text_units: bool,
+                                               max_groups: int | None, statistic: str) -> None:
+    from release.spark import dp as spark_dp
+
+    def no_python(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the native path ran Python workers")
+
+    # Every column is of a declared type: the scores, ranks and counts are Spark's alone.
+    monkeypatch.setattr(spark_dp, "_bounded_in_python", no_python)
+    monkeypatch.setattr(spark_dp, "BoundPartition", no_python)
+    _check(spark, _frame(1500, text_units), max_groups, statistic)
+
+
+@pytest.mark.parametrize("max_groups", [2, None])
+def test_spark_bounding_falls_back_to_python_for_other_types(spark: Any, monkeypatch: pytest.MonkeyPatch,
+                                                             max_groups: int | None) -> None:
+    # A date column (no declared pipeline type): no Spark expression equals the local score of it, so the rows
+    # of units over the bound go through the local runner's own function in Python workers; the kept rows are
+    # still the same.
+    from release.spark import dp as spark_dp
+
+    calls = []
+    fallback = spark_dp._bounded_in_python
+
+    def recording(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        return fallback(*a, **k)
+
+    monkeypatch.setattr(spark_dp, "_bounded_in_python", recording)
+    frame = _frame(900, True)
+    frame["day"] = [date(2024, 1, 1 + i % 28) for i in range(len(frame))]
+    _check(spark, frame, max_groups, "count")
+    assert calls
