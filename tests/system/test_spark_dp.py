@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from release.dp.bounding import bound_contributions, bounding_key
 
@@ -107,3 +109,46 @@ def test_spark_bounding_falls_back_to_python_for_other_types(spark: Any, monkeyp
     frame["day"] = [date(2024, 1, 1 + i % 28) for i in range(len(frame))]
     _check(spark, frame, max_groups, "count")
     assert calls
+
+
+_texts = st.one_of(st.none(), st.text(max_size=80), st.sampled_from(["", "é" * 33, "x" * 64, "αβγδ" * 25]))
+_rows = st.lists(st.tuples(
+    _texts,
+    st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
+    st.one_of(st.none(), st.integers(-2**31, 2**31 - 1)),
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, float("nan")])),
+    st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.integers(-2**50, 2**50)),
+    _texts,
+), min_size=1, max_size=40)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_rows, st.binary(min_size=16, max_size=16))
+def test_numpy_xxh64_chain_equals_sparks_xxhash64(spark: Any, rows: list[tuple[Any, ...]], key: bytes) -> None:
+    # Every supported type, nulls, unicode, -0.0, NaN, empty and long (several 32-byte stripes) strings.
+    from pyspark.sql import functions as F
+
+    from release.batches import to_frame
+    from release.dp.rowhash import row_score, spark_kind, spark_row_score, xxh64_chain
+
+    cols = list(zip(*rows, strict=True))
+    table = pa.table({
+        "s": pa.array(cols[0], pa.string()), "i": pa.array(cols[1], pa.int64()), "j": pa.array(cols[2], pa.int32()),
+        "d": pa.array(cols[3], pa.float64()), "b": pa.array(cols[4], pa.bool_()),
+        "t": pa.array(cols[5], pa.int64()).cast(pa.timestamp("us")), "u": pa.array(cols[6], pa.string()),
+    })
+    df = spark.createDataFrame(table)
+    names = table.column_names
+    kinds = [(c, spark_kind(df.schema[c].dataType)) for c in names]
+    exprs = [F.xxhash64(*names).alias("all"), *[F.xxhash64(c).alias(f"h_{c}") for c in names],
+             spark_row_score(sorted(kinds), key).alias("score"),
+             spark_row_score(kinds[::-1], key).alias("score_rev")]
+    got = df.select(*exprs).toArrow()
+    # Spark's own chain, column by column and over every column at once.
+    for c in names:
+        assert got.column(f"h_{c}").to_pylist() == xxh64_chain([table.column(c)]).tolist(), c
+    assert got.column("all").to_pylist() == xxh64_chain([table.column(c) for c in names]).tolist()
+    # The keyed bounding score: from Arrow and from the pipeline's frame alike, in any given order.
+    assert got.column("score").to_pylist() == row_score(table, key).tolist() == row_score(to_frame(table), key).tolist()
+    assert got.column("score_rev").to_pylist() == row_score(table, key, names[::-1]).tolist()
