@@ -336,8 +336,16 @@ def _canonical(arr: pa.Array) -> tuple[pa.Array, str]:
 
 
 def _string_hashes(arr: pa.Array, seed: np.uint64) -> np.ndarray:
-    """xxhash64(k0, k1, s) per row of a string column (null rows: the seed itself), hashed per distinct value."""
+    """xxhash64(k0, k1, s) per row of a string column (null rows: the seed itself): hashed per distinct value
+    (the seed is the same for every row) unless the column's first rows are mostly distinct."""
     arr = arr.cast(pa.large_string()) if pa.types.is_large_string(arr.type) else arr.cast(pa.string())
+    head = arr.slice(0, 4096)
+    if pc.count_distinct(head).as_py() * 4 > len(head):
+        # Mostly distinct values (ids, names): hashing every row beats building a dictionary first.
+        data, starts, lengths = _string_parts(arr)
+        return np.where(pc.is_valid(arr).to_numpy(zero_copy_only=False),
+                        hash_bytes(data, starts, lengths, seed), seed) if arr.null_count else \
+            hash_bytes(data, starts, lengths, seed)
     enc = pc.dictionary_encode(arr)
     codes = enc.indices.to_numpy(zero_copy_only=False)
     uniques = enc.dictionary
