@@ -4,7 +4,7 @@ Spark's ``xxhash64(e1, e2, ...)`` is the standard XXH64 applied column by column
 the next one's seed (the first seed 42), null values skipped. Per value: integers as 4 bytes
 (hashInt), longs 8 (hashLong), doubles hashLong(doubleToLongBits(x)), booleans as the int 1 / 0,
 strings their UTF-8 bytes (hashUnsafeBytes), timestamps their long microseconds; -0.0 hashes as 0.0
-and every NaN as Java's one NaN (checked against Spark by tests/unit/core/test_rowhash.py). ``xxh64_chain``
+and every NaN as Java's one NaN (checked against Spark by tests/system/test_spark_dp.py). ``xxh64_chain``
 computes exactly that over Arrow arrays, vectorized: a loop over columns and over 8-byte word
 positions of strings (rows sorted by byte length, so each position is one slice), never over records.
 
