@@ -459,7 +459,9 @@ def spark_row_score(columns: Sequence[tuple[str, str]], key: bytes) -> Any:
             nulls.append(v.isNull())
             vals.append(v)
         elif kind == "micros":
-            v = F.unix_micros(c.cast("timestamp"))
+            # As held: xxhash64 hashes a timestamp's long microseconds (naive ones as written; zoned ones
+            # in UTC, which the runner's session time zone makes the same).
+            v = c
             nulls.append(v.isNull())
             vals.append(v)
         else:
