@@ -303,7 +303,7 @@ def _series_arrow(s: pd.Series) -> pa.Array | pa.ChunkedArray:
         return pa.array(s, type=pa.float64(), from_pandas=True)
     if pd.api.types.is_datetime64_dtype(dt):
         return pa.array(s.astype("datetime64[ns]"), type=pa.timestamp("ns"), from_pandas=True)
-    if isinstance(dt, pd.StringDtype) or dt == object:
+    if isinstance(dt, pd.StringDtype) or pd.api.types.is_object_dtype(dt):
         try:
             return pa.array(s, type=pa.string(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:

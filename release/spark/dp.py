@@ -122,7 +122,6 @@ def bounded_groups(rows: Any, out: Any, ctx: Any) -> tuple[pd.DataFrame, dict[st
 
     policy = ctx.policy
     unit = policy.budget.privacy_unit
-    s = out.share
     public = tuple(None if (ks := K.public_keys(out.keys[c], c, ctx.schema)) is None else tuple(ks) for c in out.by)
     value = out.column if out.statistic in ("sum", "mean") else None
     columns = tuple(rows.columns)
