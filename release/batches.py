@@ -24,9 +24,10 @@ calls the same objects through `mapInArrow`). Its shape:
   uniqueness rule), ``BatchResult`` (validation and evidence, merged with ``merge``).
 * Keyed per-row randomness: ``run_key(seed)`` is the run's secret (fixed in test mode, fresh
   from the OS otherwise); ``keyed_u64`` is SipHash-2-4 of 64-bit words under a 128-bit key,
-  vectorized; ``row_digest`` is a 64-bit digest of a row's values (value-based, the same in
-  every batch split); ``row_scores`` adds the occurrence among identical rows and keys it.
-  DP contribution bounding (release/dp/bounding.py) ranks rows by these scores.
+  vectorized; ``row_scores`` is a keyed 64-bit score of a row's values (value-based, the same in
+  every batch split): Spark's xxhash64 chain behind a key-derived prefix (release/dp/rowhash.py),
+  so the Spark runner computes it in the JVM. DP contribution bounding (release/dp/bounding.py)
+  ranks rows by these scores.
 * Evidence of a row-local step is computed per batch and merged by ``merge_evidence``: equal
   values are kept, counts summed, and figures that need the whole column (quantiles, distinct
   counts, points shared by units) are carried as a ``Deferred`` state that merges and is
@@ -65,8 +66,9 @@ ROW = "_row"
 DEFAULT_BATCH_ROWS = 262_144
 "Rows per batch when the engine is not told otherwise (a few tens of MB of text per batch)."
 ROW_DIGEST = "_row_digest"
-"""uint64 column of a pruned frame (release.engine.PrunedFrame): ``row_digest`` of the row's every
-column, computed per batch before the columns no output reads were let go. Never published."""
+"""uint64 column of a pruned frame (release.engine.PrunedFrame): the bits of the row's contribution-bounding
+score over every column (release.dp.bounding.BoundingKey.row_scores), computed per batch before the
+columns no output reads were let go. Never published."""
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -133,38 +135,18 @@ def keyed_u64(words: np.ndarray, key: bytes) -> np.ndarray:
         return (v0 ^ v1 ^ v2 ^ v3) & _M64
 
 
-def row_digest(frame: pd.DataFrame) -> np.ndarray:
-    """A 64-bit digest of each row's values (value-based: the same row gives the same digest in any batch)."""
-    if frame.shape[1] == 0:
-        return np.zeros(len(frame), dtype=np.uint64)
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
+def row_scores(frame: pd.DataFrame | pa.Table, key: bytes, label: str, columns: list[str] | None = None) -> np.ndarray:
+    """Keyed 64-bit score per row (signed int64): release.dp.rowhash.row_score under ``subkey(key, label)``.
 
-
-def occurrence(digest: np.ndarray) -> np.ndarray:
-    """0 for the first row with a digest, 1 for the second, ...: identical rows get distinct scores.
-
-    Which of two identical rows is 'first' depends on order, but they publish the same values,
-    so every order gives the same output.
+    Spark's xxhash64 of the row's values (every column in sorted name order, or `columns` in the
+    order given) behind the subkey's two longs, so the Spark runner computes the same score in the
+    JVM. Value-based: the same row scores the same in any batch, partition or order; identical
+    rows score equally (they publish the same values, so either may be kept). Keyed, not a PRF
+    (see release.dp.rowhash).
     """
-    if len(digest) == 0:
-        return np.zeros(0, dtype=np.uint64)
-    return pd.Series(digest).groupby(digest, sort=False).cumcount().to_numpy(dtype=np.uint64)
+    from release.dp.rowhash import row_score
 
-
-def row_scores(frame: pd.DataFrame | None, key: bytes, label: str, digests: np.ndarray | None = None) -> np.ndarray:
-    """Keyed 64-bit score per row: SipHash(run key, label; digest of the row's values, occurrence).
-
-    `digests`: the rows' ``row_digest`` computed earlier (on every column, per batch: the same
-    values), when `frame` no longer holds every column; then `frame` is not read.
-    """
-    if digests is None:
-        assert frame is not None
-        d = row_digest(frame)
-    else:
-        d = np.asarray(digests, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        mixed = d ^ (occurrence(d) * np.uint64(0x9E3779B97F4A7C15))
-    return keyed_u64(mixed, subkey(key, label))
+    return row_score(frame, subkey(key, label), columns)
 
 
 def keyed_ids(values: pd.Series, key: bytes, label: str) -> np.ndarray:

@@ -334,21 +334,23 @@ def aggregate_sink(policy: Policy, plan: Plan, ctx: StepContext) -> Callable[[An
 
 class PrunedFrame:
     """A row-pipeline sink keeping, per batch, only the columns the outputs' builds read, plus (when asked)
-    ROW_DIGEST: release.batches.row_digest of the batch's every column, as the whole frame would hash it
-    (the same dtypes: both come from to_frame of the pipeline's output schema; the digest is per row)."""
+    ROW_DIGEST: the bits of each row's contribution-bounding score over the batch's every column
+    (release.dp.bounding.BoundingKey.row_scores under the run key), as the whole frame would score it
+    (the score is per row and reads the pipeline's declared types, which each batch holds)."""
 
-    def __init__(self, schema: Any, columns: list[str], digest: bool) -> None:
+    def __init__(self, schema: Any, columns: list[str], digest: Any) -> None:
         self.schema = pa_select(schema, columns)
         self.columns = columns
         self.digest = digest
+        "None, or the release.dp.bounding.BoundingKey scoring the rows."
         self.parts: list[Any] = []
         self.digests: list[np.ndarray] = []
 
     def __call__(self, batch: Any) -> None:
-        from release.batches import row_digest, to_frame
+        import pyarrow as pa
 
-        if self.digest:
-            self.digests.append(row_digest(to_frame(batch)))
+        if self.digest is not None:
+            self.digests.append(self.digest.row_scores(pa.Table.from_batches([batch])).view(np.uint64))
         self.parts.append(batch.select(self.columns))
 
     def frame(self) -> pd.DataFrame:
@@ -361,7 +363,7 @@ class PrunedFrame:
         self.parts = []
         frame = to_frame(table)
         del table
-        if self.digest:
+        if self.digest is not None:
             # Beside to_frame: its integer mapping is for signed (nullable) columns, not a uint64 digest.
             frame[ROW_DIGEST] = np.concatenate(self.digests) if self.digests else np.zeros(0, dtype=np.uint64)
             self.digests = []
@@ -373,6 +375,7 @@ def pruned_sink(policy: Policy, plan: Plan, ctx: StepContext) -> PrunedFrame | N
     (OutputConfig.frame_columns: dp-table), the frame handed to the outputs holds just those, taken from
     each batch as it goes by; the rest of each batch is let go. None otherwise (the whole-frame path)."""
     from release.batches import ROW_DIGEST, arrow_schema
+    from release.dp.bounding import bounding_key
 
     if test_mode() and ctx.options.get("_frame_in_memory"):
         return None  # test hook: the whole-frame path, to compare with
@@ -387,7 +390,8 @@ def pruned_sink(policy: Policy, plan: Plan, ctx: StepContext) -> PrunedFrame | N
     names.discard(ROW_DIGEST)
     if any(c not in schema for c in names):
         return None  # the frame path's build names the missing column
-    return PrunedFrame(arrow_schema(schema), [c for c in schema if c in names], digest)
+    key = bounding_key(ctx.run_key or ctx.seed) if digest else None  # the key DPTableOutput bounds with
+    return PrunedFrame(arrow_schema(schema), [c for c in schema if c in names], key)
 
 
 def batch_rows(options: dict[str, Any]) -> int:

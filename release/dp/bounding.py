@@ -7,19 +7,27 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from release.batches import keyed_ids, keyed_u64, row_digest, row_scores, subkey
+from release.batches import keyed_ids, row_scores, subkey
+from release.dp.rowhash import order_key
 
 
 class BoundingKey:
-    """Keyed per-row scores ranking a unit's rows and cells: SipHash under the run's key (release.batches).
+    """Keyed per-row scores ranking a unit's rows and cells (release.dp.rowhash): Spark's xxhash64 chain
+    behind two longs of a subkey of the run's key, computed alike by numpy here and by the JVM on Spark.
 
     Which rows survive depends neither on input order nor on how the input was cut into batches
-    or partitions (a score is a function of the key and the row's values, plus its occurrence
-    among identical rows), and nothing an outsider can predict without the key. The key is the
-    run's secret (fresh from the OS per run; fixed only in test mode). Never a NumPy or stdlib
-    pseudo-random generator, never Python's process-salted hash().
+    or partitions (a score is a function of the key and the row's values; identical rows score
+    equally and publish the same values), and nothing an outsider can predict without the key. The
+    key is the run's secret (fresh from the OS per run; fixed only in test mode). The guarantee
+    rests on the selection being a function of each unit's own rows, not on the hash being a PRF:
+    XXH64 behind a secret prefix is keyed but not a cryptographic PRF (SipHash stays for unit ids).
+    Never a NumPy or stdlib pseudo-random generator, never Python's process-salted hash().
     """
+
+    ROW = "dp-bounding-row"
+    CELL = "dp-bounding-cell"
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -27,13 +35,21 @@ class BoundingKey:
     def unit_ids(self, values: pd.Series) -> np.ndarray:
         return keyed_ids(values, self.key, "dp-bounding-unit").view(np.int64)
 
-    def cell_scores(self, cells: pd.DataFrame) -> np.ndarray:
-        """One score per (unit, cell) row given: equal pairs score equally."""
-        return keyed_u64(row_digest(cells), subkey(self.key, "dp-bounding-cell"))
+    def subkey(self, label: str) -> bytes:
+        """The 16-byte subkey whose two longs prefix the score's chain (Spark's side builds the same)."""
+        return subkey(self.key, label)
 
-    def row_scores(self, rows: pd.DataFrame | None, digests: np.ndarray | None = None) -> np.ndarray:
-        """Scores of whole rows, or of their precomputed row digests (then `rows` is not read)."""
-        return row_scores(rows, self.key, "dp-bounding-row", digests)
+    def cell_scores(self, cells: pd.DataFrame) -> np.ndarray:
+        """One score (int64) per (unit, cell) row given, over its columns in the order given (the unit's
+        raw value first, then the cell's `by` values): equal pairs score equally."""
+        return row_scores(cells, self.key, self.CELL, list(cells.columns))
+
+    def row_scores(self, rows: pd.DataFrame | pa.Table | None, digests: np.ndarray | None = None) -> np.ndarray:
+        """Scores (int64) of whole rows (every column), or the precomputed ones (`digests`, any 64-bit view)."""
+        if digests is not None:
+            return np.ascontiguousarray(digests).view(np.int64)
+        assert rows is not None
+        return row_scores(rows, self.key, self.ROW)
 
 
 def bounding_key(key: bytes | int | None) -> BoundingKey:
@@ -61,17 +77,28 @@ def unit_ids(values: pd.Series, key: BoundingKey | None = None) -> tuple[np.ndar
     return k.unit_ids(values), nulls
 
 
+def _unit_order(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Positions sorted by (unit, score as a signed long): each unit's rows in the order Spark's window
+    (partition by unit order by score) ranks them; equal scores (identical rows) in either order."""
+    s = order_key(score)
+    ubits = max(int(unit_codes.max()).bit_length(), 1)
+    if ubits <= 40:
+        # One sort on a packed key (unit in the high bits, the score's high bits below) beats a lexsort;
+        # it is exact unless two rows of a unit share the packed key with different scores (rare: then lexsort).
+        packed = (unit_codes.astype(np.uint64) << np.uint64(64 - ubits)) | (s >> np.uint64(ubits))
+        order = np.argsort(packed)
+        ps, ss = packed[order], s[order]
+        tie = ps[1:] == ps[:-1]
+        if not tie.any() or np.array_equal(ss[1:][tie], ss[:-1][tie]):
+            return order
+    return np.lexsort((s, unit_codes))
+
+
 def _rank_within(unit_codes: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Rank of each row among the rows of its unit, by score (0 = first kept)."""
     if len(unit_codes) == 0:
         return np.zeros(0, dtype=np.int64)
-    # One sort on a packed key (unit in the high bits, score in the low bits) beats a lexsort.
-    ubits = max(int(unit_codes.max()).bit_length(), 1)
-    if ubits <= 40:
-        packed = (unit_codes.astype(np.uint64) << np.uint64(64 - ubits)) | (score >> np.uint64(ubits))
-        order = np.argsort(packed)
-    else:  # pragma: no cover - more than 2**40 units
-        order = np.lexsort((score, unit_codes))
+    order = _unit_order(unit_codes, score)
     sorted_units = unit_codes[order]
     starts = np.r_[0, np.flatnonzero(sorted_units[1:] != sorted_units[:-1]) + 1]
     run_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -84,10 +111,7 @@ def _least_within(unit_codes: np.ndarray, score: np.ndarray, k: int) -> np.ndarr
     """Positions of the k rows of least score in each unit (all of a unit's rows when it has at most k)."""
     if len(unit_codes) == 0:
         return np.zeros(0, dtype=np.intp)
-    ubits = max(int(unit_codes.max()).bit_length(), 1)
-    if ubits > 40:  # pragma: no cover - more than 2**40 units
-        return np.flatnonzero(_rank_within(unit_codes, score) < k)
-    order = np.argsort((unit_codes.astype(np.uint64) << np.uint64(64 - ubits)) | (score >> np.uint64(ubits)))
+    order = _unit_order(unit_codes, score)
     su = unit_codes[order]
     # In unit order, a row is among its unit's first k unless the row k places earlier is the same unit.
     first = np.ones(len(order), dtype=bool)
@@ -106,9 +130,9 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     per row (it cannot be linked to anything else). Only units over a bound draw scores, and only
     rows whose hash bucket is over the bound are factorized into units. `rows` (optional) marks
     the rows that can count at all (inside the key sets); only they take a unit's slots, the
-    others are never kept. `digests` (optional): each row's ``row_digest`` over every column,
-    computed before the frame was pruned to the columns read here (release.engine.PrunedFrame);
-    without it the rows' scores hash every column of `frame`. Statistics: rows_in, rows_kept,
+    others are never kept. `digests` (optional): each row's score over every column
+    (``key.row_scores``, any 64-bit view), computed before the frame was pruned to the columns read
+    here (release.engine.PrunedFrame); without it the rows' scores hash every column of `frame`. Statistics: rows_in, rows_kept,
     units_over_bound, units_truncated.
     """
     n = len(frame)
@@ -136,10 +160,11 @@ def bound_contributions(frame: pd.DataFrame, unit: str, record_id: str | None, c
     keep = eligible.copy()
     truncated = 0
     if len(sub):
-        cells = frame[cell_cols].iloc[sub].assign(_unit=ids[sub]) if cell_bound else None
+        # A cell's score reads the unit's own value (not its keyed id): Spark's side hashes the column.
+        cells = frame[list(dict.fromkeys([unit, *cell_cols]))].iloc[sub] if cell_bound else None
         kept = _bound_rows(frame.iloc[sub] if digests is None else None, cells, codes, max_records, max_groups, key,
                            count=None if cell_bound else per_unit,
-                           digests=None if digests is None else np.asarray(digests, dtype=np.uint64)[sub])
+                           digests=None if digests is None else np.ascontiguousarray(digests).view(np.int64)[sub])
         keep[sub] = kept
         # Without a cell bound every unit here is over the record bound, so each loses rows.
         truncated = (int(np.count_nonzero(np.bincount(codes[~kept], minlength=len(per_unit)))) if cell_bound
@@ -154,8 +179,8 @@ def _bound_rows(rows: pd.DataFrame | None, cells: pd.DataFrame | None, codes: np
     """Rows kept among the rows of units over a bound (`count`: rows per unit, when no cell bound applies).
 
     `rows` are those rows (every column: a row's score is keyed on its values), `cells` their
-    cell columns with the unit's keyed id (`_unit`), `codes` their unit numbers; `digests` (instead
-    of `rows`) their precomputed row digests.
+    unit and cell columns, `codes` their unit numbers; `digests` (instead of `rows`) their
+    precomputed row scores.
     """
     n = len(codes)
     keep = np.ones(n, dtype=bool)

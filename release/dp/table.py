@@ -95,7 +95,7 @@ class DPTableOutput(OutputConfig):
 
     def frame_columns(self, policy: Any, schema: Schema) -> list[str] | None:
         """`build` reads the keys, the summed column and the privacy unit; contribution bounding's row
-        scores read every column, which the digest carried per row (ROW_DIGEST) stands for."""
+        scores read every column, which the score carried per row (ROW_DIGEST) stands for."""
         if policy.budget is None:
             return None
         return list(dict.fromkeys([*self.by, *([self.column] if self.column else []), policy.budget.privacy_unit,
@@ -273,7 +273,7 @@ class DPTableOutput(OutputConfig):
             return eligible, {"rows_in": n, "rows_kept": n, "units_over_bound": 0, "units_truncated": 0}
         # The run key: rows kept are a keyed function of each row, the same in every batch split.
         key = bounding_key(ctx.run_key or ctx.seed)
-        # A pruned frame carries each row's digest over every column (computed per batch): scores use it.
+        # A pruned frame carries each row's score over every column (computed per batch): bounding uses it.
         digests = frame[ROW_DIGEST].to_numpy(dtype=np.uint64) if ROW_DIGEST in frame.columns else None
         keep, stats = bound_contributions(frame, unit, None, list(self.by), int(s["max_records"]),
                                           s["max_groups"], key, rows=eligible, digests=digests)

@@ -163,7 +163,7 @@ class OutputConfig(StrictModel):
 
     def frame_columns(self, policy: Any, schema: Schema) -> list[str] | None:
         """The only columns of the run's frame `build` reads (release.batches.ROW_DIGEST among them: the
-        digest of each row's every column, computed per batch), so the engine may keep just these while
+        bounding score of each row's every column, computed per batch), so the engine may keep just these while
         the batches go by; None (the default): `build` needs the whole frame."""
         return None
 

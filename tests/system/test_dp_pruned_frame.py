@@ -1,5 +1,5 @@
 """dp-table outputs of an all-row-local policy get a frame of just the columns they read (plus each row's
-digest over every column, taken per batch): the rows kept and the exact counts are the whole frame's."""
+bounding score over every column, taken per batch): the rows kept and the exact counts are the whole frame's."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from release.batches import ROW_DIGEST, row_digest, to_frame
+from release.batches import ROW_DIGEST, run_key, to_frame
 from release.dp import table as dp_table
+from release.dp.bounding import bounding_key
 from release.engine import run_release
 from release.policy.loader import load_policy
 from tests.conftest import POLICIES, internal_dir
@@ -65,7 +66,7 @@ def test_the_pruned_frame_keeps_the_whole_frames_rows_and_exact_counts(inputs: d
     wf, pf = whole["seen"][out.name]["frame"], pruned["seen"][out.name]["frame"]
     # The same rows in the same order, and the pruned frame's digests are the whole frame's own.
     assert len(wf) == len(pf) > 1000
-    assert np.array_equal(pf[ROW_DIGEST].to_numpy(), row_digest(wf))
+    assert np.array_equal(pf[ROW_DIGEST].to_numpy(), bounding_key(run_key(7)).row_scores(wf).view(np.uint64))
     for c in (*out.by, unit):
         assert pf[c].equals(wf[c]), c
     # Contribution bounding truncated some units, and kept exactly the same rows both ways.
@@ -97,12 +98,16 @@ def test_the_dp_outputs_get_only_the_columns_they_read(inputs: dict[str, Any], t
 
 
 def test_a_batch_digest_is_the_whole_frames(inputs: dict[str, Any]) -> None:  # noqa: F811
-    # row_digest is per row and to_frame gives each batch the whole table's dtypes (nulls included).
+    # The score is per row and each batch holds the whole table's declared types (nulls included): per
+    # batch from Arrow (the pruned sink's way) or from the whole frame (the frame path's), the same scores.
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from release.batches import iter_batches
 
     table = pq.read_table(inputs["inputs"]["crimes"])
-    whole = row_digest(to_frame(table))
-    parts = np.concatenate([row_digest(to_frame(b)) for b in iter_batches(table, 97)])
+    key = bounding_key(run_key(7))
+    whole = key.row_scores(to_frame(table))
+    parts = np.concatenate([key.row_scores(pa.Table.from_batches([b])) for b in iter_batches(table, 97)])
     assert np.array_equal(whole, parts)
+    assert len(np.unique(whole)) > len(whole) // 2  # a score, not a constant

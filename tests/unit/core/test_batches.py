@@ -19,7 +19,6 @@ from release.batches import (
     GroupCounts,
     iter_batches,
     keyed_u64,
-    row_digest,
     row_pipeline,
     row_scores,
     run_key,
@@ -36,15 +35,36 @@ def test_siphash_matches_the_reference_vector() -> None:
 
 
 def test_row_scores_are_keyed_and_value_based() -> None:
-    f = pd.DataFrame({"a": ["x", "y", "x"], "b": [1, 2, 1]})
+    f = pd.DataFrame({"a": ["x", "y", "x", "x"], "b": [1, 2, 1, None]})
     k1, k2 = b"k" * 32, b"j" * 32
     s = row_scores(f, k1, "t")
-    # Identical rows still get distinct scores (their occurrence differs); another key, other scores.
-    assert len(set(s.tolist())) == 3
-    assert not np.array_equal(s, row_scores(f, k2, "t"))
+    # Identical rows score equally (they publish the same values); a null is not another column's value.
+    assert s[0] == s[2] and len(set(s.tolist())) == 3
+    assert not np.array_equal(s, row_scores(f, k2, "t")) and not np.array_equal(s, row_scores(f, k1, "u"))
     # A row scores the same wherever it sits: reorder the frame, the scores move with the rows.
     r = row_scores(f.iloc[[1, 0]].reset_index(drop=True), k1, "t")
-    assert r[0] == s[1]
+    assert r[0] == s[1] and r[1] == s[0]
+    # The column order is canonical (sorted names) unless given; given, it matters.
+    assert np.array_equal(row_scores(f[["b", "a"]], k1, "t"), s)
+    assert not np.array_equal(row_scores(f, k1, "t", ["b", "a"]), s)
+    # The nulls' positions enter the score: a null in a, not b, differs from a null in b, not a.
+    g = pd.DataFrame({"a": pd.array([None, "1"], dtype="string"), "b": pd.array(["1", None], dtype="string")})
+    ga = row_scores(g, k1, "t")
+    assert ga[0] != ga[1]
+
+
+def test_xxh64_matches_the_reference_vectors() -> None:
+    # XXH64 with seed 0 (xxHash's reference values): empty, one byte, a 4-byte tail, a 32-byte stripe + tails.
+    from release.dp.rowhash import hash_bytes
+
+    want = {b"": 0xEF46DB3751D8E999, b"a": 0xD24EC4F1A98C6E5B, b"abc": 0x44BC2CF5AD770999,
+            b"Nobody inspects the spammish repetition": 0xFBCEA83C8A378BF1}
+    msgs = list(want)
+    data = np.frombuffer(b"".join(msgs), dtype=np.uint8)
+    lengths = np.array([len(m) for m in msgs])
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    got = hash_bytes(data, starts, lengths, np.uint64(0))
+    assert [int(x) for x in got] == list(want.values())
 
 
 def test_run_key_is_fixed_in_test_mode() -> None:
@@ -79,11 +99,13 @@ def test_bounding_on_a_pruned_frame_with_batch_digests_keeps_the_whole_frames_ro
                       "other": pd.array([o for _, _, o in r], dtype=pd.StringDtype("pyarrow"))})
     key = bounding_key(b"x" * 32)
     want, want_stats = bound_contributions(f, "pid", None, ["cell"], m, g, key)
-    digests = np.concatenate([row_digest(f.iloc[i:i + size]) for i in range(0, len(f), size)])
-    got, stats = bound_contributions(f[["pid", "cell"]], "pid", None, ["cell"], m, g, key, digests=digests)
+    digests = np.concatenate([key.row_scores(f.iloc[i:i + size]) for i in range(0, len(f), size)])
+    got, stats = bound_contributions(f[["pid", "cell"]], "pid", None, ["cell"], m, g, key,
+                                     digests=digests.view(np.uint64))
     assert np.array_equal(want, got) and want_stats == stats
-    # The scores of precomputed digests are those of the whole rows.
-    assert np.array_equal(row_scores(None, b"k" * 32, "t", digests), row_scores(f, b"k" * 32, "t"))
+    # Per batch, from the Arrow batch or its frame: the whole frame's scores.
+    assert np.array_equal(digests, key.row_scores(f))
+    assert np.array_equal(key.row_scores(pa.Table.from_pandas(f, preserve_index=False)), key.row_scores(f))
 
 
 @settings(max_examples=30, deadline=None)
