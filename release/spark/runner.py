@@ -49,6 +49,7 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
     """`release.engine.run_release` with the records in Spark (options['spark_table']: a catalog table)."""
     from release.batches import run_key
     from release.engine import (
+        Staging,
         _finish,
         _policy_text,
         _quiet,
@@ -102,17 +103,22 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             ctx.manifest["engine"] = ENGINE_NAME
             ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
                                      "source": src.manifest}
-            rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
-            held = [cached]
+            staging = Staging(out_dir, policy.dataset.name, release_id)
             try:
-                rows = spark_steps(rows, plan, ctx, progress, held)
-                frame = aggregate_stage(rows, plan, ctx, progress)
+                rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+                held = [cached]
+                try:
+                    rows = spark_steps(rows, plan, ctx, progress, held)
+                    streams = records_stage(rows, plan, ctx, staging, progress)
+                    frame = aggregate_stage(rows, plan, ctx, progress) if not streams else None
+                finally:
+                    for d in held:
+                        d.unpersist()
+                frame = driver_steps(frame, policy, plan, ctx, progress, " (on the driver)")
+                return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
+                               progress, t0, streams=streams, staging=staging)
             finally:
-                for d in held:
-                    d.unpersist()
-            frame = driver_steps(frame, policy, plan, ctx, progress, " (on the driver)")
-            return _finish(policy, policy_bytes, plan, ctx, frame, vreport, out_dir, internal_dir, signer,
-                           progress, t0)
+                staging.discard()
     finally:
         trusted.close()
 
@@ -171,6 +177,41 @@ def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: lis
         rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
         held.append(ft)
     return rows
+
+
+def records_stage(rows: Any, plan: Any, ctx: StepContext, staging: Any, progress: Any) -> dict[str, Any]:
+    """When every step ran on the executors and every output is `records`: the rows stream to the
+    driver a partition at a time into the local runner's external sorts (release.engine._record_streams),
+    which _finish merges into the same files in canonical order. {} otherwise (nothing read).
+
+    No frame of all the rows is built on the driver, nor collected in the JVM: at ten million rows
+    collecting them at once exhausted the driver's heap.
+    """
+    from release.batches import arrow_schema
+    from release.engine import _record_streams
+    from release.spark.stages import stream_batches
+
+    policy = ctx.policy
+    if len(ctx.step_evidence) < len(policy.steps):
+        return {}
+    streams = _record_streams(policy, plan, ctx, staging)
+    if not streams:
+        return {}
+    ctx.options["_prebuilt"] = {}
+    schema = arrow_schema(plan.schemas[len(ctx.step_evidence)])
+    needed = list(dict.fromkeys(c for s in streams.values() for c in s.schema.names))
+    declared = pa.schema([schema.field(c) for c in needed])
+    held = _sparkable(declared)
+    progress(f"streaming {len(needed)} column(s) of the rows to the driver's external sort, a partition at a time")
+    n = 0
+    for b in stream_batches(rows.select(*needed)):
+        b = b.cast(held) if b.schema != held else b
+        t = pa.Table.from_batches([b]).cast(declared)
+        for sorter in streams.values():
+            sorter.add(t.select(sorter.schema.names))
+        n += b.num_rows
+    progress(f"{n:,} row(s) sorted for {len(streams)} records output(s)")
+    return streams
 
 
 def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:

@@ -98,6 +98,35 @@ def accumulate(df: Any, accs: Sequence[Accumulator]) -> list[Any]:
     return [a.finish(s) for a, s in zip(accs, merged, strict=True)]
 
 
+STREAM_BLOB_ROWS = 65_536
+"Rows per Arrow IPC blob when rows stream to the driver (a few MB each; one partition held at a time)."
+
+
+def stream_batches(df: Any, rows_per_blob: int = STREAM_BLOB_ROWS) -> Iterator[pa.RecordBatch]:
+    """Every row of df on the driver as Arrow batches, one partition at a time (toLocalIterator).
+
+    Each partition's batches travel as Arrow IPC blobs (a binary column, one value per slice of
+    `rows_per_blob` rows), so the driver never holds more than a partition or two: what a records
+    output at ten million rows needs, where collecting every row at once exhausts the driver's heap.
+    Order is partition order; the caller sorts (the engine's external sort).
+    """
+    from pyspark.sql.types import BinaryType, StructField, StructType
+
+    def part(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in it:
+            for off in range(0, b.num_rows, rows_per_blob):  # slices of a batch, not rows
+                sink = pa.BufferOutputStream()
+                piece = b.slice(off, rows_per_blob)
+                with pa.ipc.new_stream(sink, piece.schema) as w:
+                    w.write_batch(piece)
+                yield pa.RecordBatch.from_arrays([pa.array([sink.getvalue().to_pybytes()], pa.binary())],
+                                                 names=["blob"])
+
+    blobs = df.mapInArrow(part, StructType([StructField("blob", BinaryType())]))
+    for row in blobs.toLocalIterator(prefetchPartitions=True):
+        yield from pa.ipc.open_stream(pa.py_buffer(row["blob"])).read_all().to_batches()
+
+
 def collect_batches(df: Any) -> list[pa.RecordBatch]:
     """Every row of df on the driver as Arrow batches (partition order; used for records outputs)."""
     batches: list[pa.RecordBatch] = df._collect_as_arrow(empty_list_if_zero_records=True)

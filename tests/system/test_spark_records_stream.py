@@ -1,0 +1,70 @@
+"""On Spark, a records-only policy streams its rows to the driver a partition at a time into the local
+runner's external sort: nothing collects every row at once, and the files equal the local runner's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from tests.conftest import POLICIES
+from tests.system.test_batch_invariance import _deterministic
+from tests.system.test_spark_equivalence import _inputs, _kind
+
+
+def test_stream_batches_hands_over_every_row_in_slices(spark: Any) -> None:
+    from release.spark.stages import stream_batches
+
+    df = spark.range(0, 1000, numPartitions=3).selectExpr("id", "cast(id % 7 as string) as s")
+    got = list(stream_batches(df, rows_per_blob=64))
+    assert len(got) >= 1000 // 64, "rows did not travel in slices"
+    assert all(b.num_rows <= 64 for b in got)
+    t = pa.Table.from_batches(got)
+    assert sorted(t.column("id").to_pylist()) == list(range(1000))
+    assert t.column("s").to_pylist()[:1] and set(t.column("s").to_pylist()) == {str(i) for i in range(7)}
+
+
+def test_records_policy_on_spark_streams_into_the_external_sort(spark: Any, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from release.engine import run_release
+    from release.io import extsort
+    from release.spark import stages
+    from release.spark.runner import run_release_spark
+
+    inputs, options = _inputs(tmp_path / "in")
+    pol = POLICIES / "crime-indicators.yaml"
+    kind = _kind(pol, inputs)
+    assert kind is not None
+
+    def collect_at_once(_df: Any) -> Any:
+        raise AssertionError("every row was collected to the driver at once")
+
+    monkeypatch.setattr(stages, "collect_batches", collect_at_once)
+    runs: list[int] = []
+    close = extsort.ExternalSort.close
+
+    def counting_close(self: extsort.ExternalSort) -> None:
+        runs.append(self.runs)
+        close(self)
+
+    monkeypatch.setattr(extsort.ExternalSort, "close", counting_close)
+    now = datetime.now(UTC).replace(microsecond=0)
+    got = {}
+    for name, fn in (("local", run_release), ("spark", run_release_spark)):
+        if name == "spark":
+            runs.clear()
+            monkeypatch.setenv("RELEASE_SORT_MEMORY_MB", "0.01")  # every batch spills a run on the driver
+        opts = {**options, "ledger": str(tmp_path / f"{name}.sqlite")}
+        res = fn(pol, inputs[kind], tmp_path / name, options=opts, seed=5, now=now)
+        assert res.bundle is not None
+        assert not list(res.bundle.parent.glob(".staging-*")), "the staging folder is left behind"
+        got[name] = _deterministic(res.bundle)
+    assert runs, "the Spark run did not go through the external sort: the streamed path was not taken"
+    local, sp = got["local"], got["spark"]
+    assert local["files"] and local["files"].keys() == sp["files"].keys()
+    for f in local["files"]:
+        assert local["files"][f] == sp["files"][f], f"{f} differs between the Spark and the local runner"
+    assert local["outputs"] == sp["outputs"]
