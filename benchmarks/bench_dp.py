@@ -35,7 +35,7 @@ outputs:
     kind: dp-table
     by: [division, month, category]
     keys: {{division: categories, month: {{from: "2025-01", to: "2025-09"}}, category: categories}}
-budget: {{privacy_unit: UNIT, epsilon: 1.0, max_records_per_unit: {MAX_RECORDS}}}
+budget: {{privacy_unit: UNIT, epsilon: 1.0, max_records_per_unit: {MAX_RECORDS}, epsilon_per_period: 10.0}}
 """
 
 
