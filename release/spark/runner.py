@@ -62,6 +62,7 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
     from release.plan import compile_plan
     from release.policy.loader import parse_policy
     from release.spark import session as S
+    from release.spark.files import ship
     from release.spark.source import read
     from release.validate import check_empty
 
@@ -102,10 +103,12 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             ctx.manifest["engine"] = ENGINE_NAME
             ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
                                      "source": src.manifest}
-            rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+            # The network, layers and hierarchies the run read (its approved copies) go to the executors.
+            files = ship(spark, trusted)
+            rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty, files)
             held = [cached]
             try:
-                rows = spark_steps(rows, plan, ctx, progress, held)
+                rows = spark_steps(rows, plan, ctx, progress, held, files)
                 frame = aggregate_stage(rows, plan, ctx, progress)
             finally:
                 for d in held:
@@ -118,7 +121,7 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
 
 
 def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progress: Any,
-              check_empty: Any) -> tuple[Any, Any, ValidationReport]:
+              check_empty: Any, files: Any = None) -> tuple[Any, Any, ValidationReport]:
     """Validation and the row-local steps on the executors: (their rows, the persisted frame, the report).
 
     The same sequence as release.engine._run_row_pipeline, partition by partition.
@@ -148,7 +151,7 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
         raise_if_refused(merge_reports(VR(rows_read=0, violations=columns), rep or VR(rows_read=0)), policy,
                          src.label)
     pipe = row_pipeline(plan, ctx, exclude_rows=exclude)
-    rows, result, cached = run_pipeline(numbered, pipe)
+    rows, result, cached = run_pipeline(numbered, pipe, files)
     vreport = result.validation or VR(rows_read=0)
     try:
         raise_if_refused(vreport, policy, src.label)
@@ -159,18 +162,50 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     return rows, cached, vreport
 
 
-def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any]) -> Any:
-    """The step after the row-local ones, when it is a k-anonymity step: its frequency table as a Spark
-    group-by, the search on the driver, the recoding joined back (release.spark.anonymize). Steps after it
-    run on the driver over the collected rows."""
+def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any], files: Any = None) -> Any:
+    """The steps after the leading row-local ones, for as long as they can run on Spark: a k-anonymity step
+    (its frequency table as a group-by, the search on the driver, the recoding joined back:
+    release.spark.anonymize), and the row-local steps after it, partition-wise over the recoded rows (the
+    engine's row pipeline without validation). The first step that can be neither (a k-anonymity step whose
+    re-release series adjusts records against earlier releases, a step needing the whole frame) and every
+    step after it run on the driver over the collected rows."""
     from release.spark.anonymize import apply_k_anonymity, runs_on_spark
 
-    i = len(ctx.step_evidence)
     steps = ctx.policy.steps
-    if i < len(steps) and runs_on_spark(steps[i], ctx.policy, list(rows.columns)):
-        rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
-        held.append(ft)
+    while (i := len(ctx.step_evidence)) < len(steps):
+        if runs_on_spark(steps[i], ctx.policy, list(rows.columns), ctx.options):
+            rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
+            held.append(ft)
+        elif getattr(type(steps[i]), "row_local", False):
+            rows, cached = row_steps(rows, i, plan, ctx, progress, files)
+            held.append(cached)
+        else:
+            break
     return rows
+
+
+def row_steps(rows: Any, first: int, plan: Any, ctx: StepContext, progress: Any, files: Any) -> tuple[Any, Any]:
+    """Policy steps `first`.. (the row-local run starting there) partition-wise over rows a global step left:
+    (their rows, the persisted frame to unpersist). The same RowPipeline as the row stage, without validation
+    (the rows are typed already); its evidence is merged over the partitions as the row stage's is."""
+    from release.batches import BatchContext, RowPipeline, arrow_schema
+    from release.engine import record_pipeline_steps
+    from release.spark.rows import run_pipeline
+
+    steps = ctx.policy.steps
+    last = first
+    while last + 1 < len(steps) and getattr(type(steps[last + 1]), "row_local", False):
+        last += 1
+    idx = tuple(range(first, last + 1))
+    pipe = RowPipeline(BatchContext.of(ctx), idx, tuple(plan.schemas[first:last + 2]), validate=False)
+    out, result, cached = run_pipeline(rows, pipe, files)
+    if len(result.evidence) != len(idx):
+        # No partition held a row (every record suppressed): the steps' evidence of an empty frame, here.
+        pipe._step_context().options["_trusted"] = ctx.options.get("_trusted")
+        result = result.merge(pipe.process(arrow_schema(plan.schemas[first]).empty_table())[1])
+    record_pipeline_steps(pipe, result, plan, ctx, progress, "on the executors")
+    ctx.schema = plan.schemas[last + 1]
+    return out, cached
 
 
 def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
