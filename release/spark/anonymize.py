@@ -26,21 +26,25 @@ BROADCAST_ROWS = 2_000_000
 "Frequency tables up to this many rows are broadcast to the executors for the join (else a shuffle join)."
 
 
-def runs_on_spark(step: Any, policy: Any, columns: list[str], options: dict[str, Any] | None = None) -> bool:
+def runs_on_spark(step: Any, columns: list[str]) -> bool:
     """Whether the step can run as a group-by here: a k-anonymity step whose columns the rows hold (else the
-    driver's step raises its own located error), and that publishes its recoding as it is. In a re-release
-    series with `series.joint: keep-earlier | refine` and earlier releases found, the step then moves joined
-    records back to their earlier values (release.series.records.keep_series: a record-level join of the
-    whole output with the earlier files): that step runs on the driver over the collected rows."""
-    if getattr(step, "type", None) != "k-anonymity" or not all(c in columns for c in step.frequency_columns()):
-        return False
+    driver's step raises its own located error)."""
+    return getattr(step, "type", None) == "k-anonymity" and all(c in columns for c in step.frequency_columns())
+
+
+def adjusts_series(policy: Any, options: dict[str, Any]) -> bool:
+    """Whether a k-anonymity step of this run moves joined records back to their values in earlier releases
+    (a re-release series with `series.joint: keep-earlier | refine` and earlier releases found:
+    release.series.records.keep_series, a record-level join of the whole output with the earlier files).
+    The frequency table, the search and the recoding still run here; that adjustment runs on the driver over
+    the collected recoded rows, and so does every step after it."""
     series = getattr(policy, "series", None)
     if series is None or series.joint == "block":
-        return True
+        return False
     from release.series.records import discovery_for_run
 
-    disc = discovery_for_run(options or {})
-    return disc is None or not disc.predecessors
+    disc = discovery_for_run(options)
+    return disc is not None and bool(disc.predecessors)
 
 
 def apply_k_anonymity(rows: Any, index: int, plan: Any, ctx: Any, progress: Any) -> tuple[Any, Any]:

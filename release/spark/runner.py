@@ -108,8 +108,10 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty, files)
             held = [cached]
             try:
-                rows = spark_steps(rows, plan, ctx, progress, held, files)
-                frame = aggregate_stage(rows, plan, ctx, progress)
+                rows, adjust = spark_steps(rows, plan, ctx, progress, held, files)
+                frame = aggregate_stage(rows, plan, ctx, progress, whole=adjust)
+                if adjust:
+                    frame = series_adjustment(frame, ctx, progress)
             finally:
                 for d in held:
                     d.unpersist()
@@ -162,26 +164,47 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     return rows, cached, vreport
 
 
-def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any], files: Any = None) -> Any:
-    """The steps after the leading row-local ones, for as long as they can run on Spark: a k-anonymity step
-    (its frequency table as a group-by, the search on the driver, the recoding joined back:
-    release.spark.anonymize), and the row-local steps after it, partition-wise over the recoded rows (the
-    engine's row pipeline without validation). The first step that can be neither (a k-anonymity step whose
-    re-release series adjusts records against earlier releases, a step needing the whole frame) and every
-    step after it run on the driver over the collected rows."""
-    from release.spark.anonymize import apply_k_anonymity, runs_on_spark
+def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any],
+                files: Any = None) -> tuple[Any, bool]:
+    """The steps after the leading row-local ones, for as long as they can run on Spark: (the rows, whether the
+    last k-anonymity step still owes its series adjustment on the driver).
+
+    A k-anonymity step runs as its frequency table (a group-by), the search on the driver and the recoding
+    joined back (release.spark.anonymize); the row-local steps after it run partition-wise over the recoded
+    rows (the engine's row pipeline without validation). In a re-release series whose k-anonymity step moves
+    joined records back to their earlier values (adjusts_series), that adjustment needs the whole output:
+    the rows then go to the driver, which adjusts them and runs every later step. A step that is neither
+    (one needing the whole frame) and every step after it run on the driver over the collected rows."""
+    from release.spark.anonymize import adjusts_series, apply_k_anonymity, runs_on_spark
 
     steps = ctx.policy.steps
     while (i := len(ctx.step_evidence)) < len(steps):
-        if runs_on_spark(steps[i], ctx.policy, list(rows.columns), ctx.options):
+        if runs_on_spark(steps[i], list(rows.columns)):
             rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
             held.append(ft)
+            if adjusts_series(ctx.policy, ctx.options):
+                return rows, True
         elif getattr(type(steps[i]), "row_local", False):
             rows, cached = row_steps(rows, i, plan, ctx, progress, files)
             held.append(cached)
         else:
             break
-    return rows
+    return rows, False
+
+
+def series_adjustment(frame: pd.DataFrame, ctx: StepContext, progress: Any) -> pd.DataFrame:
+    """The last k-anonymity step's series.joint adjustment (keep-earlier / refine) over the collected recoded
+    rows, its figures added to the step's evidence, as KAnonymityStep.apply does in the local runner."""
+    from release.series.records import keep_series
+
+    ev = ctx.step_evidence[-1]
+    step = ctx.policy.steps[ev["index"]]
+    ts = time.perf_counter()
+    progress(f"  series.joint {ctx.policy.series.joint}: {len(frame):,} recoded records against earlier releases"
+             " (on the driver)")
+    frame, _ = keep_series(step, frame, ev, ctx)
+    ev["seconds"] = round(ev["seconds"] + time.perf_counter() - ts, 3)
+    return frame
 
 
 def row_steps(rows: Any, first: int, plan: Any, ctx: StepContext, progress: Any, files: Any) -> tuple[Any, Any]:
@@ -208,7 +231,7 @@ def row_steps(rows: Any, first: int, plan: Any, ctx: StepContext, progress: Any,
     return out, cached
 
 
-def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
+def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any, whole: bool = False) -> pd.DataFrame:
     """DP tables and `table` outputs as Spark aggregates (their builds handed to the engine); the driver
     frame the rest needs.
 
@@ -223,7 +246,8 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
     from release.spark.tables import cell_counts as table_counts
 
     policy = ctx.policy
-    remaining = len(ctx.step_evidence) < len(policy.steps)
+    # `whole`: the driver adjusts the rows before anything is built from them (a series adjustment).
+    remaining = whole or len(ctx.step_evidence) < len(policy.steps)
     prebuilt: dict[str, Any] = {}
     if not remaining:
         for out in policy.outputs:

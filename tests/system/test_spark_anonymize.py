@@ -105,3 +105,79 @@ def test_frequency_table_decides_what_the_records_decide() -> None:
     assert _no_seconds(ev) == _no_seconds(ev2)
     pd.testing.assert_frame_equal(rec.apply(frame, inv), out)
     assert ev["suppressed_records"] == int(len(frame) - len(out)) > 0
+
+
+def test_row_local_steps_after_k_anonymity_run_on_the_executors(spark: Any, tmp_path: Path) -> None:
+    """A filter and keyed pseudonyms after the k-anonymity step run partition-wise over the recoded rows (no
+    driver step), and the bundle is the local runner's: records byte for byte, every step's evidence."""
+    import pyarrow.parquet as pq
+
+    from release.demo import demo_inputs
+    from release.engine import run_release
+    from release.policy.loader import load_policy
+    from release.spark.runner import run_release_spark
+
+    doc = yaml.safe_load((POLICIES / "arrests-strip-search.yaml").read_text())
+    doc["steps"] += [
+        {"type": "filter", "exclude": {"column": "gender", "equals": "Man"}, "reason": "whole classes: k holds"},
+        {"type": "pseudonymize", "columns": ["incident_id"], "method": "hmac", "secret_env": "RELEASE_PSEUDONYM_KEY",
+         "prefix": "IN-"},
+    ]
+    doc["outputs"][0]["columns"] = ["incident_id", *doc["outputs"][0]["columns"]]
+    pol = tmp_path / "arrests-later-steps.yaml"
+    pol.write_text(yaml.safe_dump(doc, sort_keys=False))
+    setup = demo_inputs(tmp_path / "in", 3000, lambda _m: None)
+    declared = set(load_policy(pol).input.columns)
+    src = next(Path(p) for p in setup["inputs"].values() if set(pq.read_schema(p).names) == declared)
+    opts = dict(setup["options"])
+    lines: list[str] = []
+    s = run_release_spark(pol, src, tmp_path / "spark", options={**opts, "ledger": str(tmp_path / "a.sqlite")},
+                          seed=4, progress=lines.append).bundle
+    loc = run_release(pol, src, tmp_path / "local", options={**opts, "ledger": str(tmp_path / "b.sqlite")},
+                      seed=4).bundle
+    assert any("step 4/4: pseudonymize" in x and "on the executors" in x for x in lines), lines
+    assert any("step 3/4: filter" in x and "on the executors" in x for x in lines), lines
+    assert not any("(on the driver)" in x for x in lines), lines
+    ra, rb = (json.loads((b / "report.json").read_text()) for b in (loc, s))
+    assert _no_seconds(ra["steps"]) == _no_seconds(rb["steps"])
+    assert ra["steps"][2]["type"] == "filter" and ra["steps"][2]["rows_excluded"] > 0
+    files = sorted(f.name for f in loc.iterdir() if f.suffix in (".csv", ".parquet"))
+    assert files and all((loc / f).read_bytes() == (s / f).read_bytes() for f in files)
+    assert (loc / "arrests.csv").read_text().splitlines()[1].startswith("IN-")
+
+
+@pytest.mark.parametrize("joint", ["block", "keep-earlier"])
+def test_k_anonymity_in_a_series_on_spark_equals_local(spark: Any, tmp_path: Path, joint: str) -> None:
+    """A re-release series: the first release (no predecessor) and, with series.joint block, the second run
+    k-anonymity entirely on Spark; with keep-earlier the frequency table, search and recoding run on Spark and
+    the adjustment against the earlier release on the driver. Both runners publish the same bytes and evidence."""
+    from release.engine import run_release
+    from release.spark.runner import run_release_spark
+    from tests.system.mini import write_policy
+    from tests.system.test_series_joint import V1, V2, joint_policy, records
+
+    got: dict[str, Path] = {}
+    lines: list[str] = []
+    for name, fn in (("local", run_release), ("spark", run_release_spark)):
+        out = tmp_path / f"pub-{name}"
+        for tag, pol, n in (("v1", joint_policy(levels=V1), 480),
+                            # block: the same node again (another one would fail the joint check).
+                            ("v2", joint_policy("people-q2", levels=V1 if joint == "block" else V2, joint=joint),
+                             840)):
+            rec = tmp_path / f"{tag}.parquet"
+            records(n).to_parquet(rec, index=False)
+            kw = {"progress": lines.append} if name == "spark" else {}
+            res = fn(write_policy(tmp_path / f"{tag}-{name}.yaml", pol), rec, out, **kw)
+            got[f"{name}-{tag}"] = res.bundle
+    assert sum("frequency table on Spark" in x for x in lines) == 2, lines
+    assert any(f"series.joint {joint}" in x and "on the driver" in x for x in lines) == (joint != "block"), lines
+    for tag in ("v1", "v2"):
+        la, sa = got[f"local-{tag}"], got[f"spark-{tag}"]
+        ra, rb = (json.loads((b / "report.json").read_text()) for b in (la, sa))
+        assert _no_seconds(ra["steps"]) == _no_seconds(rb["steps"])
+        assert (la / "people.csv").read_bytes() == (sa / "people.csv").read_bytes()
+    ev = json.loads((got["spark-v2"] / "report.json").read_text())["steps"][-1]
+    if joint == "keep-earlier":
+        assert ev["series_joint"]["records_at_earlier_values"] == 480
+    else:
+        assert "series_joint" not in ev
