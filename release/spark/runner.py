@@ -2,14 +2,15 @@
 
 What runs where:
 - executors: reading the Parquet files or catalog table; the record-id rule (an accumulator per
-  partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow);
+  partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow),
+  reading the network, address and layer files the driver read and shipped (release.spark.files);
   the contribution bounding and the exact counts of DP tables (window functions and group-bys);
   the cell counts of `table` outputs and k-anonymity's frequency table (group-bys) and its
-  recoding (a join);
+  recoding (a join); the row-local steps after a k-anonymity step (the same RowPipeline);
 - driver: the approval and every other pre-run hook, the merge of the partitions' results, the
-  k-anonymity search on the frequency table, OpenDP noise, suppression and the LP audit on the
-  cell counts, any later step, the assessment, the writers, the signature and the atomic rename
-  (release.engine._finish).
+  k-anonymity search on the frequency table, a series' keep-earlier / refine adjustment, OpenDP
+  noise, suppression and the LP audit on the cell counts, any step needing the whole frame, the
+  assessment, the writers, the signature and the atomic rename (release.engine._finish).
 
 A policy whose outputs are all DP tables and `table` outputs sends the driver only their
 aggregates; otherwise the rows the steps left are collected for the driver-side steps and outputs
