@@ -201,8 +201,8 @@ def series_adjustment(frame: pd.DataFrame, ctx: StepContext, progress: Any) -> p
     ev = ctx.step_evidence[-1]
     step = ctx.policy.steps[ev["index"]]
     ts = time.perf_counter()
-    progress(f"  series.joint {ctx.policy.series.joint}: {len(frame):,} recoded records against earlier releases"
-             " (on the driver)")
+    joint = getattr(ctx.policy.series, "joint", None)
+    progress(f"  series.joint {joint}: {len(frame):,} recoded records against earlier releases (on the driver)")
     frame, _ = keep_series(step, frame, ev, ctx)
     ev["seconds"] = round(ev["seconds"] + time.perf_counter() - ts, 3)
     return frame
