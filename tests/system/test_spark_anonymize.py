@@ -237,3 +237,29 @@ def test_frequency_table_on_level0_times_decides_what_raw_times_decide(recoding:
     assert json.dumps(_no_seconds(ev)) == json.dumps(_no_seconds(raw_ev))  # the same key order too
     assert new_ctx.internal == raw_ctx.internal
     pd.testing.assert_frame_equal(rec.apply(frame, inv), raw_rec.apply(frame, raw_inv))
+
+
+def test_steps_after_a_k_anonymity_step_that_removes_every_record(spark: Any, tmp_path: Path) -> None:
+    """k beyond the file and every record suppressed: the filter after it runs over no row on any partition,
+    and still records the evidence the local runner records (an empty published file in both)."""
+    from release.demo import demo_inputs
+    from release.engine import run_release
+    from release.spark.runner import run_release_spark
+
+    doc = yaml.safe_load((POLICIES / "arrests-strip-search.yaml").read_text())
+    step = next(s for s in doc["steps"] if s["type"] == "k-anonymity")
+    step.update(k=100000, max_suppression=1.0)
+    doc["steps"].append({"type": "filter", "exclude": {"column": "gender", "equals": "Man"}, "reason": "after"})
+    pol = tmp_path / "arrests-nothing-left.yaml"
+    pol.write_text(yaml.safe_dump(doc, sort_keys=False))
+    setup = demo_inputs(tmp_path / "in", 750, lambda _m: None)
+    src = setup["inputs"]["use-of-force"]
+    lines: list[str] = []
+    got = [fn(pol, src, tmp_path / name, options={**setup["options"], "ledger": str(tmp_path / f"{name}.db")},
+              seed=3, **kw).bundle
+           for name, fn, kw in (("local", run_release, {}), ("spark", run_release_spark, {"progress": lines.append}))]
+    assert any("step 3/3: filter" in x and "on the executors" in x for x in lines), lines
+    ra, rb = (json.loads((b / "report.json").read_text()) for b in got)
+    assert _no_seconds(ra["steps"]) == _no_seconds(rb["steps"])
+    assert ra["steps"][1]["suppressed_share"] == 1.0 and ra["steps"][2]["rows_excluded"] == 0
+    assert (got[0] / "arrests.csv").read_bytes() == (got[1] / "arrests.csv").read_bytes()
