@@ -1,6 +1,7 @@
 """The Spark runner on local[2]: DP table vs Spark's own bounded group-by vs Tumult; table output and end to end vs local.
 
-    .venv/bin/python -m benchmarks.bench_spark [--rows N] [--no-tumult] [--no-e2e]
+    .venv/bin/python -m benchmarks.bench_spark [--rows N] [--no-tumult] [--no-e2e | --only-e2e]
+        [--e2e-policies crime-indicators,...]
 
 1. DP table (the engine on Spark: keyed bounding with window functions, exact group-by, OpenDP noise on
    the driver) against Spark computing the same exact counts after the same kind of bounding with its own
@@ -39,6 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TUMULT_VENV = ROOT / ".venv-tumult"
 MAX_RECORDS = 3
 REPS = 2
+# The end-to-end policies and the kind of synthetic records each reads.
+E2E = (("use-of-force-by-gender", "use-of-force"), ("arrests-strip-search", "use-of-force"),
+       ("crime-indicators", "crimes"))
 
 
 def synth(n: int, path: Path) -> None:
@@ -218,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-tumult", action="store_true")
     ap.add_argument("--no-e2e", action="store_true")
     ap.add_argument("--only-e2e", action="store_true", help="skip the DP table and Tumult parts")
+    ap.add_argument("--e2e-policies", default=",".join(p for p, _ in E2E),
+                    help="comma-separated end-to-end policies (default: all three)")
     args = ap.parse_args(argv if argv is not None else sys.argv[1:] if __name__ == "__main__" else [])
     from release.spark.session import SparkSettings, session, unavailable
 
@@ -235,8 +241,11 @@ def main(argv: list[str] | None = None) -> None:
         config = work / "release.toml"
         config.write_text("[approval]\nrequired = false\n", encoding="utf-8")
         os.environ["RELEASE_CONFIG"] = str(config)
-        for pol, kind in (("use-of-force-by-gender", "use-of-force"), ("arrests-strip-search", "use-of-force"),
-                          ("crime-indicators", "crimes")):
+        wanted = [p.strip() for p in args.e2e_policies.split(",") if p.strip()]
+        unknown = sorted(set(wanted) - {p for p, _ in E2E})
+        if unknown:
+            ap.error(f"--e2e-policies: unknown {', '.join(unknown)} (known: {', '.join(p for p, _ in E2E)})")
+        for pol, kind in ((p, k) for p, k in E2E if p in wanted):
             from release.errors import BlockedError
 
             try:

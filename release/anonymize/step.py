@@ -21,6 +21,8 @@ from release.registry import register_step
 
 COUNT = "_count"
 "Frequency-table column: the records of the row's combination."
+FIRST = "_first_"
+"Prefix of a frequency-table column a runner adds per time quasi-identifier: the row's earliest raw time."
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,27 @@ class Population(StrictModel):
         if self.sampling_fraction is not None:
             return self.sampling_fraction
         return min(1.0, n / float(self.population_size or 1))
+
+
+def floor_time(values: pd.Series, unit: str) -> pd.Series:
+    """Times truncated to the start of their hour, day, week (Monday), month, quarter or year, still times
+    (missing stays missing): the level-0 value truncate_time labels, as a value that sorts as the times do.
+    Values that are not naive datetimes are returned as they are (grouped on their own values)."""
+    if not pd.api.types.is_datetime64_dtype(values.dtype):
+        return values
+    v = values.to_numpy(dtype="datetime64[ns]")
+    if unit in ("hour", "day", "month", "year"):
+        f = v.astype(f"datetime64[{ {'hour': 'h', 'day': 'D', 'month': 'M', 'year': 'Y'}[unit]}]")
+    elif unit == "week":
+        d = v.astype("datetime64[D]")
+        # 1970-01-01 was a Thursday: days since the epoch + 3, mod 7, is the weekday (Monday 0).
+        f = d - ((d.astype(np.int64) + 3) % 7).astype("timedelta64[D]")
+    elif unit == "quarter":
+        m = v.astype("datetime64[M]")
+        f = m - (m.astype(np.int64) % 3).astype("timedelta64[M]")  # months since 1970-01, a quarter start
+    else:
+        raise InternalError(f"floor_time: unknown unit {unit!r}")
+    return pd.Series(f.astype("datetime64[ns]"), index=values.index, name=values.name)
 
 
 @register_step
@@ -183,28 +206,69 @@ class KAnonymityStep(StepConfig):
         """The columns of the frequency table: quasi-identifiers, sensitive and protected columns."""
         return self.referenced_columns()
 
-    def frequency_table(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    def frequency_table(self, frame: pd.DataFrame, firsts: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
         """(the frequency table of the records, its row for each record).
 
-        One row per distinct combination of frequency_columns() (missing values are a value of their
-        own) with its records in COUNT, in the canonical order of the values: a runner that computes
-        the same table another way (a Spark group-by) and puts it in this order (canonical_frequency)
-        hands decide exactly the same input.
+        One row per distinct combination of frequency_columns() at their level-0 values (missing values
+        are a value of their own) with its records in COUNT, in the canonical order of the values: a
+        runner that computes the same table another way (a Spark group-by) and puts it in this order
+        (canonical_frequency) hands decide exactly the same input. A time quasi-identifier is grouped
+        on its time truncated to the hierarchy's first unit (level0_times): the search never looks finer
+        (level 0 is that unit), so the table has a row per quarter, not per day, and decides the same.
+        `firsts`: keep the FIRST columns (each row's earliest raw time) that fix this order.
         """
         cols = self.frequency_columns()
-        g = frame[cols].groupby(cols, dropna=False, sort=True, observed=True)
-        inv = g.ngroup().to_numpy(dtype=np.int64)
+        floors = self.level0_times()
+        if not floors:
+            g = frame[cols].groupby(cols, dropna=False, sort=True, observed=True)
+            inv = g.ngroup().to_numpy(dtype=np.int64)
+            ft = g.size().rename(COUNT).reset_index()
+            ft[COUNT] = ft[COUNT].astype(np.int64)
+            return ft, inv
+        keys = frame[cols].copy()
+        for c, unit in floors.items():
+            keys[c] = floor_time(keys[c], unit)
+        g = keys.groupby(cols, dropna=False, sort=True, observed=True)
+        gid = g.ngroup().to_numpy(dtype=np.int64)
         ft = g.size().rename(COUNT).reset_index()
         ft[COUNT] = ft[COUNT].astype(np.int64)
-        return ft, inv
+        for c in floors:
+            # Each row's earliest time: the rows then take the order the raw times gave them (_in_order).
+            ft[FIRST + c] = frame[c].groupby(gid).min().to_numpy()
+        order = self._in_order(ft)
+        ft = ft.iloc[order].reset_index(drop=True)
+        if not firsts:
+            ft = ft.drop(columns=[FIRST + c for c in floors])
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return ft, rank[gid]
+
+    def _in_order(self, ft: pd.DataFrame) -> np.ndarray:
+        """Row order of a frequency table grouped on level-0 times: by its columns, each time column standing
+        as its row's earliest time (FIRST + column). That is the order the rows would have had grouped on the
+        raw times, so each column's values first appear in the same order and decide (whose codes and
+        tie-breaks follow that order) decides exactly what it decides on the raw table."""
+        floors = self.level0_times()
+        by = [FIRST + c if c in floors else c for c in self.frequency_columns()]
+        keys = ft[by].reset_index(drop=True)
+        return keys.sort_values(by, na_position="last", kind="stable").index.to_numpy(dtype=np.int64)
+
+    def level0_times(self) -> dict[str, str]:
+        """Time quasi-identifiers and the unit of their level 0: the frequency table holds their times
+        truncated to it (floor_time; release/spark groups on Spark's date_trunc of the same unit)."""
+        return {c: h.time[0] for c, h in self.quasi_identifiers.items() if h.time is not None}
 
     def canonical_frequency(self, ft: pd.DataFrame, carry: tuple[str, ...] = ()) -> pd.DataFrame:
         """A frequency table computed elsewhere (rows in any order) in frequency_table's order; `carry`
         columns (a runner's row ids) follow their rows."""
         cols = self.frequency_columns()
-        aggs = {COUNT: (COUNT, "sum"), **{c: (c, "first") for c in carry}}
+        floors = [c for c in self.level0_times() if FIRST + c in ft.columns]
+        aggs = {COUNT: (COUNT, "sum"), **{FIRST + c: (FIRST + c, "min") for c in floors},
+                **{c: (c, "first") for c in carry}}
         out = ft.groupby(cols, dropna=False, sort=True, observed=True).agg(**aggs).reset_index()
         out[COUNT] = out[COUNT].astype(np.int64)
+        if floors:
+            out = out.iloc[self._in_order(out)].drop(columns=[FIRST + c for c in floors]).reset_index(drop=True)
         return out
 
     def build_problem(self, frame: pd.DataFrame, base: Any = None, counts: np.ndarray | None = None) -> Problem:

@@ -108,8 +108,10 @@ def trusted_path(options: dict[str, Any], name: str, kind: str, path: Path | Non
     if path is None:
         return None
     t = options.get("_trusted")
-    if isinstance(t, TrustedFiles):
-        return t.take(name, kind, path)
+    # The driver's TrustedFiles, or on a Spark executor the copies the driver shipped
+    # (release.spark.files.ShippedFiles): either way the bytes the run hashed, not the path.
+    if isinstance(t, TrustedFiles) or callable(getattr(t, "take", None)):
+        return t.take(name, kind, path)  # type: ignore[union-attr]
     return path
 
 

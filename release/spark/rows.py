@@ -138,11 +138,12 @@ def duplicate_rows(df: Any, policy: Any) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-def run_pipeline(df: Any, pipe: Any) -> tuple[Any, BatchResult, Any]:
+def run_pipeline(df: Any, pipe: Any, files: Any = None) -> tuple[Any, BatchResult, Any]:
     """(rows after the pipeline, the merged BatchResult, the persisted frame to unpersist), in one pass.
 
     The pipeline runs once per partition: its output is persisted, the results are read from it,
-    and the rows are read from it again by whatever comes next.
+    and the rows are read from it again by whatever comes next. `files` (release.spark.files.ShippedFiles):
+    the network, layer and hierarchy files the steps read, as the driver shipped them.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -163,6 +164,9 @@ def run_pipeline(df: Any, pipe: Any) -> tuple[Any, BatchResult, Any]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        if files is not None:
+            # The steps read their files through `trusted_path`: here, the copies the driver shipped.
+            pipe._step_context().options["_trusted"] = files
         acc: BatchResult | Exception | None = None
         tail = [pa.nulls(1, f.type) for f in out]
         try:

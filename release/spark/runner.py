@@ -2,14 +2,15 @@
 
 What runs where:
 - executors: reading the Parquet files or catalog table; the record-id rule (an accumulator per
-  partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow);
+  partition); validation and the row-local steps (the engine's RowPipeline through mapInArrow),
+  reading the network, address and layer files the driver read and shipped (release.spark.files);
   the contribution bounding and the exact counts of DP tables (window functions and group-bys);
   the cell counts of `table` outputs and k-anonymity's frequency table (group-bys) and its
-  recoding (a join);
+  recoding (a join); the row-local steps after a k-anonymity step (the same RowPipeline);
 - driver: the approval and every other pre-run hook, the merge of the partitions' results, the
-  k-anonymity search on the frequency table, OpenDP noise, suppression and the LP audit on the
-  cell counts, any later step, the assessment, the writers, the signature and the atomic rename
-  (release.engine._finish).
+  k-anonymity search on the frequency table, a series' keep-earlier / refine adjustment, OpenDP
+  noise, suppression and the LP audit on the cell counts, any step needing the whole frame, the
+  assessment, the writers, the signature and the atomic rename (release.engine._finish).
 
 A policy whose outputs are all DP tables and `table` outputs sends the driver only their
 aggregates; otherwise the rows the steps left are collected for the driver-side steps and outputs
@@ -63,6 +64,7 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
     from release.plan import compile_plan
     from release.policy.loader import parse_policy
     from release.spark import session as S
+    from release.spark.files import ship
     from release.spark.source import read
     from release.validate import check_empty
 
@@ -103,14 +105,18 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
             ctx.manifest["engine"] = ENGINE_NAME
             ctx.manifest["spark"] = {"version": spark.version, "master": spark.sparkContext.master,
                                      "source": src.manifest}
+            # The network, layers and hierarchies the run read (its approved copies) go to the executors.
+            files = ship(spark, trusted)
             staging = Staging(out_dir, policy.dataset.name, release_id)
             try:
-                rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty)
+                rows, cached, vreport = row_stage(spark, df, src, plan, ctx, progress, check_empty, files)
                 held = [cached]
                 try:
-                    rows = spark_steps(rows, plan, ctx, progress, held)
-                    streams = records_stage(rows, plan, ctx, staging, progress)
-                    frame = aggregate_stage(rows, plan, ctx, progress) if not streams else None
+                    rows, adjust = spark_steps(rows, plan, ctx, progress, held, files)
+                    streams = {} if adjust else records_stage(rows, plan, ctx, staging, progress)
+                    frame = aggregate_stage(rows, plan, ctx, progress, whole=adjust) if not streams else None
+                    if adjust:
+                        frame = series_adjustment(frame, ctx, progress)
                 finally:
                     for d in held:
                         d.unpersist()
@@ -124,7 +130,7 @@ def run_release_spark(policy_path: str | Path, input_path: str | Path | None, ou
 
 
 def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progress: Any,
-              check_empty: Any) -> tuple[Any, Any, ValidationReport]:
+              check_empty: Any, files: Any = None) -> tuple[Any, Any, ValidationReport]:
     """Validation and the row-local steps on the executors: (their rows, the persisted frame, the report).
 
     The same sequence as release.engine._run_row_pipeline, partition by partition.
@@ -154,7 +160,7 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
         raise_if_refused(merge_reports(VR(rows_read=0, violations=columns), rep or VR(rows_read=0)), policy,
                          src.label)
     pipe = row_pipeline(plan, ctx, exclude_rows=exclude)
-    rows, result, cached = run_pipeline(numbered, pipe)
+    rows, result, cached = run_pipeline(numbered, pipe, files)
     vreport = result.validation or VR(rows_read=0)
     try:
         raise_if_refused(vreport, policy, src.label)
@@ -165,18 +171,32 @@ def row_stage(spark: Any, df: Any, src: Any, plan: Any, ctx: StepContext, progre
     return rows, cached, vreport
 
 
-def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any]) -> Any:
-    """The step after the row-local ones, when it is a k-anonymity step: its frequency table as a Spark
-    group-by, the search on the driver, the recoding joined back (release.spark.anonymize). Steps after it
-    run on the driver over the collected rows."""
-    from release.spark.anonymize import apply_k_anonymity, runs_on_spark
+def spark_steps(rows: Any, plan: Any, ctx: StepContext, progress: Any, held: list[Any],
+                files: Any = None) -> tuple[Any, bool]:
+    """The steps after the leading row-local ones, for as long as they can run on Spark: (the rows, whether the
+    last k-anonymity step still owes its series adjustment on the driver).
 
-    i = len(ctx.step_evidence)
+    A k-anonymity step runs as its frequency table (a group-by), the search on the driver and the recoding
+    joined back (release.spark.anonymize); the row-local steps after it run partition-wise over the recoded
+    rows (the engine's row pipeline without validation). In a re-release series whose k-anonymity step moves
+    joined records back to their earlier values (adjusts_series), that adjustment needs the whole output:
+    the rows then go to the driver, which adjusts them and runs every later step. A step that is neither
+    (one needing the whole frame) and every step after it run on the driver over the collected rows."""
+    from release.spark.anonymize import adjusts_series, apply_k_anonymity, runs_on_spark
+
     steps = ctx.policy.steps
-    if i < len(steps) and runs_on_spark(steps[i], ctx.policy, list(rows.columns)):
-        rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
-        held.append(ft)
-    return rows
+    while (i := len(ctx.step_evidence)) < len(steps):
+        if runs_on_spark(steps[i], list(rows.columns)):
+            rows, ft = apply_k_anonymity(rows, i, plan, ctx, progress)
+            held.append(ft)
+            if adjusts_series(ctx.policy, ctx.options):
+                return rows, True
+        elif getattr(type(steps[i]), "row_local", False):
+            rows, cached = row_steps(rows, i, plan, ctx, progress, files)
+            held.append(cached)
+        else:
+            break
+    return rows, False
 
 
 def records_stage(rows: Any, plan: Any, ctx: StepContext, staging: Any, progress: Any) -> dict[str, Any]:
@@ -214,7 +234,46 @@ def records_stage(rows: Any, plan: Any, ctx: StepContext, staging: Any, progress
     return streams
 
 
-def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd.DataFrame:
+def series_adjustment(frame: pd.DataFrame, ctx: StepContext, progress: Any) -> pd.DataFrame:
+    """The last k-anonymity step's series.joint adjustment (keep-earlier / refine) over the collected recoded
+    rows, its figures added to the step's evidence, as KAnonymityStep.apply does in the local runner."""
+    from release.series.records import keep_series
+
+    ev = ctx.step_evidence[-1]
+    step = ctx.policy.steps[ev["index"]]
+    ts = time.perf_counter()
+    joint = getattr(ctx.policy.series, "joint", None)
+    progress(f"  series.joint {joint}: {len(frame):,} recoded records against earlier releases (on the driver)")
+    frame, _ = keep_series(step, frame, ev, ctx)
+    ev["seconds"] = round(ev["seconds"] + time.perf_counter() - ts, 3)
+    return frame
+
+
+def row_steps(rows: Any, first: int, plan: Any, ctx: StepContext, progress: Any, files: Any) -> tuple[Any, Any]:
+    """Policy steps `first`.. (the row-local run starting there) partition-wise over rows a global step left:
+    (their rows, the persisted frame to unpersist). The same RowPipeline as the row stage, without validation
+    (the rows are typed already); its evidence is merged over the partitions as the row stage's is."""
+    from release.batches import BatchContext, RowPipeline, arrow_schema
+    from release.engine import record_pipeline_steps
+    from release.spark.rows import run_pipeline
+
+    steps = ctx.policy.steps
+    last = first
+    while last + 1 < len(steps) and getattr(type(steps[last + 1]), "row_local", False):
+        last += 1
+    idx = tuple(range(first, last + 1))
+    pipe = RowPipeline(BatchContext.of(ctx), idx, tuple(plan.schemas[first:last + 2]), validate=False)
+    out, result, cached = run_pipeline(rows, pipe, files)
+    if len(result.evidence) != len(idx):
+        # No partition held a row (every record suppressed): the steps' evidence of an empty frame, here.
+        pipe._step_context().options["_trusted"] = ctx.options.get("_trusted")
+        result = result.merge(pipe.process(arrow_schema(plan.schemas[first]).empty_table())[1])
+    record_pipeline_steps(pipe, result, plan, ctx, progress, "on the executors")
+    ctx.schema = plan.schemas[last + 1]
+    return out, cached
+
+
+def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any, whole: bool = False) -> pd.DataFrame:
     """DP tables and `table` outputs as Spark aggregates (their builds handed to the engine); the driver
     frame the rest needs.
 
@@ -229,7 +288,8 @@ def aggregate_stage(rows: Any, plan: Any, ctx: StepContext, progress: Any) -> pd
     from release.spark.tables import cell_counts as table_counts
 
     policy = ctx.policy
-    remaining = len(ctx.step_evidence) < len(policy.steps)
+    # `whole`: the driver adjusts the rows before anything is built from them (a series adjustment).
+    remaining = whole or len(ctx.step_evidence) < len(policy.steps)
     prebuilt: dict[str, Any] = {}
     if not remaining:
         for out in policy.outputs:

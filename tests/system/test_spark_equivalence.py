@@ -168,3 +168,69 @@ def test_step_secrets_come_from_the_driver(spark: Any, demo_inputs: Any, tmp_pat
     with pytest.raises(UsageError, match="RELEASE_PSEUDONYM_KEY is not set"):
         run_release_spark(pol, inputs["crimes"], tmp_path / "out-missing", options=options, seed=3)
     assert not (tmp_path / "out-missing").exists()
+
+
+def test_executors_read_the_files_the_driver_read(spark: Any, demo_inputs: Any, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network, address points and area layer reach the executors as the copies the driver read and
+    hashed (SparkContext.addFile), not through the paths given: with those paths gone once the driver has
+    read them, the Spark run still publishes what the local runner publishes. A copy whose sha256 is not the
+    one the driver recorded stops the run as an input error naming the file (exit 2), nothing published."""
+    import shutil
+
+    from release import registry
+    from release.engine import run_release
+    from release.errors import InputError
+    from release.spark import files as F
+    from release.spark.runner import run_release_spark
+
+    inputs, options = demo_inputs
+    given = tmp_path / "given"
+    shutil.copytree(Path(options["network"]).parent, given)
+    opts = {k: str(given / Path(v).name) if Path(v).parent == Path(options["network"]).parent else v
+            for k, v in options.items()}
+    pol = POLICIES / "crime-indicators.yaml"
+    local = run_release(pol, inputs["crimes"], tmp_path / "local", options={**opts, "ledger": str(tmp_path / "l.db")},
+                        seed=5).bundle
+    gone: list[str] = []
+
+    def take_the_files_away(policy: Any, policy_path: Any, options: dict[str, Any]) -> None:
+        # Runs after the approval and geomask preflight hooks: the driver has its copies by now.
+        given.rename(tmp_path / "moved")
+        gone.append("before the row stage")
+
+    def give_them_back(policy: Any, ctx: Any) -> None:
+        # After every step ran on the executors; the assessment names the verifier's files by path.
+        (tmp_path / "moved").rename(given)
+        gone.append("after the steps")
+
+    monkeypatch.setattr(registry, "PRE_RUN", [*registry.PRE_RUN, take_the_files_away])
+    monkeypatch.setattr(registry, "PRE_OUTPUT", [give_them_back, *registry.PRE_OUTPUT])
+    sp = run_release_spark(pol, inputs["crimes"], tmp_path / "spark",
+                           options={**opts, "ledger": str(tmp_path / "s.db")}, seed=5).bundle
+    assert gone == ["before the row stage", "after the steps"]
+    monkeypatch.setattr(registry, "PRE_RUN", [h for h in registry.PRE_RUN if h is not take_the_files_away])
+    monkeypatch.setattr(registry, "PRE_OUTPUT", [h for h in registry.PRE_OUTPUT if h is not give_them_back])
+    ra, rb = (json.loads((b / "report.json").read_text()) for b in (local, sp))
+    assert _no_seconds(ra["steps"]) == _no_seconds(rb["steps"])
+    assert any(s["type"] == "geomask-snap" for s in rb["steps"])
+    man_l, man_s = (json.loads((b / "manifest.json").read_text()) for b in (local, sp))
+    assert man_l["network"] == man_s["network"] and man_s["network"]["addresses"]["file"] == "addresses.csv"
+    files = [f for f in man_l["files"] if f.endswith((".csv", ".geojson"))]
+    assert files and all((local / f).read_bytes() == (sp / f).read_bytes() for f in files)
+
+    real = F.ship
+
+    def damaged(spark_: Any, trusted: Any) -> Any:
+        got = real(spark_, trusted)
+        net = got.files["network"]
+        # The executor receives the driver's bytes; the recorded hash is another file's.
+        return F.ShippedFiles({**got.files, "network": F.Shipped(net.name, net.kind, net.file, net.staged,
+                                                                  "0" * 64)})
+
+    monkeypatch.setattr(F, "ship", damaged)
+    with pytest.raises(InputError, match=r"network file nodes\.csv \(network\): the copy this executor received"
+                                         r" has sha256 [0-9a-f]{64}, not 0{64}"):
+        run_release_spark(pol, inputs["crimes"], tmp_path / "spark-bad",
+                          options={**opts, "ledger": str(tmp_path / "b.db")}, seed=5)
+    assert not (tmp_path / "spark-bad").exists()

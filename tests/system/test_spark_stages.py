@@ -133,3 +133,34 @@ def test_missing_columns_refused_like_the_local_runner(spark: Any, tmp_path: Pat
     assert any("[missing-column]" in d for d in local.details)
     assert on_spark.details == local.details and on_spark.exit_code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_shipped_files_are_read_from_sparkfiles(spark: Any, tmp_path: Path) -> None:
+    """ship() hands SparkContext.addFile the run's approved copy under its sha256; take() gives the copy under
+    SparkFiles' root with the file's own name and bytes, and refuses one whose sha256 is not the recorded one."""
+    import hashlib
+
+    from pyspark import SparkFiles
+
+    from release.governance.trusted import TrustedFiles
+    from release.spark.files import Shipped, ShippedFiles, ship
+
+    src = tmp_path / "nodes.csv"
+    src.write_bytes(b"node_id,lat,lon\n1,43.6,-79.4\n")
+    trusted = TrustedFiles()
+    try:
+        trusted.take("network", "network", src)
+        trusted.take("input", "records", src, covered=False)
+        shipped = ship(spark, trusted)
+    finally:
+        trusted.close()
+    assert set(shipped.files) == {"network"}  # the records are Spark's to read, never shipped
+    f = shipped.files["network"]
+    assert f.staged == f.sha256 == hashlib.sha256(src.read_bytes()).hexdigest() and f.file == "nodes.csv"
+    src.unlink()
+    got = shipped.take("network", "network", src)
+    assert got.name == "nodes.csv" and got.read_bytes() == b"node_id,lat,lon\n1,43.6,-79.4\n"
+    assert Path(SparkFiles.getRootDirectory()).resolve() in got.resolve().parents
+    bad = ShippedFiles({"network": Shipped("network", "network", "nodes.csv", f.staged, "f" * 64)})
+    with pytest.raises(InputError, match="not f{64} as the driver read it"):
+        bad.take("network", "network", src)
