@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from release.batches import ROW, BatchResult, DuplicateIds, raw_frame
+from release.errors import InternalError
 from release.spark.stages import accumulate, spark_schema
 
 RESULT = "_batch_result"
@@ -138,6 +139,30 @@ def duplicate_rows(df: Any, policy: Any) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
+RESULT_PIECE_BYTES = 8 << 20
+"Size of the pieces a partition's merged BatchResult travels in (a partition at a time to the driver)."
+
+
+def _reassemble(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """Whole values from length-framed pieces in order (each value's pieces are consecutive)."""
+    buf = bytearray()
+    want = -1
+    for p in pieces:
+        buf += p
+        while True:
+            if want < 0 and len(buf) >= 8:
+                want = int.from_bytes(buf[:8], "little")
+                del buf[:8]
+            if want >= 0 and len(buf) >= want:
+                yield bytes(buf[:want])
+                del buf[:want]
+                want = -1
+                continue
+            break
+    if buf or want >= 0:
+        raise InternalError("a partition's pipeline result arrived cut short (this is a bug)")
+
+
 def run_pipeline(df: Any, pipe: Any, files: Any = None) -> tuple[Any, BatchResult, Any]:
     """(rows after the pipeline, the merged BatchResult, the persisted frame to unpersist), in one pass.
 
@@ -151,6 +176,7 @@ def run_pipeline(df: Any, pipe: Any, files: Any = None) -> tuple[Any, BatchResul
     out = sparkable(pipe.output_schema())
     with_result = out.append(pa.field(RESULT, pa.large_binary()))
     env = step_secrets(pipe.context.policy)
+    piece = RESULT_PIECE_BYTES  # read on the driver: the closure carries it to the workers
 
     def part(it: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import os
@@ -180,11 +206,16 @@ def run_pipeline(df: Any, pipe: Any, files: Any = None) -> tuple[Any, BatchResul
             # A user error (a missing key, a bad file) goes to the driver as it is: exit 2, not a crash.
             acc = e
         blob = pickle.dumps(acc if acc is not None else BatchResult(), protocol=5)
-        yield pa.RecordBatch.from_arrays([*tail, pa.array([blob], pa.large_binary())], schema=with_result)
+        # The merged result can be large (snap and withhold keep per-record states: ~83 MB for 1.25M
+        # records): it travels as pieces of RESULT_PIECE_BYTES, the first prefixed by the whole length.
+        framed = len(blob).to_bytes(8, "little") + blob
+        for off in range(0, len(framed), piece):  # pieces of one value, not records
+            yield pa.RecordBatch.from_arrays([*tail, pa.array([framed[off:off + piece]], pa.large_binary())],
+                                             schema=with_result)
 
     mapped = df.mapInArrow(part, spark_schema(with_result)).persist(StorageLevel.MEMORY_AND_DISK)
-    blobs = mapped.where(F.col(RESULT).isNotNull()).select(RESULT).toArrow().column(RESULT).to_pylist()
-    parts = [pickle.loads(b) for b in blobs]
+    pieces = mapped.where(F.col(RESULT).isNotNull()).select(RESULT).toLocalIterator(prefetchPartitions=False)
+    parts = [pickle.loads(b) for b in _reassemble(row[0] for row in pieces)]
     failed = [p for p in parts if isinstance(p, Exception)]
     if failed:
         mapped.unpersist()

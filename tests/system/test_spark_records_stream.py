@@ -9,10 +9,30 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import POLICIES
 from tests.system.test_batch_invariance import _deterministic
 from tests.system.test_spark_equivalence import _inputs, _kind
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.binary(max_size=300), max_size=6), size=st.integers(1, 64))
+def test_framed_pieces_reassemble_into_the_values(values: list[bytes], size: int) -> None:
+    from release.spark.rows import _reassemble
+
+    framed = b"".join(len(v).to_bytes(8, "little") + v for v in values)
+    pieces = [framed[i:i + size] for i in range(0, len(framed), size)]
+    assert list(_reassemble(iter(pieces))) == values
+
+
+def test_a_value_cut_short_is_a_bug_not_a_result() -> None:
+    from release.errors import InternalError
+    from release.spark.rows import _reassemble
+
+    with pytest.raises(InternalError):
+        list(_reassemble(iter([(10).to_bytes(8, "little") + b"abc"])))
 
 
 def test_stream_batches_hands_over_every_row_in_slices(spark: Any) -> None:
@@ -43,6 +63,17 @@ def test_records_policy_on_spark_streams_into_the_external_sort(spark: Any, tmp_
         raise AssertionError("every row was collected to the driver at once")
 
     monkeypatch.setattr(stages, "collect_batches", collect_at_once)
+    from release.spark import rows as spark_rows
+
+    # The partitions' pipeline results travel in pieces of a few KB: many pieces per partition, reassembled.
+    monkeypatch.setattr(spark_rows, "RESULT_PIECE_BYTES", 4096)
+    pieces: list[int] = []
+    reassemble = spark_rows._reassemble
+
+    def counting(it: Any) -> Any:
+        yield from reassemble(p for p in it if not pieces.append(len(p)))
+
+    monkeypatch.setattr(spark_rows, "_reassemble", counting)
     runs: list[int] = []
     close = extsort.ExternalSort.close
 
@@ -63,6 +94,7 @@ def test_records_policy_on_spark_streams_into_the_external_sort(spark: Any, tmp_
         assert not list(res.bundle.parent.glob(".staging-*")), "the staging folder is left behind"
         got[name] = _deterministic(res.bundle)
     assert runs, "the Spark run did not go through the external sort: the streamed path was not taken"
+    assert len(pieces) > 4 and max(pieces) == 4096, f"the pipeline results came in pieces {pieces[:8]}"
     local, sp = got["local"], got["spark"]
     assert local["files"] and local["files"].keys() == sp["files"].keys()
     for f in local["files"]:
