@@ -17,16 +17,8 @@ STREAMED = [p for p in _policies() if (lambda pol: len(row_local_prefix(pol)) ==
                                       and all(o.kind == "records" for o in pol.outputs))(load_policy(p))]
 
 
-def test_some_bundled_policy_streams() -> None:
-    assert any(p.stem == "crime-indicators" for p in STREAMED)
-
-
-@pytest.mark.parametrize("policy_path", STREAMED, ids=lambda p: p.stem)
-def test_many_tiny_spilled_runs_publish_the_in_memory_bytes(policy_path: Path, inputs: dict[str, Any],  # noqa: F811
-                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    policy = load_policy(policy_path)
-    kind = _demo_input(policy, inputs)
-    now = datetime.now(UTC).replace(microsecond=0)
+def count_sort_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of spilled runs of every external sort closed from now on (appended as each closes)."""
     from release.io import extsort
 
     runs: list[int] = []
@@ -37,6 +29,20 @@ def test_many_tiny_spilled_runs_publish_the_in_memory_bytes(policy_path: Path, i
         close(self)
 
     monkeypatch.setattr(extsort.ExternalSort, "close", counting_close)
+    return runs
+
+
+def test_some_bundled_policy_streams() -> None:
+    assert any(p.stem == "crime-indicators" for p in STREAMED)
+
+
+@pytest.mark.parametrize("policy_path", STREAMED, ids=lambda p: p.stem)
+def test_many_tiny_spilled_runs_publish_the_in_memory_bytes(policy_path: Path, inputs: dict[str, Any],  # noqa: F811
+                                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = load_policy(policy_path)
+    kind = _demo_input(policy, inputs)
+    now = datetime.now(UTC).replace(microsecond=0)
+    runs = count_sort_runs(monkeypatch)
     got = {}
     for name, extra, memory_mb in (("frame", {"_records_in_memory": True}, None),
                                    ("streamed", {"batch_rows": 150, "_shuffle_batches": True}, "0.001")):

@@ -31,30 +31,37 @@ def _variant(tmp: Path, change: dict[str, Any], drop: tuple[str, ...]) -> Path:
     return path
 
 
+def _both_runners(pol: Path, tmp_path: Path, seed: int) -> tuple[Path, Path, list[str]]:
+    """(Spark bundle, local bundle, the Spark run's progress lines) of one policy on the demo's records."""
+    import pyarrow.parquet as pq
+
+    from release.demo import demo_inputs
+    from release.engine import run_release
+    from release.policy.loader import load_policy
+    from release.spark.runner import run_release_spark
+
+    setup = demo_inputs(tmp_path / "in", 3000, lambda _m: None)
+    declared = set(load_policy(pol).input.columns)
+    src = next(Path(p) for p in setup["inputs"].values() if set(pq.read_schema(p).names) == declared)
+    opts = dict(setup["options"])
+    lines: list[str] = []
+    s = run_release_spark(pol, src, tmp_path / "spark", options={**opts, "ledger": str(tmp_path / "a.sqlite")},
+                          seed=seed, progress=lines.append).bundle
+    loc = run_release(pol, src, tmp_path / "local", options={**opts, "ledger": str(tmp_path / "b.sqlite")},
+                      seed=seed).bundle
+    return s, loc, lines
+
+
 @pytest.mark.parametrize("change, drop", [
     ({"recoding": "local"}, ("max_suppression", "suppression")),
     ({"suppression": "cells", "max_suppression": 0.1}, ()),
 ], ids=["local-recoding", "cell-suppression"])
 def test_k_anonymity_on_spark_equals_local(spark: Any, tmp_path: Path, change: dict[str, Any],
                                            drop: tuple[str, ...]) -> None:
-    import pyarrow.parquet as pq
 
-    from release.demo import demo_inputs
-    from release.engine import run_release
-    from release.spark.runner import run_release_spark
 
-    setup = demo_inputs(tmp_path / "in", 3000, lambda _m: None)
     pol = _variant(tmp_path, change, drop)
-    from release.policy.loader import load_policy
-
-    declared = set(load_policy(pol).input.columns)
-    src = next(Path(p) for p in setup["inputs"].values() if set(pq.read_schema(p).names) == declared)
-    opts = dict(setup["options"])
-    lines: list[str] = []
-    s = run_release_spark(pol, src, tmp_path / "spark", options={**opts, "ledger": str(tmp_path / "a.sqlite")},
-                          seed=6, progress=lines.append).bundle
-    loc = run_release(pol, src, tmp_path / "local", options={**opts, "ledger": str(tmp_path / "b.sqlite")},
-                      seed=6).bundle
+    s, loc, lines = _both_runners(pol, tmp_path, seed=6)
     assert any("frequency table on Spark" in x for x in lines), lines
     ra, rb = (json.loads((b / "report.json").read_text()) for b in (loc, s))
     step_l, step_s = _no_seconds(ra["steps"][-1]), _no_seconds(rb["steps"][-1])
@@ -112,12 +119,7 @@ def test_frequency_table_decides_what_the_records_decide() -> None:
 def test_row_local_steps_after_k_anonymity_run_on_the_executors(spark: Any, tmp_path: Path) -> None:
     """A filter and keyed pseudonyms after the k-anonymity step run partition-wise over the recoded rows (no
     driver step), and the bundle is the local runner's: records byte for byte, every step's evidence."""
-    import pyarrow.parquet as pq
 
-    from release.demo import demo_inputs
-    from release.engine import run_release
-    from release.policy.loader import load_policy
-    from release.spark.runner import run_release_spark
 
     doc = yaml.safe_load((POLICIES / "arrests-strip-search.yaml").read_text())
     doc["steps"] += [
@@ -128,15 +130,7 @@ def test_row_local_steps_after_k_anonymity_run_on_the_executors(spark: Any, tmp_
     doc["outputs"][0]["columns"] = ["incident_id", *doc["outputs"][0]["columns"]]
     pol = tmp_path / "arrests-later-steps.yaml"
     pol.write_text(yaml.safe_dump(doc, sort_keys=False))
-    setup = demo_inputs(tmp_path / "in", 3000, lambda _m: None)
-    declared = set(load_policy(pol).input.columns)
-    src = next(Path(p) for p in setup["inputs"].values() if set(pq.read_schema(p).names) == declared)
-    opts = dict(setup["options"])
-    lines: list[str] = []
-    s = run_release_spark(pol, src, tmp_path / "spark", options={**opts, "ledger": str(tmp_path / "a.sqlite")},
-                          seed=4, progress=lines.append).bundle
-    loc = run_release(pol, src, tmp_path / "local", options={**opts, "ledger": str(tmp_path / "b.sqlite")},
-                      seed=4).bundle
+    s, loc, lines = _both_runners(pol, tmp_path, seed=4)
     assert any("step 4/4: pseudonymize" in x and "on the executors" in x for x in lines), lines
     assert any("step 3/4: filter" in x and "on the executors" in x for x in lines), lines
     assert not any("(on the driver)" in x for x in lines), lines

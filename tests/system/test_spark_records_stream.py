@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import POLICIES
 from tests.system.test_batch_invariance import _deterministic
+from tests.system.test_records_stream import count_sort_runs
 from tests.system.test_spark_equivalence import _inputs, _kind
 
 
@@ -50,7 +51,6 @@ def test_stream_batches_hands_over_every_row_in_slices(spark: Any) -> None:
 def test_records_policy_on_spark_streams_into_the_external_sort(spark: Any, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from release.engine import run_release
-    from release.io import extsort
     from release.spark import stages
     from release.spark.runner import run_release_spark
 
@@ -74,14 +74,7 @@ def test_records_policy_on_spark_streams_into_the_external_sort(spark: Any, tmp_
         yield from reassemble(p for p in it if not pieces.append(len(p)))
 
     monkeypatch.setattr(spark_rows, "_reassemble", counting)
-    runs: list[int] = []
-    close = extsort.ExternalSort.close
-
-    def counting_close(self: extsort.ExternalSort) -> None:
-        runs.append(self.runs)
-        close(self)
-
-    monkeypatch.setattr(extsort.ExternalSort, "close", counting_close)
+    runs = count_sort_runs(monkeypatch)
     now = datetime.now(UTC).replace(microsecond=0)
     got = {}
     for name, fn in (("local", run_release), ("spark", run_release_spark)):

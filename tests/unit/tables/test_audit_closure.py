@@ -14,8 +14,7 @@ from hypothesis.extra.numpy import arrays
 import release.tables.audit as audit_mod
 from release.tables.audit import _propagate, attack, attack_whole
 from release.tables.primary import threshold_rule
-from release.tables.secondary import protect_fast
-from tests.unit.tables.helpers import _cells, _model
+from tests.unit.tables.helpers import _cells, _model, protected_3d
 
 _SHAPES = st.one_of(st.tuples(st.integers(2, 8), st.integers(2, 8)),
                     st.tuples(st.integers(2, 4), st.integers(2, 4), st.integers(2, 4)))
@@ -69,12 +68,8 @@ def test_witness_closure_equals_every_cell_by_its_own_lp(inner: np.ndarray, data
 
 
 def test_witnesses_close_most_problems_without_their_own_lp() -> None:
-    # A pattern protection leaves on a 3-D table: one large component, interior cells only.
-    rng = np.random.default_rng(5)
-    inner = rng.poisson(np.exp(rng.normal(2.5, 1.0, (10, 8, 6))))
-    model, v = _model(inner)
-    primary = threshold_rule(v, 5, protect_zeros=False)
-    published = np.where(protect_fast(model, v, primary, absolute=5.0).suppressed, np.nan, v)
+    # A pattern protection leaves on a 3-D table: one large component.
+    model, v, published = protected_3d()
     fast = attack(model, published, workers=1)
     open_cells = int(np.isnan(published).sum())
     assert fast.largest_component > 50

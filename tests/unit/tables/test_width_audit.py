@@ -13,7 +13,7 @@ import release.tables.audit as audit_mod
 from release.tables.audit import attack, attack_whole
 from release.tables.primary import threshold_rule
 from release.tables.secondary import protect_fast, required_widths
-from tests.unit.tables.helpers import _cells, _model
+from tests.unit.tables.helpers import _cells, _model, protected_3d
 
 _SHAPES = st.one_of(st.tuples(st.integers(2, 8), st.integers(2, 8)),
                     st.tuples(st.integers(2, 4), st.integers(2, 4), st.integers(2, 4)))
@@ -82,11 +82,7 @@ def test_a_pattern_too_thin_for_its_width_fails_in_both() -> None:
 
 def test_width_proof_on_a_large_component_needs_far_fewer_solves() -> None:
     # A pattern protection leaves on a 3-D table: one large component.
-    rng = np.random.default_rng(5)
-    inner = rng.poisson(np.exp(rng.normal(2.5, 1.0, (10, 8, 6))))
-    model, v = _model(inner)
-    primary = threshold_rule(v, 5, protect_zeros=False)
-    published = np.where(protect_fast(model, v, primary, absolute=5.0).suppressed, np.nan, v)
+    model, v, published = protected_3d()
     S = np.isnan(published)
     need = np.where(S, 5.0, np.nan)
     exact = attack(model, published, workers=1, need=need)  # below WIDTH_PROOF_CELLS: exact
