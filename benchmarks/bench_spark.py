@@ -168,6 +168,7 @@ def end_to_end(policy: str, kind: str, n: int, work: Path) -> dict[str, float]:
         fn(ROOT / "policies" / f"{policy}.yaml", records, work / f"out-{name}-{policy}", options=opts)
         figs[f"{name}_s"] = time.perf_counter() - t0
         figs[f"{name}_cpu_s"] = cpu() - c0
+        print(f"  {policy} {name}: {figs[f'{name}_s']:.1f} s (cpu {figs[f'{name}_cpu_s']:.1f})", flush=True)
     return figs
 
 
