@@ -139,7 +139,7 @@ def duplicate_rows(df: Any, policy: Any) -> np.ndarray:
     return np.asarray(rows, dtype=np.int64)
 
 
-RESULT_PIECE_BYTES = 8 << 20
+RESULT_PIECE_BYTES = 4 << 20
 "Size of the pieces a partition's merged BatchResult travels in (a partition at a time to the driver)."
 
 
@@ -177,7 +177,8 @@ def _results(mapped: Any) -> list[bytes]:
         F.spark_partition_id().alias("_part"), F.monotonically_increasing_id().alias("_seq"), RESULT)
     n = pieces.count()  # the first action: runs the pipeline once, into the persisted frame
     got: dict[int, list[tuple[int, bytes]]] = {}
-    for part_id, seq, data in pieces.repartition(max(1, n)).toLocalIterator(prefetchPartitions=True):
+    # One piece at a time, none prefetched: Spark pickles each binary row through a few copies of it.
+    for part_id, seq, data in pieces.repartition(max(1, n)).toLocalIterator(prefetchPartitions=False):
         got.setdefault(part_id, []).append((seq, data))
     out = []
     for _, ps in sorted(got.items()):
