@@ -164,7 +164,9 @@ class TableWriter:
         whole = pa.concat_tables(self._pq_held)
         if self._pq is None:
             self._pq = pq.ParquetWriter(str(self._pq_path), self._pq_schema, compression="zstd")
-        self._pq.write_table(whole.slice(0, n), row_group_size=PARQUET_ROW_GROUP)
+        # One contiguous chunk per group: the writer pages (and falls back from a full dictionary) by
+        # the chunks it is given, so chunks as they arrived would make the bytes depend on the batching.
+        self._pq.write_table(whole.slice(0, n).combine_chunks(), row_group_size=PARQUET_ROW_GROUP)
         rest = whole.slice(n)
         self._pq_held = [rest] if rest.num_rows else []
         self._pq_rows = rest.num_rows

@@ -120,3 +120,21 @@ def test_published_csv_read_from_a_file_in_blocks_equals_the_bytes_read(tmp_path
     batches = list(stream.read_csv_batches(p, block_bytes=4096))
     assert len(batches) > 1
     pd.testing.assert_frame_equal(bundle.read_published_csv(p, {}), bundle.read_published_csv(io.BytesIO(data), {}))
+
+
+def test_parquet_bytes_do_not_depend_on_the_chunks_when_a_dictionary_overflows(tmp_path: Path) -> None:
+    # 120,000 distinct 40-character ids: the column's dictionary passes the writer's 1 MB page limit
+    # inside the first row group, where the fallback to plain pages falls by the chunks written.
+    n = 120_000
+    ids = pd.Series([f"{i:040d}" for i in range(n)], dtype="string")
+    f = pd.DataFrame({"id": ids, "k": np.arange(n, dtype=np.int64)})
+    got = {}
+    for name, sizes in (("even", [4096]), ("ragged", [7919, 1, 65536, 333])):
+        w = stream.TableWriter(tmp_path / name, "t", None)
+        start, i = 0, 0
+        while start < n:
+            step = sizes[i % len(sizes)]
+            w.add(f.iloc[start:start + step])
+            start, i = start + step, i + 1
+        got[name] = w.close()["parquet"].path.read_bytes()
+    assert got["even"] == got["ragged"] == bundle.table_to_parquet(f)
