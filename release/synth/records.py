@@ -479,7 +479,7 @@ def synth_use_of_force(n: int, seed: int = 13) -> pd.DataFrame:
         np.searchsorted(_AGE_EDGES, age, side="right")
     ]
 
-    n_off = max(50, n // 15)
+    n_off = min(90_000, max(50, n // 15))  # the badge pool holds 90,000 numbers (above 1.35M records)
     badges = _ids("B", 10_000 + rng.permutation(90_000)[:n_off], 5).astype(object)
     # Officer involvement is skewed: a minority of officers account for many reports.
     officer_w = rng.pareto(1.5, n_off) + 1.0
