@@ -143,24 +143,11 @@ RESULT_PIECE_BYTES = 4 << 20
 "Size of the pieces a partition's merged BatchResult travels in (a partition at a time to the driver)."
 
 
-def _reassemble(pieces: Iterator[bytes]) -> Iterator[bytes]:
-    """Whole values from length-framed pieces in order (each value's pieces are consecutive)."""
-    buf = bytearray()
-    want = -1
-    for p in pieces:
-        buf += p
-        while True:
-            if want < 0 and len(buf) >= 8:
-                want = int.from_bytes(buf[:8], "little")
-                del buf[:8]
-            if want >= 0 and len(buf) >= want:
-                yield bytes(buf[:want])
-                del buf[:want]
-                want = -1
-                continue
-            break
-    if buf or want >= 0:
+def _unframe(data: bytes) -> bytes:
+    """The value inside a partition's joined pieces (its first 8 bytes give its length)."""
+    if len(data) < 8 or len(data) - 8 != int.from_bytes(data[:8], "little"):
         raise InternalError("a partition's pipeline result arrived cut short (this is a bug)")
+    return data[8:]
 
 
 def _results(mapped: Any) -> list[bytes]:
@@ -180,13 +167,7 @@ def _results(mapped: Any) -> list[bytes]:
     # One piece at a time, none prefetched: Spark pickles each binary row through a few copies of it.
     for part_id, seq, data in pieces.repartition(max(1, n)).toLocalIterator(prefetchPartitions=False):
         got.setdefault(part_id, []).append((seq, data))
-    out = []
-    for _, ps in sorted(got.items()):
-        values = list(_reassemble(iter([b"".join(d for _, d in sorted(ps))])))
-        if len(values) != 1:
-            raise InternalError("a partition's pipeline result arrived in the wrong shape (this is a bug)")
-        out.extend(values)
-    return out
+    return [_unframe(b"".join(d for _, d in sorted(ps))) for _, ps in sorted(got.items())]
 
 
 def run_pipeline(df: Any, pipe: Any, files: Any = None) -> tuple[Any, BatchResult, Any]:

@@ -208,7 +208,7 @@ def records_stage(rows: Any, plan: Any, ctx: StepContext, staging: Any, progress
     collecting them at once exhausted the driver's heap.
     """
     from release.batches import arrow_schema
-    from release.engine import _record_streams
+    from release.engine import _record_streams, _sink
     from release.spark.stages import stream_batches
 
     policy = ctx.policy
@@ -223,12 +223,9 @@ def records_stage(rows: Any, plan: Any, ctx: StepContext, staging: Any, progress
     declared = pa.schema([schema.field(c) for c in needed])
     held = _sparkable(declared)
     progress(f"streaming {len(needed)} column(s) of the rows to the driver's external sort, a partition at a time")
-    n = 0
+    take, n = _sink(streams), 0
     for b in stream_batches(rows.select(*needed)):
-        b = b.cast(held) if b.schema != held else b
-        t = pa.Table.from_batches([b]).cast(declared)
-        for sorter in streams.values():
-            sorter.add(t.select(sorter.schema.names))
+        take(pa.Table.from_batches([b.cast(held) if b.schema != held else b]).cast(declared))
         n += b.num_rows
     progress(f"{n:,} row(s) sorted for {len(streams)} records output(s)")
     return streams

@@ -19,21 +19,16 @@ from tests.system.test_spark_equivalence import _inputs, _kind
 
 
 @settings(max_examples=60, deadline=None)
-@given(values=st.lists(st.binary(max_size=300), max_size=6), size=st.integers(1, 64))
-def test_framed_pieces_reassemble_into_the_values(values: list[bytes], size: int) -> None:
-    from release.spark.rows import _reassemble
-
-    framed = b"".join(len(v).to_bytes(8, "little") + v for v in values)
-    pieces = [framed[i:i + size] for i in range(0, len(framed), size)]
-    assert list(_reassemble(iter(pieces))) == values
-
-
-def test_a_value_cut_short_is_a_bug_not_a_result() -> None:
+@given(value=st.binary(max_size=600), size=st.integers(1, 64), cut=st.integers(1, 8))
+def test_framed_pieces_join_into_the_value_and_a_cut_is_a_bug(value: bytes, size: int, cut: int) -> None:
     from release.errors import InternalError
-    from release.spark.rows import _reassemble
+    from release.spark.rows import _unframe
 
+    framed = len(value).to_bytes(8, "little") + value
+    pieces = [framed[i:i + size] for i in range(0, len(framed), size)]
+    assert _unframe(b"".join(pieces)) == value
     with pytest.raises(InternalError):
-        list(_reassemble(iter([(10).to_bytes(8, "little") + b"abc"])))
+        _unframe(b"".join(pieces)[:-cut])
 
 
 def test_stream_batches_hands_over_every_row_in_slices(spark: Any) -> None:
@@ -68,14 +63,13 @@ def test_records_policy_on_spark_streams_into_the_external_sort(spark: Any, tmp_
     # The partitions' pipeline results travel in pieces of a few KB: many pieces per partition, reassembled.
     monkeypatch.setattr(spark_rows, "RESULT_PIECE_BYTES", 4096)
     sizes: list[int] = []
-    reassemble = spark_rows._reassemble
+    unframe = spark_rows._unframe
 
-    def counting(it: Any) -> Any:
-        for value in reassemble(it):
-            sizes.append(len(value))
-            yield value
+    def counting(data: bytes) -> bytes:
+        sizes.append(len(data))
+        return unframe(data)
 
-    monkeypatch.setattr(spark_rows, "_reassemble", counting)
+    monkeypatch.setattr(spark_rows, "_unframe", counting)
     runs = count_sort_runs(monkeypatch)
     now = datetime.now(UTC).replace(microsecond=0)
     got = {}
